@@ -1,0 +1,29 @@
+# One entry point: `make demo` runs the main job, `make test` runs the tests.
+# Both create .venv and install everything on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.skft-installed
+
+.PHONY: demo test lint install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml plugins/skft-timm/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -e ".[test]" -e plugins/skft-timm
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/skft demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check skft plugins tests examples benchmarks
+
+clean:
+	rm -rf $(VENV) skft-demo

@@ -1,0 +1,1 @@
+"""skft's default plugins, registered through the same hooks as third-party ones."""

@@ -1,0 +1,222 @@
+"""Input adapters (user X to batch tensors) and a fast in-memory batch loader."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.utils.validation import check_array
+from torch.utils.data import Subset
+
+__all__ = ["BatchLoader", "adapt_images", "adapt_tabular", "as_float_images"]
+
+_RESIZE_CHUNK = 256
+
+
+def adapt_tabular(X: Any, image_size: int | None = None) -> torch.Tensor:
+    """2-D numeric X (numpy, pandas, lists, torch) to a float32 tensor ``(N, F)``."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    X = check_array(X, dtype=np.float32, ensure_all_finite=True, ensure_min_samples=1)
+    return torch.from_numpy(np.ascontiguousarray(X))
+
+
+def adapt_images(X: Any, image_size: int) -> torch.Tensor:
+    """Images in any supported layout to ``(N, C, S, S)`` with C in {1, 3}.
+
+    Accepts numpy/torch arrays ``(N,H,W)``, ``(N,H,W,C)`` or ``(N,C,H,W)``
+    (uint8 in 0..255 or float in [0, 1]), a list of PIL images, or a list of
+    image file paths. Images are resized (shorter side to ``image_size``, then
+    a centre crop). uint8 input stays uint8 to save memory; float input
+    becomes float32.
+    """
+    if isinstance(X, (list, tuple)) and len(X) and _is_path(X[0]):
+        return _stack_pil([_open(p) for p in X], image_size)
+    if isinstance(X, (list, tuple)) and len(X) and _is_pil(X[0]):
+        return _stack_pil(list(X), image_size)
+    if isinstance(X, (str, os.PathLike)) or _is_pil(X):
+        raise TypeError("X must be a collection of images (a list of paths or PIL images, or an array)")
+    return _resize(_array_to_nchw(X), image_size)
+
+
+def as_float_images(X: torch.Tensor) -> torch.Tensor:
+    """uint8 images to float in [0, 1]; float images unchanged."""
+    return X.float().div_(255) if X.dtype == torch.uint8 else X
+
+
+# --------------------------------------------------------------------------
+# arrays
+# --------------------------------------------------------------------------
+
+
+def _array_to_nchw(X: Any) -> torch.Tensor:
+    if isinstance(X, torch.Tensor):
+        t = X.detach().cpu()
+        layout_hint = "nchw"
+    else:
+        try:
+            arr = np.asarray(X)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"X could not be read as an image array: {exc}") from exc
+        if arr.dtype == object:
+            raise TypeError(
+                "X has dtype object; pass a numeric array, a list of PIL images or a list of paths"
+            )
+        if np.iscomplexobj(arr):
+            raise ValueError("Complex data not supported")
+        layout_hint = "nhwc"
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.ndim == 0 or t.shape[0] == 0:
+        raise ValueError("X is empty: found array with 0 sample(s); at least 1 is required")
+    if t.is_complex():
+        raise ValueError("Complex data not supported")
+    if t.ndim == 3:
+        t = t.unsqueeze(1)
+    elif t.ndim == 4:
+        t = _to_nchw(t, layout_hint)
+    else:
+        raise ValueError(
+            f"image X must be 3-D (N,H,W) or 4-D (N,H,W,C)/(N,C,H,W); got shape {tuple(t.shape)}"
+            + (". 2-D X is tabular: use backbone='mlp'" if t.ndim == 2 else "")
+        )
+    if t.dtype == torch.bool:
+        t = t.float()
+    if t.dtype == torch.uint8:
+        return t.contiguous()
+    if not t.is_floating_point():  # other integer types: 0..255 pixel values
+        if t.min() < 0 or t.max() > 255:
+            raise ValueError("integer images must hold values in 0..255")
+        return t.to(torch.uint8).contiguous()
+    t = t.float()
+    if not torch.isfinite(t).all():
+        raise ValueError("Input X contains NaN or infinity.")
+    return t.contiguous()
+
+
+def _to_nchw(t: torch.Tensor, hint: str) -> torch.Tensor:
+    first, last = t.shape[1] in (1, 3), t.shape[3] in (1, 3)
+    if first and (not last or hint == "nchw"):
+        return t
+    if last:
+        return t.permute(0, 3, 1, 2)
+    raise ValueError(
+        f"cannot find a channel axis of size 1 or 3 in X of shape {tuple(t.shape)}: "
+        "skft adapts grayscale (1) and RGB (3) images, as (N,H,W,C) or (N,C,H,W)"
+    )
+
+
+def _resize(t: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = t.shape[-2:]
+    if (h, w) == (size, size):
+        return t
+    scale = size / min(h, w)
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    out = torch.empty((t.shape[0], t.shape[1], size, size), dtype=t.dtype)
+    for start in range(0, t.shape[0], _RESIZE_CHUNK):
+        chunk = t[start : start + _RESIZE_CHUNK].float()
+        chunk = F.interpolate(chunk, size=(new_h, new_w), mode="bilinear", antialias=True,
+                              align_corners=False)
+        chunk = chunk[..., top : top + size, left : left + size]
+        if t.dtype == torch.uint8:
+            chunk = chunk.round_().clamp_(0, 255)
+        out[start : start + _RESIZE_CHUNK] = chunk.to(t.dtype)
+    return out
+
+
+# --------------------------------------------------------------------------
+# PIL images and files
+# --------------------------------------------------------------------------
+
+
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def _is_pil(x: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(x, Image.Image)
+
+
+def _open(path: Any):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"image file not found: {path}") from exc
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"cannot read image file {path}: {exc}") from exc
+
+
+def _stack_pil(images: Sequence[Any], size: int) -> torch.Tensor:
+    from PIL import Image
+
+    if not all(_is_pil(im) for im in images):
+        raise TypeError("a list X must hold only PIL images or only file paths")
+    gray = all(im.mode in ("L", "1", "I;16", "I") for im in images)
+    out = np.empty((len(images), size, size, 1 if gray else 3), dtype=np.uint8)
+    for i, im in enumerate(images):
+        im = im.convert("L" if gray else "RGB")
+        w, h = im.size
+        scale = size / min(w, h)
+        new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+        im = im.resize((new_w, new_h), Image.BILINEAR)
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+        out[i] = np.asarray(im).reshape(size, size, -1)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+# --------------------------------------------------------------------------
+# batches
+# --------------------------------------------------------------------------
+
+
+class BatchLoader:
+    """Batches sliced straight from in-memory tensors: one gather per batch.
+
+    A drop-in for skorch's ``iterator_train``/``iterator_valid`` when the
+    dataset is a skorch ``Dataset`` (or a ``Subset`` of one) over tensors;
+    torch's ``DataLoader`` collates sample by sample, which costs more than
+    a small model's step. Other datasets are read item by item.
+    """
+
+    def __init__(self, dataset: Any, batch_size: int = 32, shuffle: bool = False,
+                 drop_last: bool = False, generator: torch.Generator | None = None) -> None:
+        self.dataset, self.batch_size = dataset, int(batch_size)
+        self.shuffle, self.drop_last, self.generator = shuffle, drop_last, generator
+        ds, self.indices = dataset, None
+        if isinstance(ds, Subset):
+            ds, self.indices = ds.dataset, torch.as_tensor(ds.indices, dtype=torch.long)
+        X, y = getattr(ds, "X", None), getattr(ds, "y", None)
+        self.X = X if isinstance(X, torch.Tensor) else None
+        self.y = y if isinstance(y, torch.Tensor) else None
+        self.n = len(dataset)
+
+    def __len__(self) -> int:
+        full = self.n // self.batch_size
+        return full if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        order = (torch.randperm(self.n, generator=self.generator) if self.shuffle
+                 else torch.arange(self.n))
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            sel = order[start : start + self.batch_size]
+            if self.X is None:
+                items = [self.dataset[int(i)] for i in sel]
+                yield tuple(torch.utils.data.default_collate(items))
+                continue
+            idx = sel if self.indices is None else self.indices[sel]
+            yb = self.y[idx] if self.y is not None else torch.zeros(len(idx))
+            yield self.X[idx], yb

@@ -1,0 +1,157 @@
+"""The plugin manager and the registries it fills."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from . import hookspecs
+from .specs import BackboneSpec
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "Registry",
+    "UnknownNameError",
+    "augmenters",
+    "backbones",
+    "freezers",
+    "get_backbone",
+    "load_plugins",
+    "pm",
+]
+
+DEFAULT_PLUGINS = (
+    "skft.builtin.torchvision_backbones",
+    "skft.builtin.small_backbones",
+    "skft.builtin.freezers",
+    "skft.builtin.augmenters",
+)
+
+pm = pluggy.PluginManager("skft")
+pm.add_hookspecs(hookspecs)
+_loaded = False
+
+
+def load_plugins() -> None:
+    """Register the default plugins and installed entry points, once.
+
+    ``SKFT_LOAD_PLUGINS`` set to a comma-separated list of entry-point names
+    loads only those ("" loads none).
+    """
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(name), name)
+    allow = os.environ.get("SKFT_LOAD_PLUGINS")
+    allowed = None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
+    for ep in entry_points(group="skft"):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        if pm.get_plugin(ep.name) is None and not pm.is_blocked(ep.name):
+            pm.register(ep.load(), ep.name)
+
+
+class UnknownNameError(ValueError, KeyError):
+    """A name no plugin registered; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Names to things, filled by one registration hook."""
+
+    def __init__(self, kind: str, param: str) -> None:
+        self.kind, self.param = kind, param
+        self._items: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
+
+    def add(self, name: str, item: T, aliases: tuple[str, ...] = ()) -> None:
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._items[name] = item
+        for alias in aliases:
+            self._aliases[alias] = name
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items or name in self._aliases
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def get(self, name: str) -> T:
+        if not isinstance(name, str):
+            raise TypeError(f"{self.param} must be a name (str), got {type(name).__name__}")
+        name = self._aliases.get(name, name)
+        if name in self._items:
+            return self._items[name]
+        raise UnknownNameError(self.unknown_message(name))
+
+    def unknown_message(self, name: str) -> str:
+        known = sorted({*self._items, *self._aliases})
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        return (
+            f"Unknown {self.kind} {name!r} for {self.param}=.{hint} "
+            f"Registered: {', '.join(known) or '(none)'}."
+        )
+
+
+def _collect(hook: Callable[..., Any], registry: Registry, spec_style: bool) -> Registry:
+    def register(*args: Any, aliases: tuple[str, ...] = ()) -> None:
+        if spec_style:
+            (spec,) = args
+            if not isinstance(spec, BackboneSpec):
+                raise TypeError(f"register_backbones expects a BackboneSpec, got {spec!r}")
+            registry.add(spec.name, spec, tuple(aliases))
+        else:
+            name, factory = args
+            if not callable(factory):
+                raise TypeError(f"{registry.kind} {name!r}: factory must be callable")
+            registry.add(name, factory, tuple(aliases))
+
+    load_plugins()
+    hook(register=register)
+    return registry
+
+
+def backbones() -> Registry[BackboneSpec]:
+    """Every registered backbone spec (rebuilt on each call: plugins may change)."""
+    return _collect(pm.hook.register_backbones, Registry("backbone", "backbone"), True)
+
+
+def freezers() -> Registry[Callable[..., Any]]:
+    """Every registered freezing-policy factory."""
+    return _collect(pm.hook.register_freezers, Registry("freezing policy", "freeze"), False)
+
+
+def augmenters() -> Registry[Callable[..., Any]]:
+    """Every registered augmenter factory."""
+    return _collect(pm.hook.register_augmenters, Registry("augmenter", "augment"), False)
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """Look a backbone up by name, asking ``resolve_backbone`` for unregistered ones."""
+    registry = backbones()
+    if isinstance(name, str) and name not in registry:
+        spec = pm.hook.resolve_backbone(name=name)
+        if spec is not None:
+            return spec
+    return registry.get(name)
