@@ -40,6 +40,8 @@ class _FineTuneMixin:
     """What both estimators add to skorch: plugins, data adapters, freezing, augmentation."""
 
     prefixes_ = [*NeuralNet.prefixes_, "freeze", "augment"]
+    _own_params = ("backbone", "pretrained", "frozen_depth", "freeze", "augment",
+                   "augment_strength", "image_size", "random_state")
 
     def _init_fine_tune_params(self, backbone, pretrained, frozen_depth, freeze, augment,
                                augment_strength, image_size, random_state) -> None:
@@ -93,6 +95,11 @@ class _FineTuneMixin:
         self.freeze_policy_ = policy
         self.augmenter_ = augmenter
 
+    def _validate_params(self) -> None:
+        # skorch would read augment_strength as a misspelt augment__strength
+        self._params_to_validate = set(self._params_to_validate) - set(self._own_params)
+        super()._validate_params()
+
     # ------------------------------------------------------------------
     # data
     # ------------------------------------------------------------------
@@ -105,6 +112,8 @@ class _FineTuneMixin:
                              "its spec names no adapter")
         if X is None:
             raise ValueError("X is None")
+        if isinstance(X, torch.utils.data.Dataset) and not fitting:
+            return X  # skorch's own validation scoring hands back our adapted data
         size = self.image_size or spec.default_image_size
         Xt = adapter(X, image_size=size)
         shape = tuple(Xt.shape[1:])
@@ -382,7 +391,8 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
         labels = self.classes_
         unseen = np.setdiff1d(np.unique(y), labels)
         if unseen.size:
-            raise ValueError(f"y contains labels not in classes_ {list(labels)}: {list(unseen)}")
+            raise ValueError(f"y contains labels not in classes_ {labels.tolist()}: "
+                             f"{unseen.tolist()}")
         sorter = np.argsort(labels)
         encoded = sorter[np.searchsorted(labels, y, sorter=sorter)]
         return Xt, torch.as_tensor(encoded, dtype=torch.long)

@@ -109,7 +109,7 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         return (
-            f"Unknown {self.kind} {name!r} for {self.param}=.{hint} "
+            f"Unknown {self.kind} {name!r} ({self.param}={name!r}).{hint} "
             f"Registered: {', '.join(known) or '(none)'}."
         )
 

@@ -154,7 +154,9 @@ MODELS: dict[str, Arch] = {
         "efficientnet_b0_rwightman-7f5810bc.pth",
     ),
     "convnext_tiny": Arch(
-        _cut_convnext, "classifier.2.", "ConvNeXt_Tiny_Weights.IMAGENET1K_V1",
+        _cut_convnext,
+        "classifier.2.",
+        "ConvNeXt_Tiny_Weights.IMAGENET1K_V1",
         "convnext_tiny-983f1562.pth",
     ),
 }

@@ -1,0 +1,25 @@
+"""Shared fixtures: a few digits as tiny images, and fast estimator settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """60 digit images (N, 8, 8) as float in [0, 1] and their int labels, 3 classes."""
+    X, y = load_digits(n_class=3, return_X_y=True)
+    X = (X.reshape(-1, 8, 8) / 16).astype(np.float32)
+    return X[:60], y[:60]
+
+
+@pytest.fixture
+def fast():
+    """Settings for a tiny model that fits in a fraction of a second."""
+    return dict(backbone="smallcnn", pretrained=False, image_size=16, max_epochs=2,
+                batch_size=16, verbose=0, random_state=0, augment_strength=0.0)
