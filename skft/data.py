@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from sklearn.utils.validation import check_array
 from torch.utils.data import Subset
 
-__all__ = ["BatchLoader", "adapt_images", "adapt_tabular", "as_float_images"]
+__all__ = ["BatchLoader", "ShuffledBatchLoader", "adapt_images", "adapt_tabular", "as_float_images"]
 
 _RESIZE_CHUNK = 256
 
@@ -220,3 +220,11 @@ class BatchLoader:
             idx = sel if self.indices is None else self.indices[sel]
             yb = self.y[idx] if self.y is not None else torch.zeros(len(idx))
             yield self.X[idx], yb
+
+
+class ShuffledBatchLoader(BatchLoader):
+    """:class:`BatchLoader` that shuffles by default (skft's ``iterator_train``)."""
+
+    def __init__(self, dataset: Any, batch_size: int = 32, shuffle: bool = True,
+                 drop_last: bool = False, generator: torch.Generator | None = None) -> None:
+        super().__init__(dataset, batch_size, shuffle, drop_last, generator)

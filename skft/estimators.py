@@ -13,11 +13,11 @@ import torch
 from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 from torch import nn
 
-from .data import BatchLoader, adapt_images, adapt_tabular, as_float_images
+from .data import BatchLoader, ShuffledBatchLoader, adapt_images, adapt_tabular, as_float_images
 from .network import FineTuneModule, Normalize
 from .plugins import augmenters, freezers, get_backbone
 from .specs import BackboneSpec
@@ -94,6 +94,10 @@ class _FineTuneMixin:
         self.backbone_spec_: BackboneSpec = spec
         self.freeze_policy_ = policy
         self.augmenter_ = augmenter
+
+    def get_params(self, deep=True, **kwargs):
+        params = super().get_params(deep=deep, **kwargs)
+        return {k: v for k, v in params.items() if not k.startswith("_")}  # skorch internals
 
     def _validate_params(self) -> None:
         # skorch would read augment_strength as a misspelt augment__strength
@@ -320,9 +324,8 @@ def _instantiate(factory, params: dict[str, Any], what: str, prefix: str):
 
 
 def _skorch_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    kwargs.setdefault("iterator_train", BatchLoader)
+    kwargs.setdefault("iterator_train", ShuffledBatchLoader)
     kwargs.setdefault("iterator_valid", BatchLoader)
-    kwargs.setdefault("iterator_train__shuffle", True)
     return kwargs
 
 
@@ -371,7 +374,7 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
 
     def _prepare(self, X, y, initial: bool, classes=None):
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but y is None")
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         if initial:
             self._check_params()
         Xt = self._adapt_X(X, fitting=initial)
@@ -406,6 +409,7 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
 
     def predict(self, X):
         """Predicted labels, as found in y (strings too)."""
+        self.check_is_fitted()
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
     def __sklearn_tags__(self):
@@ -448,15 +452,16 @@ class FineTunedRegressor(_FineTuneMixin, NeuralNetRegressor):
 
     def _prepare(self, X, y, initial: bool, classes=None):
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but y is None")
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         if initial:
             self._check_params()
         Xt = self._adapt_X(X, fitting=initial)
         y = y.cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
         if y.dtype.kind not in "biuf":
-            if type_of_target(y) not in ("continuous", "binary", "multiclass"):
-                raise ValueError("y must be numeric for regression")
-            y = y.astype(np.float64)
+            try:
+                y = y.astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError("Unknown label type: y must be numeric for regression") from None
         if y.ndim not in (1, 2):
             raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
         if not np.isfinite(y).all():
@@ -478,6 +483,12 @@ class FineTunedRegressor(_FineTuneMixin, NeuralNetRegressor):
         """Predictions on the scale and in the shape (1-D or 2-D) of the fitted y."""
         out = self._forward_numpy(X).astype(np.float64) * self.y_scale_ + self.y_mean_
         return out.ravel() if self.y_ndim_ == 1 else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.regressor_tags.poor_score = True
+        return tags
 
     @available_if(lambda self: False)
     def predict_proba(self, X):  # regressors have none; hasattr() must say so

@@ -1,0 +1,29 @@
+"""scikit-learn's own estimator checks on both estimators with the tabular ``mlp`` backbone."""
+
+from __future__ import annotations
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skft import FineTunedClassifier, FineTunedRegressor
+
+SETTINGS = dict(backbone="mlp", pretrained=False, augment="none", max_epochs=5, lr=1e-2,
+                verbose=0)
+
+EXPECTED_FAILURES: dict[str, str] = {
+    "check_no_attributes_set_in_init": (
+        "skorch's NeuralNet.__init__ sets history_, initialized_ and virtual_params_; "
+        "skft inherits that"
+    ),
+}
+
+
+def expected_failed_checks(estimator):
+    return EXPECTED_FAILURES
+
+
+@parametrize_with_checks(
+    [FineTunedClassifier(**SETTINGS), FineTunedRegressor(**SETTINGS)],
+    expected_failed_checks=expected_failed_checks,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
