@@ -46,7 +46,9 @@ LITE0_MEAN = (0.5, 0.5, 0.5)
 LITE0_STD = (0.5, 0.5, 0.5)
 
 
-def _build_efficientnet_lite0(pretrained: Pretrained, input_shape: tuple[int, ...]) -> BackboneParts:
+def _build_efficientnet_lite0(
+    pretrained: Pretrained, input_shape: tuple[int, ...]
+) -> BackboneParts:
     from . import _build
 
     return _build.build_efficientnet_lite0(pretrained)

@@ -24,11 +24,10 @@ from typing import Any
 
 import timm
 import torch
-from timm.models import get_pretrained_cfg, group_parameters
-from torch import nn
-
 from skft.specs import IMAGENET_MEAN, IMAGENET_STD, BackboneParts
 from skft.weights import load_state_dict_file
+from timm.models import get_pretrained_cfg, group_parameters
+from torch import nn
 
 from . import LITE0_TIMM_ARCH, PREFIX
 
@@ -57,7 +56,7 @@ def model_cfg(model_name: str) -> dict[str, Any]:
         arch = str(model_name).split(".", 1)[0]
         names = timm.list_models()
         close = difflib.get_close_matches(arch, names, n=5, cutoff=0.6)
-        hint = f" Did you mean {', '.join(PREFIX + c for c in close)}?" if close else ""
+        hint = f" Did you mean {' or '.join(repr(PREFIX + c) for c in close)}?" if close else ""
         raise ValueError(
             f"Unknown timm model {model_name!r} (backbone='timm:{model_name}').{hint} "
             f"timm.list_models() lists the {len(names)} known names."
@@ -87,7 +86,6 @@ def model_cfg(model_name: str) -> dict[str, Any]:
         "source": _weights_source(cfg),
         "license": cfg.license,
     }
-
 
 
 def _has_weights(cfg: Any) -> bool:
@@ -205,14 +203,16 @@ def convert_lite0_package_state(
 
     The two state dicts list the same tensors in the same order under different
     names; they are zipped in order, checking every shape and the kind of
-    tensor (``weight``, ``running_var``, ...). The classifier (``_fc.*``) is dropped.
+    tensor (``weight``, ``running_var``, ...). The classifier (``_fc.*``) is
+    dropped unless ``model`` has one (``num_classes=1000``).
     """
     own = model.state_dict()
-    theirs = [(k, v) for k, v in state.items() if not k.startswith("_fc.")]
+    has_classifier = any(k.startswith(_classifier_prefixes(model)) for k in own)
+    theirs = [(k, v) for k, v in state.items() if has_classifier or not k.startswith("_fc.")]
     if len(theirs) != len(own):
         raise ValueError(
-            f"{source}: {len(theirs)} tensors (without _fc.*) but timm's "
-            f"{LITE0_TIMM_ARCH} has {len(own)}; not an EfficientNet-Lite0 state dict"
+            f"{source}: {len(theirs)} tensors but timm's {LITE0_TIMM_ARCH} has "
+            f"{len(own)}; not an EfficientNet-Lite0 state dict"
         )
     out = {}
     for (key, target), (their_key, value) in zip(own.items(), theirs):
@@ -319,7 +319,7 @@ def _make_plan(model: nn.Module, key: str) -> _Plan:
             expected = model(x)
             try:
                 return _cut(model, x, expected)
-            except _NoSplit as exc:
+            except Exception as exc:  # _NoSplit, or a model too unusual for _cut
                 warnings.warn(
                     f"skft-timm: {key} cannot be cut into layer groups ({exc}); the whole "
                     "model is one group, so frozen_depth can only be 0 or 1.",
@@ -372,7 +372,11 @@ def _trace(
 
 
 def _top_units(model: nn.Module, called: dict[str, int]) -> list[str]:
-    """Outermost called modules (opening ModuleLists/Dicts, which are not called), in call order."""
+    """Outermost called modules, in call order.
+
+    A module that is not called itself but whose children are (a ModuleList, a
+    Sequential iterated over) is opened.
+    """
     units: list[str] = []
 
     def visit(prefix: str, module: nn.Module) -> None:
@@ -380,7 +384,7 @@ def _top_units(model: nn.Module, called: dict[str, int]) -> list[str]:
             path = prefix + name
             if path in called:
                 units.append(path)
-            elif isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+            elif any(c.startswith(path + ".") for c in called):
                 visit(path + ".", child)
 
     visit("", model)
@@ -408,7 +412,8 @@ def _cut(model: nn.Module, x: torch.Tensor, expected: torch.Tensor) -> _Plan:
     features, called, count = _trace(model, model.forward_features, x)
 
     def gids(path: str) -> set[int]:
-        return {group_of[f"{path}.{n}"] for n, _ in model.get_submodule(path).named_parameters()}
+        names = (f"{path}.{n}" for n, _ in model.get_submodule(path).named_parameters())
+        return {group_of[n] for n in names if n in group_of}  # shared weights: first name only
 
     def expand(path: str) -> list[str]:
         module = model.get_submodule(path)
@@ -439,8 +444,11 @@ def _cut(model: nn.Module, x: torch.Tensor, expected: torch.Tensor) -> _Plan:
 
     # the chain must reproduce forward_features
     y = x
-    for _, paths in cut:
-        y = _group_module(model, tuple(paths))(y)
+    try:
+        for _, paths in cut:
+            y = _group_module(model, tuple(paths))(y)
+    except Exception as exc:  # glue code between the modules (reshapes, tokens)
+        raise _NoSplit(f"forward_features is not a chain of its modules: {exc}") from exc
     if not _same(y, features):
         raise _NoSplit("forward_features is not a chain of its modules")
 
@@ -449,7 +457,10 @@ def _cut(model: nn.Module, x: torch.Tensor, expected: torch.Tensor) -> _Plan:
     trunk = {p for _, paths in cut for p in paths}
     if any(h == t or h.startswith(t + ".") or t.startswith(h + ".") for h in head for t in trunk):
         raise _NoSplit("forward_head uses modules of forward_features")
-    out = TimmHead(model, head)(y)
+    try:
+        out = TimmHead(model, head)(y)
+    except Exception as exc:
+        raise _NoSplit(f"forward_head fails on the chain's output: {exc}") from exc
     if not _same(out, expected) or out.ndim != 2:
         raise _NoSplit("forward_head(pre_logits=True) does not give the model's features")
     head_params = [p for p in head if any(True for _ in model.get_submodule(p).parameters())]

@@ -1,0 +1,296 @@
+"""Tests of the skft-timm plugin (CPU, offline)."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+import sys
+import warnings
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import skft
+import timm
+import torch
+from torch import nn
+
+import skft_timm
+from skft_timm import _build
+
+torch.set_num_threads(2)
+
+LITE0_GROUPS = [
+    "conv_stem+bn1",
+    *(f"blocks.{i}" for i in range(7)),
+    "conv_head+bn2",
+]
+HYMENOPTERA = Path("/work/shared/data/hymenoptera/val")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Any attempt to open a network connection fails."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def _lite0_file() -> str:
+    return _build.lite0_package_file()
+
+
+def _apply(parts, x):
+    for _, group in parts.groups:
+        group.eval()
+        x = group(x)
+    parts.neck.eval()
+    return parts.neck(x)
+
+
+def _n_params(modules):
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+# --------------------------------------------------------------------------
+# import and discovery
+# --------------------------------------------------------------------------
+
+
+def test_import_imports_neither_timm_nor_torch():
+    code = (
+        "import sys, skft_timm\n"
+        "spec = skft_timm.efficientnet_lite0_spec()\n"
+        "assert skft_timm.resolve_backbone('resnet18') is None\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('timm', 'torch')]\n"
+        "assert not bad, bad[:5]\n"
+        "print(spec.name)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "efficientnet_lite0"
+
+
+def test_found_through_entry_point():
+    eps = {ep.name: ep.value for ep in entry_points(group="skft")}
+    assert eps.get("timm") == "skft_timm"
+    spec = skft.get_backbone("efficientnet_lite0")
+    assert spec.name == "efficientnet_lite0"
+    assert spec.mean == spec.std == (0.5, 0.5, 0.5)
+    assert spec.default_image_size == 224
+    assert "efficientnet_lite0" in skft.backbones()
+    assert skft.get_backbone("timm:resnet10t").name == "timm:resnet10t"
+
+
+def test_other_names_are_not_resolved():
+    assert skft_timm.resolve_backbone("resnet18") is None
+    assert skft_timm.resolve_backbone("efficientnet_lite0") is None
+
+
+# --------------------------------------------------------------------------
+# efficientnet_lite0
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lite0_state():
+    return torch.load(_lite0_file(), map_location="cpu", weights_only=True)
+
+
+def test_lite0_pretrained_offline(offline, lite0_state):
+    parts = skft.get_backbone("efficientnet_lite0").build(True, (3, 224, 224))
+    assert [name for name, _ in parts.groups] == LITE0_GROUPS
+    assert parts.feature_dim == 1280
+    first_conv = next(m for m in parts.groups[0][1].modules() if isinstance(m, nn.Conv2d))
+    first_tensor = next(iter(lite0_state.values()))
+    assert torch.equal(first_conv.weight, first_tensor)
+    # every packaged tensor but the classifier is in the groups, in order
+    tensors = [t for _, g in parts.groups for t in g.state_dict().values()]
+    expected = [v for k, v in lite0_state.items() if not k.startswith("_fc.")]
+    assert len(tensors) == len(expected)
+    assert all(torch.equal(a, b) for a, b in zip(tensors, expected))
+    assert _n_params([parts.neck]) == 0
+
+
+def test_lite0_groups_and_neck_equal_timm_forward(lite0_state):
+    parts = skft.get_backbone("efficientnet_lite0").build(True, (3, 224, 224))
+    model = timm.create_model(skft_timm.LITE0_TIMM_ARCH, pretrained=False, num_classes=0)
+    _build.load_efficientnet_lite0_file(model, _lite0_file())
+    model.eval()
+    # the groups hold each parameter exactly once
+    assert _n_params(g for _, g in parts.groups) == _n_params([model])
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, theirs = _apply(parts, x), model(x)
+    assert ours.shape == (2, 1280)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_lite0_pretrained_path_formats(tmp_path, lite0_state):
+    spec = skft.get_backbone("efficientnet_lite0")
+    reference = spec.build(True, (3, 224, 224))
+    # the package's own file format, given as a path
+    from_package = spec.build(_lite0_file(), (3, 224, 224))
+    # a timm-keyed state dict (with its 1000-class classifier)
+    model = timm.create_model(skft_timm.LITE0_TIMM_ARCH, pretrained=False)
+    _build.load_efficientnet_lite0_file(model, _lite0_file())
+    torch.save(model.state_dict(), tmp_path / "timm_keys.pth")
+    from_timm = spec.build(tmp_path / "timm_keys.pth", (3, 224, 224))
+    for parts in (from_package, from_timm):
+        for (_, a), (_, b) in zip(parts.groups, reference.groups):
+            for ta, tb in zip(a.state_dict().values(), b.state_dict().values()):
+                assert torch.equal(ta, tb)
+    # a state dict of another architecture
+    torch.save(timm.create_model("resnet10t").state_dict(), tmp_path / "resnet.pth")
+    with pytest.raises(ValueError, match="does not match"):
+        spec.build(tmp_path / "resnet.pth", (3, 224, 224))
+    with pytest.raises(FileNotFoundError):
+        spec.build(tmp_path / "missing.pth", (3, 224, 224))
+
+
+@pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="needs the hymenoptera images")
+def test_lite0_weights_recognise_ants_and_bees(lite0_state):
+    from PIL import Image
+    from torchvision import transforms
+
+    spec = skft.get_backbone("efficientnet_lite0")
+    model = timm.create_model(skft_timm.LITE0_TIMM_ARCH, pretrained=False).eval()
+    _build.load_efficientnet_lite0_file(model, _lite0_file())
+    prep = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(spec.mean, spec.std),
+        ]
+    )
+    hits = 0
+    for folder, label in (("ants", 310), ("bees", 309)):
+        files = sorted((HYMENOPTERA / folder).iterdir())[:5]
+        x = torch.stack([prep(Image.open(f).convert("RGB")) for f in files])
+        with torch.no_grad():
+            top5 = model(x).topk(5, dim=1).indices
+        hits += int((top5 == label).any(dim=1).sum())
+    assert hits >= 8  # 10/10 measured
+
+
+# --------------------------------------------------------------------------
+# any timm model
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, groups, neck_is_pool",
+    [
+        ("resnet10t", ["conv1+bn1", "layer1", "layer2", "layer3", "layer4"], True),
+        # MobileNetV3's head has a conv: it becomes the last group, the neck is Identity
+        (
+            "mobilenetv3_small_050",
+            ["conv_stem+bn1", *(f"blocks.{i}" for i in range(6)), "conv_head"],
+            False,
+        ),
+    ],
+)
+def test_timm_name_builds_and_matches_forward(name, groups, neck_is_pool):
+    spec = skft.get_backbone(f"timm:{name}")
+    assert spec.mean == tuple(timm.models.get_pretrained_cfg(name).mean)
+    torch.manual_seed(0)
+    parts = spec.build(False, (3, 64, 64))
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=0).eval()
+    assert [n for n, _ in parts.groups] == groups
+    assert isinstance(parts.neck, _build.TimmHead) == neck_is_pool
+    assert _n_params([parts.neck]) == 0
+    assert _n_params(g for _, g in parts.groups) == _n_params([model])
+    first = next(m for m in parts.groups[0][1].modules() if isinstance(m, nn.Conv2d))
+    assert torch.equal(first.weight, model.state_dict()[next(iter(model.state_dict()))])
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ours, theirs = _apply(parts, x), model(x)
+    assert ours.shape == (2, parts.feature_dim) == theirs.shape
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_timm_pretrained_path(tmp_path):
+    torch.manual_seed(3)
+    donor = timm.create_model("resnet10t", pretrained=False)  # with its 1000-class fc
+    torch.save(donor.state_dict(), tmp_path / "resnet10t.pth")
+    parts = skft.get_backbone("timm:resnet10t").build(tmp_path / "resnet10t.pth", (3, 64, 64))
+    ours = [t for _, g in parts.groups for t in g.state_dict().values()]
+    theirs = [v for k, v in donor.state_dict().items() if not k.startswith("fc.")]
+    assert len(ours) == len(theirs) and all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "resnet18.pth")
+    with pytest.raises(ValueError, match="does not match"):
+        skft.get_backbone("timm:resnet10t").build(tmp_path / "resnet18.pth", (3, 64, 64))
+
+
+def test_unknown_timm_name_suggests_close_ones():
+    with pytest.raises(ValueError, match="Did you mean 'timm:resnet"):
+        skft.get_backbone("timm:resnet9999")
+    with pytest.raises(ValueError, match="resnet10t.c3_in1k"):
+        skft.get_backbone("timm:resnet10t.nosuchtag")
+
+
+def test_offline_download_gives_clear_error(monkeypatch):
+    real = timm.create_model
+
+    def create_model(name, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("We couldn't connect to 'https://huggingface.co'")
+        return real(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", create_model)
+    spec = skft.get_backbone("timm:resnet10t")
+    with pytest.raises(RuntimeError, match=r"pretrained='/path/to/resnet10t.pth'"):
+        spec.build(True, (3, 64, 64))
+
+
+def test_model_without_module_chain_is_one_group():
+    spec = skft.get_backbone("timm:vit_tiny_patch16_224")
+    assert spec.default_image_size == 224 and spec.mean == (0.5, 0.5, 0.5)
+    _build._PLANS.pop("vit_tiny_patch16_224", None)
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parts = spec.build(False, (3, 224, 224))
+    assert any("one group" in str(w.message) for w in caught)
+    assert [n for n, _ in parts.groups] == ["model"] and parts.feature_dim == 192
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0).eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(_apply(parts, x), model(x))
+
+
+# --------------------------------------------------------------------------
+# end to end
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("skft.estimators") is None, reason="skft without estimators"
+)
+def test_fine_tuned_classifier_with_efficientnet_lite0(offline):
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X[:20].reshape(-1, 8, 8) / 16).astype(np.float32)
+    y = y[:20]
+    clf = skft.FineTunedClassifier(
+        backbone="efficientnet_lite0",
+        pretrained=True,
+        image_size=32,
+        max_epochs=1,
+        augment="none",
+        random_state=0,
+        verbose=0,
+    )
+    clf.fit(X, y)
+    pred = clf.predict(X)
+    assert pred.shape == (20,)
+    assert set(pred) <= set(y)
