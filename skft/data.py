@@ -40,7 +40,9 @@ def adapt_images(X: Any, image_size: int) -> torch.Tensor:
     if isinstance(X, (list, tuple)) and len(X) and _is_pil(X[0]):
         return _stack_pil(list(X), image_size)
     if isinstance(X, (str, os.PathLike)) or _is_pil(X):
-        raise TypeError("X must be a collection of images (a list of paths or PIL images, or an array)")
+        raise TypeError(
+            "X must be a collection of images (a list of paths or PIL images, or an array)"
+        )
     return _resize(_array_to_nchw(X), image_size)
 
 
@@ -120,8 +122,9 @@ def _resize(t: torch.Tensor, size: int) -> torch.Tensor:
     out = torch.empty((t.shape[0], t.shape[1], size, size), dtype=t.dtype)
     for start in range(0, t.shape[0], _RESIZE_CHUNK):
         chunk = t[start : start + _RESIZE_CHUNK].float()
-        chunk = F.interpolate(chunk, size=(new_h, new_w), mode="bilinear", antialias=True,
-                              align_corners=False)
+        chunk = F.interpolate(
+            chunk, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
+        )
         chunk = chunk[..., top : top + size, left : left + size]
         if t.dtype == torch.uint8:
             chunk = chunk.round_().clamp_(0, 255)
@@ -192,8 +195,14 @@ class BatchLoader:
     a small model's step. Other datasets are read item by item.
     """
 
-    def __init__(self, dataset: Any, batch_size: int = 32, shuffle: bool = False,
-                 drop_last: bool = False, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int = 32,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
         self.dataset, self.batch_size = dataset, int(batch_size)
         self.shuffle, self.drop_last, self.generator = shuffle, drop_last, generator
         ds, self.indices = dataset, None
@@ -209,8 +218,11 @@ class BatchLoader:
         return full if self.drop_last else math.ceil(self.n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        order = (torch.randperm(self.n, generator=self.generator) if self.shuffle
-                 else torch.arange(self.n))
+        order = (
+            torch.randperm(self.n, generator=self.generator)
+            if self.shuffle
+            else torch.arange(self.n)
+        )
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             sel = order[start : start + self.batch_size]
             if self.X is None:
@@ -225,6 +237,12 @@ class BatchLoader:
 class ShuffledBatchLoader(BatchLoader):
     """:class:`BatchLoader` that shuffles by default (skft's ``iterator_train``)."""
 
-    def __init__(self, dataset: Any, batch_size: int = 32, shuffle: bool = True,
-                 drop_last: bool = False, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__(dataset, batch_size, shuffle, drop_last, generator)

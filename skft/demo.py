@@ -22,8 +22,11 @@ class EpochProgress(Callback):
 
     def on_epoch_end(self, net, **kwargs) -> None:
         row = net.history[-1]
-        print(f"  [{self.label}] epoch {row['epoch']:>2}/{self.total}  "
-              f"loss {row['train_loss']:.3f}  {row['dur']:.1f} s", flush=True)
+        print(
+            f"  [{self.label}] epoch {row['epoch']:>2}/{self.total}  "
+            f"loss {row['train_loss']:.3f}  {row['dur']:.1f} s",
+            flush=True,
+        )
 
 
 @dataclass
@@ -45,13 +48,20 @@ def load_digits_images(n_train: int, n_test: int, seed: int = 0):
 
     X, y = load_digits(return_X_y=True)
     X = (X.reshape(-1, 8, 8) / 16.0).astype(np.float32)
-    return train_test_split(X, y, train_size=n_train, test_size=n_test, stratify=y,
-                            random_state=seed)
+    return train_test_split(
+        X, y, train_size=n_train, test_size=n_test, stratify=y, random_state=seed
+    )
 
 
-def run_demo(backbone: str = "efficientnet_lite0", n_train: int = 200, n_test: int = 500,
-             epochs: int = 10, image_size: int = 64, out: str | Path = "skft-demo",
-             seed: int = 0) -> list[Result]:
+def run_demo(
+    backbone: str = "efficientnet_lite0",
+    n_train: int = 200,
+    n_test: int = 500,
+    epochs: int = 10,
+    image_size: int = 64,
+    out: str | Path = "skft-demo",
+    seed: int = 0,
+) -> list[Result]:
     from sklearn.metrics import accuracy_score, f1_score
 
     from .estimators import FineTunedClassifier
@@ -59,10 +69,20 @@ def run_demo(backbone: str = "efficientnet_lite0", n_train: int = 200, n_test: i
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     Xtr, Xte, ytr, yte = load_digits_images(n_train, n_test, seed)
-    print(f"digits: {len(Xtr)} training and {len(Xte)} test images, 8x8 upscaled to "
-          f"{image_size}x{image_size}; backbone {backbone}, {epochs} epochs each", flush=True)
-    common = dict(image_size=image_size, max_epochs=epochs, random_state=seed, verbose=0,
-                  augment="basic", augment_strength=0.5, augment__flip=0.0)  # digits: no mirror
+    print(
+        f"digits: {len(Xtr)} training and {len(Xte)} test images, 8x8 upscaled to "
+        f"{image_size}x{image_size}; backbone {backbone}, {epochs} epochs each",
+        flush=True,
+    )
+    common = dict(
+        image_size=image_size,
+        max_epochs=epochs,
+        random_state=seed,
+        verbose=0,
+        augment="basic",
+        augment_strength=0.5,
+        augment__flip=0.0,
+    )  # digits: no mirror
     runs = [
         ("fine-tune", dict(pretrained=True, frozen_depth=0, lr=1e-3)),
         ("from scratch", dict(pretrained=False, frozen_depth=0, lr=1e-3)),
@@ -70,18 +90,30 @@ def run_demo(backbone: str = "efficientnet_lite0", n_train: int = 200, n_test: i
     ]
     results = []
     for i, (label, params) in enumerate(runs, 1):
-        print(f"[{i}/{len(runs)}] {label}: pretrained={params['pretrained']}, "
-              f"frozen_depth={params['frozen_depth']!r}, lr={params['lr']}", flush=True)
-        clf = FineTunedClassifier(backbone, **common, **params,
-                                  callbacks=[("progress", EpochProgress(label, epochs))])
+        print(
+            f"[{i}/{len(runs)}] {label}: pretrained={params['pretrained']}, "
+            f"frozen_depth={params['frozen_depth']!r}, lr={params['lr']}",
+            flush=True,
+        )
+        clf = FineTunedClassifier(
+            backbone, **common, **params, callbacks=[("progress", EpochProgress(label, epochs))]
+        )
         start = time.perf_counter()
         clf.fit(Xtr, ytr)
         seconds = time.perf_counter() - start
         pred = clf.predict(Xte)
-        results.append(Result(label, params["pretrained"], str(params["frozen_depth"]),
-                              params["lr"], accuracy_score(yte, pred),
-                              f1_score(yte, pred, average="macro"), seconds,
-                              [float(v) for v in clf.history[:, "train_loss"]]))
+        results.append(
+            Result(
+                label,
+                params["pretrained"],
+                str(params["frozen_depth"]),
+                params["lr"],
+                accuracy_score(yte, pred),
+                f1_score(yte, pred, average="macro"),
+                seconds,
+                [float(v) for v in clf.history[:, "train_loss"]],
+            )
+        )
     print()
     print(format_table(results))
     _save(results, out)
@@ -90,12 +122,16 @@ def run_demo(backbone: str = "efficientnet_lite0", n_train: int = 200, n_test: i
 
 
 def format_table(results: list[Result]) -> str:
-    header = f"{'method':<14} {'pretrained':>10} {'frozen':>7} {'lr':>7} {'accuracy':>9} " \
-             f"{'macro F1':>9} {'fit time':>9}"
+    header = (
+        f"{'method':<14} {'pretrained':>10} {'frozen':>7} {'lr':>7} {'accuracy':>9} "
+        f"{'macro F1':>9} {'fit time':>9}"
+    )
     lines = [header, "-" * len(header)]
     for r in results:
-        lines.append(f"{r.method:<14} {str(r.pretrained):>10} {r.frozen_depth:>7} {r.lr:>7g} "
-                     f"{r.accuracy:>9.3f} {r.macro_f1:>9.3f} {r.fit_seconds:>8.1f}s")
+        lines.append(
+            f"{r.method:<14} {str(r.pretrained):>10} {r.frozen_depth:>7} {r.lr:>7g} "
+            f"{r.accuracy:>9.3f} {r.macro_f1:>9.3f} {r.fit_seconds:>8.1f}s"
+        )
     return "\n".join(lines)
 
 
@@ -116,8 +152,13 @@ def _save(results: list[Result], out: Path) -> None:
     names = [r.method for r in results]
     bars = left.bar(names, [r.accuracy for r in results], color=["C0", "C1", "C2"])
     for bar, r in zip(bars, results):
-        left.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01,
-                  f"{r.accuracy:.3f}\n{r.fit_seconds:.0f} s", ha="center", va="bottom")
+        left.text(
+            bar.get_x() + bar.get_width() / 2,
+            bar.get_height() + 0.01,
+            f"{r.accuracy:.3f}\n{r.fit_seconds:.0f} s",
+            ha="center",
+            va="bottom",
+        )
     left.set_ylim(0, 1.15)
     left.set_ylabel("test accuracy")
     left.set_title("Accuracy on held-out digits (label: accuracy, fit time)")

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
+from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
 from .data import BatchLoader, ShuffledBatchLoader, adapt_images, adapt_tabular, as_float_images
@@ -40,11 +40,28 @@ class _FineTuneMixin:
     """What both estimators add to skorch: plugins, data adapters, freezing, augmentation."""
 
     prefixes_ = [*NeuralNet.prefixes_, "freeze", "augment"]
-    _own_params = ("backbone", "pretrained", "frozen_depth", "freeze", "augment",
-                   "augment_strength", "image_size", "random_state")
+    _own_params = (
+        "backbone",
+        "pretrained",
+        "frozen_depth",
+        "freeze",
+        "augment",
+        "augment_strength",
+        "image_size",
+        "random_state",
+    )
 
-    def _init_fine_tune_params(self, backbone, pretrained, frozen_depth, freeze, augment,
-                               augment_strength, image_size, random_state) -> None:
+    def _init_fine_tune_params(
+        self,
+        backbone,
+        pretrained,
+        frozen_depth,
+        freeze,
+        augment,
+        augment_strength,
+        image_size,
+        random_state,
+    ) -> None:
         self.backbone = backbone
         self.pretrained = pretrained
         self.frozen_depth = frozen_depth
@@ -60,37 +77,57 @@ class _FineTuneMixin:
 
     def _check_params(self) -> None:
         strength = self.augment_strength
-        if (isinstance(strength, bool) or not isinstance(strength, numbers.Real)
-                or not 0.0 <= float(strength) <= 1.0):
+        if (
+            isinstance(strength, bool)
+            or not isinstance(strength, numbers.Real)
+            or not 0.0 <= float(strength) <= 1.0
+        ):
             raise ValueError(f"augment_strength must be a float in [0, 1], got {strength!r}")
         depth = self.frozen_depth
-        if not (depth == "all" or (isinstance(depth, numbers.Integral) and not isinstance(depth, bool)
-                                   and depth >= 0)):
+        if not (
+            depth == "all"
+            or (isinstance(depth, numbers.Integral) and not isinstance(depth, bool) and depth >= 0)
+        ):
             raise ValueError(f"frozen_depth must be an int >= 0 or 'all', got {depth!r}")
         if not isinstance(self.pretrained, (bool, str, os.PathLike)):
-            raise TypeError("pretrained must be True, False or a path to a state-dict file, "
-                            f"got {type(self.pretrained).__name__}")
+            raise TypeError(
+                "pretrained must be True, False or a path to a state-dict file, "
+                f"got {type(self.pretrained).__name__}"
+            )
         size = self.image_size
         if size is not None and (not isinstance(size, numbers.Integral) or size < 8):
             raise ValueError(f"image_size must be None or an int >= 8, got {size!r}")
         module_params = sorted(k for k in vars(self) if k.startswith("module__"))
         if module_params:
-            raise ValueError(f"{module_params}: skft builds the module from backbone=; "
-                             "module__* parameters are not used")
+            raise ValueError(
+                f"{module_params}: skft builds the module from backbone=; "
+                "module__* parameters are not used"
+            )
 
         spec = get_backbone(self.backbone)
         if self.pretrained is True and not spec.has_pretrained:
-            raise ValueError(f"backbone {spec.name!r} has no pretrained weights; "
-                             "use pretrained=False")
-        policy = _instantiate(freezers().get(self.freeze), self.get_params_for("freeze"),
-                              f"freeze={self.freeze!r}", "freeze__")
-        augmenter = _instantiate(augmenters().get(self.augment), self.get_params_for("augment"),
-                                 f"augment={self.augment!r}", "augment__")
+            raise ValueError(
+                f"backbone {spec.name!r} has no pretrained weights; use pretrained=False"
+            )
+        policy = _instantiate(
+            freezers().get(self.freeze),
+            self.get_params_for("freeze"),
+            f"freeze={self.freeze!r}",
+            "freeze__",
+        )
+        augmenter = _instantiate(
+            augmenters().get(self.augment),
+            self.get_params_for("augment"),
+            f"augment={self.augment!r}",
+            "augment__",
+        )
         kinds = getattr(augmenter, "input_kinds", ("image",))
         if spec.input_kind not in kinds and float(strength) > 0:
-            raise ValueError(f"augment={self.augment!r} works on {'/'.join(kinds)} input but "
-                             f"backbone {spec.name!r} takes {spec.input_kind} input; "
-                             "use augment='none' or augment_strength=0")
+            raise ValueError(
+                f"augment={self.augment!r} works on {'/'.join(kinds)} input but "
+                f"backbone {spec.name!r} takes {spec.input_kind} input; "
+                "use augment='none' or augment_strength=0"
+            )
         self.backbone_spec_: BackboneSpec = spec
         self.freeze_policy_ = policy
         self.augmenter_ = augmenter
@@ -112,8 +149,10 @@ class _FineTuneMixin:
         spec = self.backbone_spec_
         adapter = spec.adapter or _ADAPTERS.get(spec.input_kind)
         if adapter is None:
-            raise ValueError(f"backbone {spec.name!r} takes {spec.input_kind!r} input but "
-                             "its spec names no adapter")
+            raise ValueError(
+                f"backbone {spec.name!r} takes {spec.input_kind!r} input but "
+                "its spec names no adapter"
+            )
         if X is None:
             raise ValueError("X is None")
         if isinstance(X, torch.utils.data.Dataset) and not fitting:
@@ -128,17 +167,22 @@ class _FineTuneMixin:
         elif shape != self.input_shape_:
             name = type(self).__name__
             if spec.input_kind == "tabular":
-                raise ValueError(f"X has {shape[0]} features, but {name} is expecting "
-                                 f"{self.input_shape_[0]} features as input.")
-            raise ValueError(f"X has input shape {shape} after adaptation, but {name} was "
-                             f"fitted on {self.input_shape_} (channels must match)")
+                raise ValueError(
+                    f"X has {shape[0]} features, but {name} is expecting "
+                    f"{self.input_shape_[0]} features as input."
+                )
+            raise ValueError(
+                f"X has input shape {shape} after adaptation, but {name} was "
+                f"fitted on {self.input_shape_} (channels must match)"
+            )
         return Xt
 
     @staticmethod
     def _check_lengths(Xt: torch.Tensor, y: np.ndarray) -> None:
         if len(Xt) != len(y):
-            raise ValueError(f"X and y have different lengths: {len(Xt)} samples in X, "
-                             f"{len(y)} in y")
+            raise ValueError(
+                f"X and y have different lengths: {len(Xt)} samples in X, {len(y)} in y"
+            )
 
     # ------------------------------------------------------------------
     # skorch: building the module and optimizer
@@ -152,8 +196,10 @@ class _FineTuneMixin:
             self.frozen_depth_ = n_groups
         elif self.frozen_depth > n_groups:
             names = ", ".join(name for name, _ in parts.groups)
-            raise ValueError(f"frozen_depth={self.frozen_depth} but backbone {spec.name!r} has "
-                             f"{n_groups} layer groups ({names}); use 0..{n_groups} or 'all'")
+            raise ValueError(
+                f"frozen_depth={self.frozen_depth} but backbone {spec.name!r} has "
+                f"{n_groups} layer groups ({names}); use 0..{n_groups} or 'all'"
+            )
         else:
             self.frozen_depth_ = int(self.frozen_depth)
         if spec.input_kind == "image":
@@ -178,17 +224,20 @@ class _FineTuneMixin:
         for name, group, factor in named:
             params = list(group.parameters())
             if params:
-                param_groups.append({"params": params, "lr": lr * factor, "lr_factor": factor,
-                                     "name": name})
-        param_groups.append({"params": list(module.head.parameters()), "lr": lr,
-                             "lr_factor": 1.0, "name": "head"})
+                param_groups.append(
+                    {"params": params, "lr": lr * factor, "lr_factor": factor, "name": name}
+                )
+        param_groups.append(
+            {"params": list(module.head.parameters()), "lr": lr, "lr_factor": 1.0, "name": "head"}
+        )
         self.optimizer_ = self.optimizer(param_groups, lr=lr, **kwargs)
         return self
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
-        state = self.freeze_policy_(self.module_.group_names, self.frozen_depth_,
-                                    len(self.history) - 1)
+        state = self.freeze_policy_(
+            self.module_.group_names, self.frozen_depth_, len(self.history) - 1
+        )
         if state != self.freeze_state_:
             self.module_.apply_freeze_state(state)
             factors = dict(zip(self.module_.group_names, state.lr_factors))
@@ -249,8 +298,9 @@ class _FineTuneMixin:
             finally:
                 self.aug_generator_ = None
 
-    def _run(self, Xt: torch.Tensor, yt: torch.Tensor, initialize: bool, epochs: int | None,
-             **fit_params):
+    def _run(
+        self, Xt: torch.Tensor, yt: torch.Tensor, initialize: bool, epochs: int | None, **fit_params
+    ):
         step = 0 if initialize else len(self.history)
         with self._on_device(), self._seeded(step):
             if initialize:
@@ -360,26 +410,60 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
         ``train_split=None`` by default: no hidden validation split.
     """
 
-    def __init__(self, backbone: str = "resnet18", *, pretrained=True, frozen_depth=0,
-                 freeze: str = "depth", augment: str = "basic", augment_strength: float = 0.5,
-                 lr: float = 1e-3, max_epochs: int = 10, batch_size: int = 32,
-                 image_size: int | None = None, device="auto", random_state=None,
-                 module=None, criterion=nn.CrossEntropyLoss, optimizer=torch.optim.AdamW,
-                 train_split=None, **kwargs):
-        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
-                         max_epochs=max_epochs, batch_size=batch_size, device=device,
-                         train_split=train_split, **_skorch_kwargs(kwargs))
-        self._init_fine_tune_params(backbone, pretrained, frozen_depth, freeze, augment,
-                                    augment_strength, image_size, random_state)
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        *,
+        pretrained=True,
+        frozen_depth=0,
+        freeze: str = "depth",
+        augment: str = "basic",
+        augment_strength: float = 0.5,
+        lr: float = 1e-3,
+        max_epochs: int = 10,
+        batch_size: int = 32,
+        image_size: int | None = None,
+        device="auto",
+        random_state=None,
+        module=None,
+        criterion=nn.CrossEntropyLoss,
+        optimizer=torch.optim.AdamW,
+        train_split=None,
+        **kwargs,
+    ):
+        super().__init__(
+            module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            device=device,
+            train_split=train_split,
+            **_skorch_kwargs(kwargs),
+        )
+        self._init_fine_tune_params(
+            backbone,
+            pretrained,
+            frozen_depth,
+            freeze,
+            augment,
+            augment_strength,
+            image_size,
+            random_state,
+        )
 
     def _prepare(self, X, y, initial: bool, classes=None):
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         if initial:
             self._check_params()
         Xt = self._adapt_X(X, fitting=initial)
-        y = column_or_1d(np.asarray(y) if not isinstance(y, torch.Tensor) else y.cpu().numpy(),
-                         warn=True)
+        y = column_or_1d(
+            np.asarray(y) if not isinstance(y, torch.Tensor) else y.cpu().numpy(), warn=True
+        )
         self._check_lengths(Xt, y)
         check_classification_targets(y)
         if initial:
@@ -387,15 +471,18 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
             found = np.unique(y)
             labels = found if labels is None else np.asarray(labels)
             if len(labels) < 2:
-                raise ValueError(f"{type(self).__name__} needs at least 2 classes in y; got 1 "
-                                 f"class ({labels[0]!r})")
+                raise ValueError(
+                    f"{type(self).__name__} needs at least 2 classes in y; got 1 "
+                    f"class ({labels[0]!r})"
+                )
             self.classes_inferred_ = labels
             self.n_outputs_ = len(labels)
         labels = self.classes_
         unseen = np.setdiff1d(np.unique(y), labels)
         if unseen.size:
-            raise ValueError(f"y contains labels not in classes_ {labels.tolist()}: "
-                             f"{unseen.tolist()}")
+            raise ValueError(
+                f"y contains labels not in classes_ {labels.tolist()}: {unseen.tolist()}"
+            )
         sorter = np.argsort(labels)
         encoded = sorter[np.searchsorted(labels, y, sorter=sorter)]
         return Xt, torch.as_tensor(encoded, dtype=torch.long)
@@ -427,32 +514,67 @@ class FineTunedRegressor(_FineTuneMixin, NeuralNetRegressor):
     returned on the original scale and shape.
     """
 
-    def __init__(self, backbone: str = "resnet18", *, pretrained=True, frozen_depth=0,
-                 freeze: str = "depth", augment: str = "basic", augment_strength: float = 0.5,
-                 lr: float = 1e-3, max_epochs: int = 10, batch_size: int = 32,
-                 image_size: int | None = None, device="auto", random_state=None,
-                 module=None, criterion="mse", optimizer=torch.optim.AdamW,
-                 train_split=None, **kwargs):
-        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
-                         max_epochs=max_epochs, batch_size=batch_size, device=device,
-                         train_split=train_split, **_skorch_kwargs(kwargs))
-        self._init_fine_tune_params(backbone, pretrained, frozen_depth, freeze, augment,
-                                    augment_strength, image_size, random_state)
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        *,
+        pretrained=True,
+        frozen_depth=0,
+        freeze: str = "depth",
+        augment: str = "basic",
+        augment_strength: float = 0.5,
+        lr: float = 1e-3,
+        max_epochs: int = 10,
+        batch_size: int = 32,
+        image_size: int | None = None,
+        device="auto",
+        random_state=None,
+        module=None,
+        criterion="mse",
+        optimizer=torch.optim.AdamW,
+        train_split=None,
+        **kwargs,
+    ):
+        super().__init__(
+            module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            device=device,
+            train_split=train_split,
+            **_skorch_kwargs(kwargs),
+        )
+        self._init_fine_tune_params(
+            backbone,
+            pretrained,
+            frozen_depth,
+            freeze,
+            augment,
+            augment_strength,
+            image_size,
+            random_state,
+        )
 
     def initialize_criterion(self):
         if isinstance(self.criterion, str):
             try:
                 loss = _REGRESSION_LOSSES[self.criterion]
             except KeyError:
-                raise ValueError(f"criterion={self.criterion!r}: use one of "
-                                 f"{sorted(_REGRESSION_LOSSES)} or a torch loss class") from None
+                raise ValueError(
+                    f"criterion={self.criterion!r}: use one of "
+                    f"{sorted(_REGRESSION_LOSSES)} or a torch loss class"
+                ) from None
             self.criterion_ = loss(**self.get_params_for("criterion"))
             return self
         return super().initialize_criterion()
 
     def _prepare(self, X, y, initial: bool, classes=None):
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         if initial:
             self._check_params()
         Xt = self._adapt_X(X, fitting=initial)

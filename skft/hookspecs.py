@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import pluggy
 
 from .specs import BackboneSpec
@@ -74,4 +75,3 @@ def resolve_backbone(name: str) -> BackboneSpec | None:
     BackboneSpec or None
         ``None`` when this plugin does not know the name.
     """
-

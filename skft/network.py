@@ -18,7 +18,10 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], channels: int) -> None:
         super().__init__()
-        mean_t, std_t = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+        mean_t, std_t = (
+            torch.tensor(mean, dtype=torch.float32),
+            torch.tensor(std, dtype=torch.float32),
+        )
         if channels == 1 and len(mean_t) != 1:  # grayscale into summed RGB weights
             mean_t, std_t = mean_t.mean(0, keepdim=True), std_t.mean(0, keepdim=True)
         self.register_buffer("mean", mean_t.view(1, -1, 1, 1))
@@ -49,8 +52,10 @@ class FineTuneModule(nn.Module):
     def apply_freeze_state(self, state: FreezeState) -> None:
         n = len(self.groups)
         if not (len(state.trainable) == len(state.eval_mode) == len(state.lr_factors) == n):
-            raise ValueError(f"freezing policy returned a state for {len(state.trainable)} "
-                             f"groups; the backbone has {n}")
+            raise ValueError(
+                f"freezing policy returned a state for {len(state.trainable)} "
+                f"groups; the backbone has {n}"
+            )
         for group, trainable in zip(self.groups, state.trainable):
             group.requires_grad_(trainable)
         self.frozen_prefix = next((i for i, t in enumerate(state.trainable) if t), n)

@@ -106,9 +106,7 @@ class FreezePolicy(Protocol):
     Registered as a factory called with the estimator's ``freeze__*`` params.
     """
 
-    def __call__(
-        self, groups: Sequence[str], frozen_depth: int, epoch: int
-    ) -> FreezeState: ...
+    def __call__(self, groups: Sequence[str], frozen_depth: int, epoch: int) -> FreezeState: ...
 
 
 # --------------------------------------------------------------------------

@@ -23,8 +23,12 @@ from .specs import BackboneParts, BackboneSpec, FreezeState
 __all__ = ["check_augmenter", "check_backbone", "check_freezer"]
 
 
-def check_backbone(spec: str | BackboneSpec, input_shape: Sequence[int] | None = None,
-                   pretrained: Any = False, fit: bool = True) -> BackboneParts:
+def check_backbone(
+    spec: str | BackboneSpec,
+    input_shape: Sequence[int] | None = None,
+    pretrained: Any = False,
+    fit: bool = True,
+) -> BackboneParts:
     """Build a backbone and check its parts; optionally fine-tune it for one epoch."""
     spec = get_backbone(spec) if isinstance(spec, str) else spec
     assert isinstance(spec, BackboneSpec), f"{spec!r} is not a BackboneSpec"
@@ -53,7 +57,8 @@ def check_backbone(spec: str | BackboneSpec, input_shape: Sequence[int] | None =
             x = module(x)
         out = parts.neck(x)
     assert tuple(out.shape) == (2, parts.feature_dim), (
-        f"groups + neck give shape {tuple(out.shape)}, expected (2, {parts.feature_dim})")
+        f"groups + neck give shape {tuple(out.shape)}, expected (2, {parts.feature_dim})"
+    )
     assert torch.isfinite(out).all(), "features contain NaN or infinity"
     _check_picklable(spec, "backbone spec")
     if fit and spec.input_kind in ("image", "tabular"):
@@ -61,8 +66,12 @@ def check_backbone(spec: str | BackboneSpec, input_shape: Sequence[int] | None =
     return parts
 
 
-def check_freezer(policy: str | Callable[..., Any], groups: Sequence[str] = ("a", "b", "c", "d"),
-                  epochs: int = 6, **params: Any) -> None:
+def check_freezer(
+    policy: str | Callable[..., Any],
+    groups: Sequence[str] = ("a", "b", "c", "d"),
+    epochs: int = 6,
+    **params: Any,
+) -> None:
     """Check a freezing policy's answers for every depth and epoch."""
     factory = freezers().get(policy) if isinstance(policy, str) else policy
     instance = factory(**params)
@@ -73,31 +82,38 @@ def check_freezer(policy: str | Callable[..., Any], groups: Sequence[str] = ("a"
             where = f"(frozen_depth={depth}, epoch={epoch})"
             assert isinstance(state, FreezeState), f"{where}: returned {type(state).__name__}"
             assert len(state.trainable) == len(state.eval_mode) == len(state.lr_factors) == n, (
-                f"{where}: one entry per group expected")
+                f"{where}: one entry per group expected"
+            )
             assert all(isinstance(t, bool) for t in state.trainable + state.eval_mode), where
             assert all(math.isfinite(f) and f >= 0 for f in state.lr_factors), (
-                f"{where}: lr factors must be finite and >= 0")
+                f"{where}: lr factors must be finite and >= 0"
+            )
             assert state == instance(list(groups), depth, epoch), f"{where}: not deterministic"
             assert not any(state.trainable[:depth]) or epoch > 0, (
-                f"{where}: groups below frozen_depth train at the first epoch")
+                f"{where}: groups below frozen_depth train at the first epoch"
+            )
     _check_picklable(instance, "freezing policy")
 
 
-def check_augmenter(augmenter: str | Callable[..., Any], shape: Sequence[int] = (8, 3, 32, 32),
-                    **params: Any) -> None:
+def check_augmenter(
+    augmenter: str | Callable[..., Any], shape: Sequence[int] = (8, 3, 32, 32), **params: Any
+) -> None:
     """Identity at 0, shape/dtype kept, seeded, input untouched, effect grows with strength."""
     factory = augmenters().get(augmenter) if isinstance(augmenter, str) else augmenter
     aug = factory(**params)
     gen = torch.Generator().manual_seed(0)
     X = torch.rand(*shape, generator=gen)
     original = X.clone()
-    assert torch.equal(aug(X, 0.0, torch.Generator().manual_seed(1)), X), "strength 0 must be identity"
+    assert torch.equal(aug(X, 0.0, torch.Generator().manual_seed(1)), X), (
+        "strength 0 must be identity"
+    )
     effects = []
     for strength in (0.25, 0.5, 1.0):
         out = aug(X, strength, torch.Generator().manual_seed(1))
         again = aug(X, strength, torch.Generator().manual_seed(1))
         assert out.shape == X.shape and out.dtype == X.dtype and out.device == X.device, (
-            f"strength {strength}: shape, dtype or device changed")
+            f"strength {strength}: shape, dtype or device changed"
+        )
         assert torch.equal(out, again), f"strength {strength}: not reproducible under a seed"
         assert torch.equal(X, original), "the augmenter modified its input in place"
         effects.append((out - X).abs().mean().item())
@@ -111,8 +127,10 @@ def _check_picklable(obj: Any, what: str) -> None:
     try:
         pickle.dumps(obj)
     except Exception as exc:  # noqa: BLE001 - any pickling failure is the finding
-        raise AssertionError(f"the {what} cannot be pickled ({exc}); estimators are pickled "
-                             "for n_jobs > 1 and saving: define it at module level") from exc
+        raise AssertionError(
+            f"the {what} cannot be pickled ({exc}); estimators are pickled "
+            "for n_jobs > 1 and saving: define it at module level"
+        ) from exc
 
 
 def _registered(spec: BackboneSpec) -> bool:
@@ -130,8 +148,16 @@ def _fit_once(name: str | None, spec: BackboneSpec, input_shape: tuple[int, ...]
     X = torch.rand(8, *input_shape)
     y = torch.arange(8) % 2
     size = input_shape[-1] if spec.input_kind == "image" else None
-    clf = FineTunedClassifier(name, pretrained=False, image_size=size, max_epochs=1,
-                              augment="none", batch_size=4, verbose=0, random_state=0)
+    clf = FineTunedClassifier(
+        name,
+        pretrained=False,
+        image_size=size,
+        max_epochs=1,
+        augment="none",
+        batch_size=4,
+        verbose=0,
+        random_state=0,
+    )
     clf.fit(X, y.numpy())
     proba = clf.predict_proba(X)
     assert proba.shape == (8, 2), f"predict_proba shape {proba.shape}"

@@ -32,7 +32,9 @@ def load_state_dict_file(
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"pretrained={str(path)!r} holds a {type(state).__name__}, not a state dict")
+        raise ValueError(
+            f"pretrained={str(path)!r} holds a {type(state).__name__}, not a state dict"
+        )
     load_state_dict_checked(model, state, ignore_prefixes, source=str(path))
     return model
 

@@ -21,5 +21,13 @@ def digits():
 @pytest.fixture
 def fast():
     """Settings for a tiny model that fits in a fraction of a second."""
-    return dict(backbone="smallcnn", pretrained=False, image_size=16, max_epochs=2,
-                batch_size=16, verbose=0, random_state=0, augment_strength=0.0)
+    return dict(
+        backbone="smallcnn",
+        pretrained=False,
+        image_size=16,
+        max_epochs=2,
+        batch_size=16,
+        verbose=0,
+        random_state=0,
+        augment_strength=0.0,
+    )

@@ -11,8 +11,21 @@ from skft.cli import main
 
 def test_demo_writes_table_results_and_plot(tmp_path, capsys):
     pytest.importorskip("skft_timm")
-    code = main(["demo", "--n-train", "30", "--n-test", "30", "--epochs", "1",
-                 "--image-size", "32", "--out", str(tmp_path)])
+    code = main(
+        [
+            "demo",
+            "--n-train",
+            "30",
+            "--n-test",
+            "30",
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     for words in ("fine-tune", "from scratch", "linear probe", "accuracy", "epoch  1/1"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
-import pytest
 import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -125,8 +124,10 @@ def test_frozen_groups_keep_weights_and_bn_statistics(digits, fast):
     clf.partial_fit(X, y)
     for k, v in clf.module_.groups[:2].state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
-    changed = [not torch.equal(v, trainable_before[k])
-               for k, v in clf.module_.groups[2].state_dict().items()]
+    changed = [
+        not torch.equal(v, trainable_before[k])
+        for k, v in clf.module_.groups[2].state_dict().items()
+    ]
     assert any(changed)
     assert all(not p.requires_grad for p in clf.module_.groups[:2].parameters())
 
@@ -157,7 +158,8 @@ def test_regressor_mlp_learns(fast):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 5)).astype(np.float32)
     y = X @ np.arange(1, 6) + 3
-    reg = FineTunedRegressor("mlp", pretrained=False, augment="none", max_epochs=60, lr=1e-2,
-                             verbose=0, random_state=0).fit(X, y)
+    reg = FineTunedRegressor(
+        "mlp", pretrained=False, augment="none", max_epochs=60, lr=1e-2, verbose=0, random_state=0
+    ).fit(X, y)
     assert reg.score(X, y) > 0.9
     assert reg.n_features_in_ == 5

@@ -85,7 +85,11 @@ def test_bad_X(digits, fast, case):
 
 
 BAD_PARAMS = {
-    "strength > 1": ({"augment_strength": 1.5}, ValueError, r"augment_strength must be .* \[0, 1\]"),
+    "strength > 1": (
+        {"augment_strength": 1.5},
+        ValueError,
+        r"augment_strength must be .* \[0, 1\]",
+    ),
     "strength < 0": ({"augment_strength": -0.1}, ValueError, "augment_strength"),
     "strength str": ({"augment_strength": "high"}, ValueError, "augment_strength"),
     "depth too deep": ({"frozen_depth": 4}, ValueError, "has 3 layer groups"),
@@ -141,8 +145,9 @@ def test_channels_must_match_at_predict(digits, fast):
 def test_weights_file_errors(digits, fast, tmp_path):
     X, y = digits
     with pytest.raises(FileNotFoundError, match="no such weights file"):
-        FineTunedClassifier(**{**fast, "backbone": "resnet18", "pretrained": tmp_path / "x.pt"}
-                            ).fit(X, y)
+        FineTunedClassifier(
+            **{**fast, "backbone": "resnet18", "pretrained": tmp_path / "x.pt"}
+        ).fit(X, y)
     wrong = tmp_path / "wrong.pt"
     torch.save({"conv1.weight": torch.zeros(3, 3, 3, 3)}, wrong)
     with pytest.raises(ValueError, match="does not match the architecture"):
@@ -160,7 +165,14 @@ def test_local_weights_file_is_loaded(digits, fast, tmp_path):
     source = torchvision.models.resnet18(num_classes=5)
     path = tmp_path / "resnet18.pth"
     torch.save(source.state_dict(), path)
-    clf = FineTunedClassifier(**{**fast, "backbone": "resnet18", "pretrained": str(path),
-                                 "max_epochs": 1, "frozen_depth": 1}).fit(X, y)
+    clf = FineTunedClassifier(
+        **{
+            **fast,
+            "backbone": "resnet18",
+            "pretrained": str(path),
+            "max_epochs": 1,
+            "frozen_depth": 1,
+        }
+    ).fit(X, y)
     stem_conv = clf.module_.groups[0][0].weight
     torch.testing.assert_close(stem_conv, source.conv1.weight.sum(1, keepdim=True))

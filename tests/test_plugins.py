@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -38,8 +37,12 @@ class ThrowawayPlugin:
             neck = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
             return BackboneParts(groups=groups, neck=neck, feature_dim=4)
 
-        register(BackboneSpec(name="throwaway", build=build, has_pretrained=False,
-                              default_image_size=12), aliases=("tw",))
+        register(
+            BackboneSpec(
+                name="throwaway", build=build, has_pretrained=False, default_image_size=12
+            ),
+            aliases=("tw",),
+        )
 
     @hookimpl
     def register_augmenters(self, register):
@@ -60,8 +63,16 @@ def throwaway():
 
 def test_builtins_are_registered():
     names = skft.backbones().names()
-    for name in ("resnet18", "resnet50", "vgg16_bn", "mobilenet_v3_small", "efficientnet_b0",
-                 "convnext_tiny", "mlp", "smallcnn"):
+    for name in (
+        "resnet18",
+        "resnet50",
+        "vgg16_bn",
+        "mobilenet_v3_small",
+        "efficientnet_b0",
+        "convnext_tiny",
+        "mlp",
+        "smallcnn",
+    ):
         assert name in names
     assert {"depth"} <= set(skft.freezers().names())
     assert {"none", "basic"} <= set(skft.augmenters().names())
@@ -72,8 +83,15 @@ def test_builtins_are_registered():
 def test_throwaway_plugin_used_by_name(throwaway, digits):
     X, y = digits
     assert "throwaway" in skft.backbones()
-    clf = FineTunedClassifier("tw", pretrained=False, augment="recording", augment_strength=0.5,
-                              max_epochs=2, batch_size=20, verbose=0).fit(X, y)
+    clf = FineTunedClassifier(
+        "tw",
+        pretrained=False,
+        augment="recording",
+        augment_strength=0.5,
+        max_epochs=2,
+        batch_size=20,
+        verbose=0,
+    ).fit(X, y)
     assert clf.backbone_spec_.name == "throwaway"
     assert clf.input_shape_ == (1, 12, 12)
     assert RecordingAugmenter.calls == [20, 20, 20] * 2  # training batches only
@@ -84,8 +102,9 @@ def test_throwaway_plugin_used_by_name(throwaway, digits):
 
 
 def test_unregistered_plugin_is_gone(throwaway):
-    assert "Did you mean 'throwaway'" in str(pytest.raises(
-        skft.UnknownNameError, skft.get_backbone, "throwawy").value)
+    assert "Did you mean 'throwaway'" in str(
+        pytest.raises(skft.UnknownNameError, skft.get_backbone, "throwawy").value
+    )
     pm.unregister(throwaway)
     try:
         with pytest.raises(skft.UnknownNameError, match="Registered: ") as err:
@@ -99,8 +118,15 @@ def test_augmenter_never_sees_validation_data(throwaway, digits):
     from skorch.dataset import ValidSplit
 
     X, y = digits
-    FineTunedClassifier("throwaway", pretrained=False, augment="recording", max_epochs=1,
-                        batch_size=100, verbose=0, train_split=ValidSplit(4)).fit(X, y)
+    FineTunedClassifier(
+        "throwaway",
+        pretrained=False,
+        augment="recording",
+        max_epochs=1,
+        batch_size=100,
+        verbose=0,
+        train_split=ValidSplit(4),
+    ).fit(X, y)
     assert RecordingAugmenter.calls == [45]  # 60 minus the 15 held out
 
 
@@ -137,11 +163,19 @@ def test_import_is_light():
 
 
 def test_allow_list_env_var_skips_entry_points():
-    code = ("import skft; names = skft.backbones().names(); "
-            "print('efficientnet_lite0' in names, 'resnet18' in names)")
+    code = (
+        "import skft; names = skft.backbones().names(); "
+        "print('efficientnet_lite0' in names, 'resnet18' in names)"
+    )
     env = {"SKFT_LOAD_PLUGINS": "", "PATH": ""}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=env, cwd=Path(__file__).parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=Path(__file__).parent,
+    )
     assert out.stdout.split() == ["False", "True"]
 
 
@@ -151,8 +185,12 @@ def test_hooks_are_documented_and_tested():
 
     tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
     tests += "".join(p.read_text() for p in Path(__file__).parents[1].glob("plugins/*/tests/*.py"))
-    for name in ("register_backbones", "register_freezers", "register_augmenters",
-                 "resolve_backbone"):
+    for name in (
+        "register_backbones",
+        "register_freezers",
+        "register_augmenters",
+        "resolve_backbone",
+    ):
         doc = getattr(hookspecs, name).__doc__
         assert doc and "Parameters" in doc, name
         assert name in tests, name

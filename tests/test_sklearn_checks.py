@@ -6,8 +6,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skft import FineTunedClassifier, FineTunedRegressor
 
-SETTINGS = dict(backbone="mlp", pretrained=False, augment="none", max_epochs=5, lr=1e-2,
-                verbose=0)
+SETTINGS = dict(backbone="mlp", pretrained=False, augment="none", max_epochs=5, lr=1e-2, verbose=0)
 
 EXPECTED_FAILURES: dict[str, str] = {
     "check_no_attributes_set_in_init": (

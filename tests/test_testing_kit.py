@@ -9,7 +9,9 @@ import skft
 from skft import BackboneParts, BackboneSpec
 from skft.testing import check_augmenter, check_backbone, check_freezer
 
-IMAGE_BACKBONES = [n for n in skft.backbones().names() if skft.get_backbone(n).input_kind == "image"]
+IMAGE_BACKBONES = [
+    n for n in skft.backbones().names() if skft.get_backbone(n).input_kind == "image"
+]
 
 
 @pytest.mark.parametrize("name", IMAGE_BACKBONES)
@@ -33,8 +35,11 @@ def test_registered_augmenters(name):
 
 
 def build_with_parametric_neck(pretrained, input_shape):
-    return BackboneParts(groups=[("g", nn.Conv2d(3, 4, 3))],
-                         neck=nn.Sequential(nn.Flatten(), nn.LazyLinear(4)), feature_dim=4)
+    return BackboneParts(
+        groups=[("g", nn.Conv2d(3, 4, 3))],
+        neck=nn.Sequential(nn.Flatten(), nn.LazyLinear(4)),
+        feature_dim=4,
+    )
 
 
 def build_with_wrong_dim(pretrained, input_shape):

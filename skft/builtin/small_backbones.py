@@ -1,4 +1,4 @@
-"""Small built-in backbones without pretrained weights: ``mlp`` (tabular) and ``smallcnn`` (images)."""
+"""Small built-in backbones without pretrained weights: ``mlp`` (tabular), ``smallcnn`` (images)."""
 
 from __future__ import annotations
 
