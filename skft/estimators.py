@@ -177,6 +177,16 @@ class _FineTuneMixin:
             )
         return Xt
 
+    def _prepare_X(self, X: Any, y: Any, initial: bool) -> torch.Tensor:
+        """Check y is given, validate parameters on a first fit, adapt X."""
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        if initial:
+            self._check_params()
+        return self._adapt_X(X, fitting=initial)
+
     @staticmethod
     def _check_lengths(Xt: torch.Tensor, y: np.ndarray) -> None:
         if len(Xt) != len(y):
@@ -454,13 +464,7 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
         )
 
     def _prepare(self, X, y, initial: bool, classes=None):
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None"
-            )
-        if initial:
-            self._check_params()
-        Xt = self._adapt_X(X, fitting=initial)
+        Xt = self._prepare_X(X, y, initial)
         y = column_or_1d(
             np.asarray(y) if not isinstance(y, torch.Tensor) else y.cpu().numpy(), warn=True
         )
@@ -571,13 +575,7 @@ class FineTunedRegressor(_FineTuneMixin, NeuralNetRegressor):
         return super().initialize_criterion()
 
     def _prepare(self, X, y, initial: bool, classes=None):
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None"
-            )
-        if initial:
-            self._check_params()
-        Xt = self._adapt_X(X, fitting=initial)
+        Xt = self._prepare_X(X, y, initial)
         y = y.cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
         if y.dtype.kind not in "biuf":
             try:
