@@ -2,394 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import numbers
-import os
-from collections.abc import Iterator
-from typing import Any
-
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
-from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
+from skorch import NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
-from .data import BatchLoader, ShuffledBatchLoader, adapt_images, adapt_tabular, as_float_images
-from .network import FineTuneModule, Normalize
-from .plugins import augmenters, freezers, get_backbone
-from .specs import BackboneSpec
-from .weights import adapt_input_channels
+from .base import FineTuneMixin, skorch_defaults
 
 __all__ = ["FineTunedClassifier", "FineTunedRegressor"]
 
-_ADAPTERS = {"image": adapt_images, "tabular": adapt_tabular}
 _REGRESSION_LOSSES = {"mse": nn.MSELoss, "mae": nn.L1Loss, "huber": nn.HuberLoss}
 
 
-def resolve_device(device: Any) -> Any:
-    """``"auto"`` becomes ``"cuda"`` when CUDA is available, else ``"cpu"``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-class _FineTuneMixin:
-    """What both estimators add to skorch: plugins, data adapters, freezing, augmentation."""
-
-    prefixes_ = [*NeuralNet.prefixes_, "freeze", "augment"]
-    _own_params = (
-        "backbone",
-        "pretrained",
-        "frozen_depth",
-        "freeze",
-        "augment",
-        "augment_strength",
-        "image_size",
-        "random_state",
-    )
-
-    def _init_fine_tune_params(
-        self,
-        backbone,
-        pretrained,
-        frozen_depth,
-        freeze,
-        augment,
-        augment_strength,
-        image_size,
-        random_state,
-    ) -> None:
-        self.backbone = backbone
-        self.pretrained = pretrained
-        self.frozen_depth = frozen_depth
-        self.freeze = freeze
-        self.augment = augment
-        self.augment_strength = augment_strength
-        self.image_size = image_size
-        self.random_state = random_state
-
-    # ------------------------------------------------------------------
-    # validation: names to objects, before any training
-    # ------------------------------------------------------------------
-
-    def _check_params(self) -> None:
-        strength = self.augment_strength
-        if (
-            isinstance(strength, bool)
-            or not isinstance(strength, numbers.Real)
-            or not 0.0 <= float(strength) <= 1.0
-        ):
-            raise ValueError(f"augment_strength must be a float in [0, 1], got {strength!r}")
-        depth = self.frozen_depth
-        if not (
-            depth == "all"
-            or (isinstance(depth, numbers.Integral) and not isinstance(depth, bool) and depth >= 0)
-        ):
-            raise ValueError(f"frozen_depth must be an int >= 0 or 'all', got {depth!r}")
-        if not isinstance(self.pretrained, (bool, str, os.PathLike)):
-            raise TypeError(
-                "pretrained must be True, False or a path to a state-dict file, "
-                f"got {type(self.pretrained).__name__}"
-            )
-        size = self.image_size
-        if size is not None and (not isinstance(size, numbers.Integral) or size < 8):
-            raise ValueError(f"image_size must be None or an int >= 8, got {size!r}")
-        module_params = sorted(k for k in vars(self) if k.startswith("module__"))
-        if module_params:
-            raise ValueError(
-                f"{module_params}: skft builds the module from backbone=; "
-                "module__* parameters are not used"
-            )
-
-        spec = get_backbone(self.backbone)
-        if self.pretrained is True and not spec.has_pretrained:
-            raise ValueError(
-                f"backbone {spec.name!r} has no pretrained weights; use pretrained=False"
-            )
-        policy = _instantiate(
-            freezers().get(self.freeze),
-            self.get_params_for("freeze"),
-            f"freeze={self.freeze!r}",
-            "freeze__",
-        )
-        augmenter = _instantiate(
-            augmenters().get(self.augment),
-            self.get_params_for("augment"),
-            f"augment={self.augment!r}",
-            "augment__",
-        )
-        kinds = getattr(augmenter, "input_kinds", ("image",))
-        if spec.input_kind not in kinds and float(strength) > 0:
-            raise ValueError(
-                f"augment={self.augment!r} works on {'/'.join(kinds)} input but "
-                f"backbone {spec.name!r} takes {spec.input_kind} input; "
-                "use augment='none' or augment_strength=0"
-            )
-        self.backbone_spec_: BackboneSpec = spec
-        self.freeze_policy_ = policy
-        self.augmenter_ = augmenter
-
-    def get_params(self, deep=True, **kwargs):
-        params = super().get_params(deep=deep, **kwargs)
-        return {k: v for k, v in params.items() if not k.startswith("_")}  # skorch internals
-
-    def _validate_params(self) -> None:
-        # skorch would read augment_strength as a misspelt augment__strength
-        self._params_to_validate = set(self._params_to_validate) - set(self._own_params)
-        super()._validate_params()
-
-    # ------------------------------------------------------------------
-    # data
-    # ------------------------------------------------------------------
-
-    def _adapt_X(self, X: Any, fitting: bool) -> torch.Tensor:
-        spec = self.backbone_spec_
-        adapter = spec.adapter or _ADAPTERS.get(spec.input_kind)
-        if adapter is None:
-            raise ValueError(
-                f"backbone {spec.name!r} takes {spec.input_kind!r} input but "
-                "its spec names no adapter"
-            )
-        if X is None:
-            raise ValueError("X is None")
-        if isinstance(X, torch.utils.data.Dataset) and not fitting:
-            return X  # skorch's own validation scoring hands back our adapted data
-        size = self.image_size or spec.default_image_size
-        Xt = adapter(X, image_size=size)
-        shape = tuple(Xt.shape[1:])
-        if fitting:
-            self.input_shape_ = shape
-            if spec.input_kind == "tabular":
-                self.n_features_in_ = shape[0]
-        elif shape != self.input_shape_:
-            name = type(self).__name__
-            if spec.input_kind == "tabular":
-                raise ValueError(
-                    f"X has {shape[0]} features, but {name} is expecting "
-                    f"{self.input_shape_[0]} features as input."
-                )
-            raise ValueError(
-                f"X has input shape {shape} after adaptation, but {name} was "
-                f"fitted on {self.input_shape_} (channels must match)"
-            )
-        return Xt
-
-    def _prepare_X(self, X: Any, y: Any, initial: bool) -> torch.Tensor:
-        """Check y is given, validate parameters on a first fit, adapt X."""
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None"
-            )
-        if initial:
-            self._check_params()
-        return self._adapt_X(X, fitting=initial)
-
-    @staticmethod
-    def _check_lengths(Xt: torch.Tensor, y: np.ndarray) -> None:
-        if len(Xt) != len(y):
-            raise ValueError(
-                f"X and y have different lengths: {len(Xt)} samples in X, {len(y)} in y"
-            )
-
-    # ------------------------------------------------------------------
-    # skorch: building the module and optimizer
-    # ------------------------------------------------------------------
-
-    def initialize_module(self):
-        spec = self.backbone_spec_
-        parts = spec.build(self.pretrained, self.input_shape_)
-        n_groups = len(parts.groups)
-        if self.frozen_depth == "all":
-            self.frozen_depth_ = n_groups
-        elif self.frozen_depth > n_groups:
-            names = ", ".join(name for name, _ in parts.groups)
-            raise ValueError(
-                f"frozen_depth={self.frozen_depth} but backbone {spec.name!r} has "
-                f"{n_groups} layer groups ({names}); use 0..{n_groups} or 'all'"
-            )
-        else:
-            self.frozen_depth_ = int(self.frozen_depth)
-        if spec.input_kind == "image":
-            channels = self.input_shape_[0]
-            adapt_input_channels([module for _, module in parts.groups], channels)
-            preprocess: nn.Module = Normalize(spec.mean, spec.std, channels)
-        else:
-            preprocess = nn.Identity()
-        make_head = spec.make_head or nn.Linear
-        head = make_head(parts.feature_dim, self.n_outputs_)
-        self.module_ = FineTuneModule(parts, head, preprocess)
-        self.freeze_state_ = self.freeze_policy_(self.module_.group_names, self.frozen_depth_, 0)
-        self.module_.apply_freeze_state(self.freeze_state_)
-        return self
-
-    def initialize_optimizer(self, triggered_directly=None):
-        kwargs = self.get_params_for("optimizer")
-        lr = kwargs.pop("lr", self.lr)
-        module = self.module_
-        param_groups = []
-        named = zip(module.group_names, module.groups, self.freeze_state_.lr_factors)
-        for name, group, factor in named:
-            params = list(group.parameters())
-            if params:
-                param_groups.append(
-                    {"params": params, "lr": lr * factor, "lr_factor": factor, "name": name}
-                )
-        param_groups.append(
-            {"params": list(module.head.parameters()), "lr": lr, "lr_factor": 1.0, "name": "head"}
-        )
-        self.optimizer_ = self.optimizer(param_groups, lr=lr, **kwargs)
-        return self
-
-    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
-        super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
-        state = self.freeze_policy_(
-            self.module_.group_names, self.frozen_depth_, len(self.history) - 1
-        )
-        if state != self.freeze_state_:
-            self.module_.apply_freeze_state(state)
-            factors = dict(zip(self.module_.group_names, state.lr_factors))
-            for group in self.optimizer_.param_groups:
-                new = factors.get(group.get("name"), 1.0)
-                if new != group["lr_factor"]:
-                    group["lr"] *= new / group["lr_factor"]
-                    group["lr_factor"] = new
-            self.freeze_state_ = state
-
-    def train_step_single(self, batch, **fit_params):
-        Xi, yi = batch
-        if float(self.augment_strength) > 0 and self.backbone_spec_.input_kind == "image":
-            Xi = as_float_images(Xi.to(self.device))
-            Xi = self.augmenter_(Xi, float(self.augment_strength), self.aug_generator_)
-        return super().train_step_single((Xi, yi), **fit_params)
-
-    # ------------------------------------------------------------------
-    # fitting: devices and seeds
-    # ------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _on_device(self) -> Iterator[None]:
-        """Hold the resolved device in ``self.device`` while skorch code runs."""
-        raw = self.__dict__.get("device")
-        resolved = resolve_device(raw)
-        if resolved == raw:
-            yield
-            return
-        self.__dict__["device"] = resolved
-        try:
-            yield
-        finally:
-            self.__dict__["device"] = raw
-
-    @contextlib.contextmanager
-    def _seeded(self, step: int) -> Iterator[None]:
-        """Make one fit call repeatable under ``random_state`` without touching global RNGs."""
-        device = torch.device(resolve_device(self.device) or "cpu")
-        if self.random_state is None:
-            seed = None
-            ctx: contextlib.AbstractContextManager = contextlib.nullcontext()
-        else:
-            base = self.random_state
-            if not isinstance(base, numbers.Integral):
-                base = check_random_state(base).randint(2**31 - 1)
-            seed = int(np.random.SeedSequence([int(base), step]).generate_state(1)[0])
-            devices = [device.index or 0] if device.type == "cuda" else []
-            ctx = torch.random.fork_rng(devices=devices)
-        with ctx:
-            if seed is not None:
-                torch.manual_seed(seed)
-            gen = torch.Generator(device=device)
-            gen.manual_seed(int(torch.randint(2**62, (1,))))
-            self.aug_generator_ = gen
-            try:
-                yield
-            finally:
-                self.aug_generator_ = None
-
-    def _run(
-        self, Xt: torch.Tensor, yt: torch.Tensor, initialize: bool, epochs: int | None, **fit_params
-    ):
-        step = 0 if initialize else len(self.history)
-        with self._on_device(), self._seeded(step):
-            if initialize:
-                self.initialize()
-            NeuralNet.partial_fit(self, Xt, yt, epochs=epochs, **fit_params)
-        return self
-
-    def fit(self, X, y, **fit_params):
-        """Fine-tune for ``max_epochs`` epochs (from scratch unless ``warm_start``)."""
-        initialize = not (self.warm_start and getattr(self, "initialized_", False))
-        Xt, yt = self._prepare(X, y, initial=initialize)
-        return self._run(Xt, yt, initialize, None, **fit_params)
-
-    def partial_fit(self, X, y, classes=None, **fit_params):
-        """Train one more epoch (initializing on the first call)."""
-        initialize = not getattr(self, "initialized_", False)
-        Xt, yt = self._prepare(X, y, initial=initialize, classes=classes)
-        return self._run(Xt, yt, initialize, 1, **fit_params)
-
-    def initialize(self):
-        if not hasattr(self, "backbone_spec_"):
-            raise RuntimeError(f"{type(self).__name__} builds its module from data: call fit")
-        with self._on_device():
-            return super().initialize()
-
-    def forward_iter(self, X, training=False, device="cpu"):
-        with self._on_device():
-            yield from super().forward_iter(X, training=training, device=device)
-
-    def _forward_numpy(self, X) -> np.ndarray:
-        self.check_is_fitted()
-        Xt = self._adapt_X(X, fitting=False)
-        with self._on_device():
-            return NeuralNet.predict_proba(self, Xt)
-
-    def load_params(self, *args, **kwargs):
-        with self._on_device():
-            return super().load_params(*args, **kwargs)
-
-    def save_params(self, *args, **kwargs):
-        with self._on_device():
-            return super().save_params(*args, **kwargs)
-
-    def __setstate__(self, state):
-        raw = state.get("device")
-        if raw == "auto":
-            state["device"] = resolve_device(raw)
-        super().__setstate__(state)
-        if raw == "auto":
-            self.__dict__["device"] = raw
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        try:
-            kind = get_backbone(self.backbone).input_kind
-        except (ValueError, TypeError):
-            kind = "image"
-        tags.input_tags.two_d_array = kind == "tabular"
-        tags.input_tags.three_d_array = kind == "image"
-        tags.input_tags.string = kind == "text"
-        tags.non_deterministic = self.random_state is None
-        return tags
-
-
-def _instantiate(factory, params: dict[str, Any], what: str, prefix: str):
-    try:
-        return factory(**params)
-    except TypeError as exc:
-        given = ", ".join(prefix + k for k in params) or "none"
-        raise TypeError(f"{what} does not accept the parameters given ({given}): {exc}") from exc
-
-
-def _skorch_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    kwargs.setdefault("iterator_train", ShuffledBatchLoader)
-    kwargs.setdefault("iterator_valid", BatchLoader)
-    return kwargs
-
-
-class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
+class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     """Fine-tune a pretrained backbone with a new classification head.
 
     Parameters
@@ -450,7 +78,7 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
             batch_size=batch_size,
             device=device,
             train_split=train_split,
-            **_skorch_kwargs(kwargs),
+            **skorch_defaults(kwargs),
         )
         self._init_fine_tune_params(
             backbone,
@@ -509,7 +137,7 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
         return tags
 
 
-class FineTunedRegressor(_FineTuneMixin, NeuralNetRegressor):
+class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
     """Fine-tune a pretrained backbone with a new regression head.
 
     Parameters are those of :class:`FineTunedClassifier`, except ``criterion``:
@@ -548,7 +176,7 @@ class FineTunedRegressor(_FineTuneMixin, NeuralNetRegressor):
             batch_size=batch_size,
             device=device,
             train_split=train_split,
-            **_skorch_kwargs(kwargs),
+            **skorch_defaults(kwargs),
         )
         self._init_fine_tune_params(
             backbone,
