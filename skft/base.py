@@ -45,6 +45,8 @@ class FineTuneMixin:
         "augment_strength",
         "image_size",
         "random_state",
+        "tta",
+        "feature_cache",
     )
 
     def _init_fine_tune_params(
@@ -57,6 +59,8 @@ class FineTuneMixin:
         augment_strength,
         image_size,
         random_state,
+        tta=False,
+        feature_cache=True,
     ) -> None:
         self.backbone = backbone
         self.pretrained = pretrained
@@ -66,6 +70,8 @@ class FineTuneMixin:
         self.augment_strength = augment_strength
         self.image_size = image_size
         self.random_state = random_state
+        self.tta = tta
+        self.feature_cache = feature_cache
 
     # ------------------------------------------------------------------
     # validation: names to objects, before any training

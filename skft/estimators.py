@@ -42,6 +42,13 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         "auto" picks CUDA when present.
     random_state : int, RandomState or None
         Seeds initialization, shuffling, dropout and augmentation.
+    tta : bool
+        Test-time augmentation: average predictions over flipped/cropped
+        views. Off by default.
+    feature_cache : bool
+        Compute the output of a frozen prefix once and reuse it across epochs
+        and across the fits of a search (see :mod:`skft.cache`). Results are
+        the same with it on or off; only the time differs.
     **kwargs
         skorch's own arguments (``callbacks``, ``optimizer__*``,
         ``iterator_train__*``, ``train_split``, ``verbose``, ...).
@@ -63,6 +70,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         image_size: int | None = None,
         device="auto",
         random_state=None,
+        tta=False,
+        feature_cache=True,
         module=None,
         criterion=nn.CrossEntropyLoss,
         optimizer=torch.optim.AdamW,
@@ -89,6 +98,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
             augment_strength,
             image_size,
             random_state,
+            tta,
+            feature_cache,
         )
 
     def _prepare(self, X, y, initial: bool, classes=None):
@@ -161,6 +172,8 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         image_size: int | None = None,
         device="auto",
         random_state=None,
+        tta=False,
+        feature_cache=True,
         module=None,
         criterion="mse",
         optimizer=torch.optim.AdamW,
@@ -187,6 +200,8 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
             augment_strength,
             image_size,
             random_state,
+            tta,
+            feature_cache,
         )
 
     def initialize_criterion(self):
