@@ -14,6 +14,7 @@ from sklearn.utils import check_random_state
 from skorch import NeuralNet
 from torch import nn
 
+from .cache import feature_cache
 from .data import BatchLoader, ShuffledBatchLoader, adapt_images, adapt_tabular, as_float_images
 from .network import FineTuneModule, Normalize
 from .plugins import augmenters, freezers, get_backbone
@@ -317,8 +318,41 @@ class FineTuneMixin:
         with self._on_device(), self._seeded(step):
             if initialize:
                 self.initialize()
-            NeuralNet.partial_fit(self, Xt, yt, epochs=epochs, **fit_params)
+            n_epochs = self.max_epochs if epochs is None else epochs
+            depth = self._cache_depth(len(self.history), n_epochs)
+            if not depth:
+                NeuralNet.partial_fit(self, Xt, yt, epochs=epochs, **fit_params)
+                return self
+            size = self.batch_size if self.batch_size and self.batch_size > 0 else len(Xt)
+            feats = feature_cache.features(self.module_, depth, Xt, self.device, max(size, 64))
+            module = self.module_
+            module.input_depth, module.feature_shape = depth, tuple(feats.shape[1:])
+            try:
+                NeuralNet.partial_fit(self, feats, yt, epochs=epochs, **fit_params)
+            finally:
+                module.input_depth = 0
         return self
+
+    def _cache_depth(self, first_epoch: int, n_epochs: int) -> int:
+        """Leading groups frozen and in eval mode in every epoch of this run, when inputs repeat.
+
+        0 when the cache is off or augmentation changes the inputs between epochs.
+        """
+        if not self.feature_cache:
+            return 0
+        if float(self.augment_strength) > 0 and self.augment != "none":
+            return 0
+        names = self.module_.group_names
+        depth = len(names)
+        for epoch in range(first_epoch, first_epoch + max(int(n_epochs), 1)):
+            state = self.freeze_policy_(names, self.frozen_depth_, epoch)
+            k = 0
+            while k < depth and not state.trainable[k] and state.eval_mode[k]:
+                k += 1
+            depth = k
+            if depth == 0:
+                break
+        return depth
 
     def fit(self, X, y, **fit_params):
         """Fine-tune for ``max_epochs`` epochs (from scratch unless ``warm_start``)."""
@@ -340,7 +374,26 @@ class FineTuneMixin:
 
     def forward_iter(self, X, training=False, device="cpu"):
         with self._on_device():
-            yield from super().forward_iter(X, training=training, device=device)
+            module = getattr(self, "module_", None)
+            depth = module.frozen_prefix if isinstance(module, FineTuneModule) else 0
+            if (
+                training
+                or not depth
+                or not self.feature_cache
+                or module.input_depth  # already features: a scoring callback inside fit
+                or not isinstance(X, torch.Tensor)
+                or tuple(X.shape[1:]) != tuple(getattr(self, "input_shape_", ()))
+            ):
+                yield from super().forward_iter(X, training=training, device=device)
+                return
+            # the frozen prefix has not changed since fit: reuse (or fill) the feature cache
+            size = self.batch_size if self.batch_size and self.batch_size > 0 else len(X)
+            feats = feature_cache.features(module, depth, X, self.device, max(size, 64))
+            module.input_depth, module.feature_shape = depth, tuple(feats.shape[1:])
+            try:
+                yield from super().forward_iter(feats, training=training, device=device)
+            finally:
+                module.input_depth = 0
 
     def _forward_numpy(self, X) -> np.ndarray:
         self.check_is_fitted()

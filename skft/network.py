@@ -37,6 +37,10 @@ class FineTuneModule(nn.Module):
     The leading run of frozen groups runs under ``torch.no_grad`` (no
     activations kept for backward), and groups flagged ``eval_mode`` stay in
     eval mode while the rest of the module trains.
+
+    While ``input_depth`` is ``k > 0`` (set by skft during a fit on cached
+    features), inputs of shape ``feature_shape`` are taken to be the output
+    of the first ``k`` groups and enter the network after them.
     """
 
     def __init__(self, parts: BackboneParts, head: nn.Module, preprocess: nn.Module) -> None:
@@ -48,6 +52,8 @@ class FineTuneModule(nn.Module):
         self.head = head
         self.frozen_prefix = 0
         self.eval_groups: tuple[bool, ...] = (False,) * len(self.groups)
+        self.input_depth = 0
+        self.feature_shape: tuple[int, ...] = ()
 
     def apply_freeze_state(self, state: FreezeState) -> None:
         n = len(self.groups)
@@ -60,21 +66,32 @@ class FineTuneModule(nn.Module):
             group.requires_grad_(trainable)
         self.frozen_prefix = next((i for i, t in enumerate(state.trainable) if t), n)
         self.eval_groups = tuple(state.eval_mode)
+        self.__dict__.pop("_applied_mode", None)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> FineTuneModule:
+        # skorch calls train() before every step; walking a large backbone's
+        # modules each time costs more than a head-only step, so skip repeats
+        applied = (mode, self.eval_groups)
+        if self.__dict__.get("_applied_mode") == applied and self.training == mode:
+            return self
         super().train(mode)
         if mode:
             for group, frozen in zip(self.groups, self.eval_groups):
                 if frozen:
                     group.eval()
+        self.__dict__["_applied_mode"] = applied
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.preprocess(x)
+        start = self.input_depth
+        if start and tuple(x.shape[1:]) != self.feature_shape:
+            start = 0  # raw input after all (a callback predicting on new data)
+        if start == 0:
+            x = self.preprocess(x)
         with torch.no_grad():
-            for group in self.groups[: self.frozen_prefix]:
+            for group in self.groups[start : self.frozen_prefix]:
                 x = group(x)
-        for group in self.groups[self.frozen_prefix :]:
+        for group in self.groups[max(start, self.frozen_prefix) :]:
             x = group(x)
         return self.head(self.neck(x))

@@ -1,13 +1,26 @@
-"""Built-in freezing policies."""
+"""Built-in freezing policies: ``depth``, ``gradual`` and ``lp_ft``.
+
+Every policy takes ``bn`` (BatchNorm handling of frozen groups) and
+``lr_decay`` (layer-wise learning-rate decay) as ``freeze__*`` parameters.
+"""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 from ..hookspecs import hookimpl
 from ..specs import FreezeState
 
+__all__ = ["BN_MODES", "DepthFreezer", "GradualFreezer", "LinearProbeFineTune"]
+
 BN_MODES = ("eval", "train")
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"freeze__{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
 
 
 class DepthFreezer:
@@ -17,26 +30,129 @@ class DepthFreezer:
     ----------
     bn : {"eval", "train"}
         "eval" (default) runs frozen groups in eval mode, so their BatchNorm
-        running statistics do not move; "train" lets them move.
+        running statistics (and dropout) do not move; "train" lets the
+        statistics of frozen groups follow the new data.
+    lr_decay : float in (0, 1]
+        Layer-wise learning-rate decay: counting groups from the head (the
+        head is 0, the last backbone group 1, ...), group ``i`` trains with
+        ``lr * lr_decay**i``. 1.0 (default) gives every group the same rate.
     """
 
-    def __init__(self, bn: str = "eval") -> None:
+    def __init__(self, bn: str = "eval", lr_decay: float = 1.0) -> None:
         if bn not in BN_MODES:
             raise ValueError(f"freeze__bn must be one of {BN_MODES}, got {bn!r}")
+        if (
+            isinstance(lr_decay, bool)
+            or not isinstance(lr_decay, numbers.Real)
+            or not 0.0 < lr_decay <= 1.0
+        ):
+            raise ValueError(f"freeze__lr_decay must be a float in (0, 1], got {lr_decay!r}")
         self.bn = bn
+        self.lr_decay = float(lr_decay)
+
+    def depth_at(self, n_groups: int, frozen_depth: int, epoch: int) -> int:
+        """How many leading groups are frozen at ``epoch`` (0-based)."""
+        return frozen_depth
 
     def __call__(self, groups: Sequence[str], frozen_depth: int, epoch: int) -> FreezeState:
-        trainable = tuple(i >= frozen_depth for i in range(len(groups)))
+        n = len(groups)
+        depth = self.depth_at(n, frozen_depth, epoch)
+        trainable = tuple(i >= depth for i in range(n))
         return FreezeState(
             trainable=trainable,
             eval_mode=tuple(not t and self.bn == "eval" for t in trainable),
-            lr_factors=(1.0,) * len(groups),
+            lr_factors=tuple(self.lr_decay ** (n - i) for i in range(n)),
         )
 
+    @staticmethod
+    def search_space(estimator) -> dict:
+        """Optuna distributions for the parameters every built-in policy takes."""
+        from optuna.distributions import FloatDistribution
+
+        return {"freeze__lr_decay": FloatDistribution(0.5, 1.0)}
+
+    def _extra_repr(self) -> str:
+        return ""
+
     def __repr__(self) -> str:
-        return f"DepthFreezer(bn={self.bn!r})"
+        return (
+            f"{type(self).__name__}({self._extra_repr()}bn={self.bn!r}, lr_decay={self.lr_decay})"
+        )
+
+
+class GradualFreezer(DepthFreezer):
+    """Gradual unfreezing (ULMFiT; fastai; Lightning's ``BackboneFinetuning``).
+
+    The first ``every`` epochs train only the head; then one more layer group
+    is unfrozen from the top every ``every`` epochs, until only the first
+    ``frozen_depth`` groups stay frozen. Groups unfrozen later keep the
+    optimizer state they had (none, since they had no gradients) and the
+    groups already training keep theirs: the optimizer is built once.
+
+    Parameters
+    ----------
+    every : int >= 1
+        Epochs between two unfreezing steps (default 1).
+    bn, lr_decay
+        As for ``depth``.
+    """
+
+    def __init__(self, every: int = 1, bn: str = "eval", lr_decay: float = 1.0) -> None:
+        super().__init__(bn=bn, lr_decay=lr_decay)
+        self.every = _check_int("every", every, 1)
+
+    def depth_at(self, n_groups: int, frozen_depth: int, epoch: int) -> int:
+        unfrozen = epoch // self.every
+        return max(frozen_depth, n_groups - unfrozen)
+
+    @staticmethod
+    def search_space(estimator) -> dict:
+        from optuna.distributions import IntDistribution
+
+        return {**DepthFreezer.search_space(estimator), "freeze__every": IntDistribution(1, 3)}
+
+    def _extra_repr(self) -> str:
+        return f"every={self.every}, "
+
+
+class LinearProbeFineTune(DepthFreezer):
+    """Linear probe, then fine-tune (LP-FT; Kumar et al. 2022).
+
+    The first ``probe_epochs`` epochs train only the head; from then on the
+    groups after ``frozen_depth`` train as well. Starting the fine-tune from
+    a fitted head distorts the pretrained features less than starting it from
+    a random one.
+
+    Parameters
+    ----------
+    probe_epochs : int >= 0
+        Epochs of head-only training (default 3).
+    bn, lr_decay
+        As for ``depth``.
+    """
+
+    def __init__(self, probe_epochs: int = 3, bn: str = "eval", lr_decay: float = 1.0) -> None:
+        super().__init__(bn=bn, lr_decay=lr_decay)
+        self.probe_epochs = _check_int("probe_epochs", probe_epochs, 0)
+
+    def depth_at(self, n_groups: int, frozen_depth: int, epoch: int) -> int:
+        return n_groups if epoch < self.probe_epochs else frozen_depth
+
+    @staticmethod
+    def search_space(estimator) -> dict:
+        from optuna.distributions import IntDistribution
+
+        space = DepthFreezer.search_space(estimator)
+        epochs = max(1, int(getattr(estimator, "max_epochs", 10) or 10))
+        space["freeze__probe_epochs"] = IntDistribution(0, max(1, epochs // 2))
+        return space
+
+    def _extra_repr(self) -> str:
+        return f"probe_epochs={self.probe_epochs}, "
 
 
 @hookimpl
 def register_freezers(register) -> None:
     register("depth", DepthFreezer)
+    register("gradual", GradualFreezer)
+    register("lp_ft", LinearProbeFineTune, aliases=("lpft",))

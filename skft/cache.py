@@ -1,0 +1,191 @@
+"""The frozen-prefix feature cache.
+
+When the first ``k`` layer groups are frozen (and in eval mode) for a whole
+fit and the training batches are not augmented, their output does not change
+between epochs. skft computes it once per sample and trains the rest of the
+network on it, so a linear probe costs one forward pass plus head training.
+
+Entries are keyed on *content*, never on object identity:
+
+- the model key hashes the preprocessing buffers and every parameter and
+  buffer of the cached groups (plus their classes, ``k``, the device and
+  dtype), so two fits share entries exactly when they would compute the same
+  prefix;
+- the row key hashes each adapted input sample's bytes, so CV folds, search
+  candidates and refits that see the same samples share entries, and changed
+  data can never hit a stale entry.
+
+The cache is process-wide (``skft.cache.feature_cache``), bounded in bytes
+(least recently used rows are evicted first; ``SKFT_FEATURE_CACHE_MB`` sets
+the bound, 1024 MiB by default) and thread-safe. Switch it off per estimator
+with ``feature_cache=False``; results are the same either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["CacheStats", "FeatureCache", "feature_cache"]
+
+
+@dataclass
+class CacheStats:
+    """Counters since the last :meth:`FeatureCache.clear`, in samples (rows)."""
+
+    hits: int = 0  # rows served from the cache
+    misses: int = 0  # rows computed by the frozen prefix
+    evictions: int = 0  # rows dropped to stay under max_bytes
+    lookups: int = 0  # calls that asked the cache for features (fits and predictions)
+
+
+def _update_with_tensor(h, t: torch.Tensor) -> None:
+    t = t.detach()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    t = t.cpu().contiguous()
+    if t.dtype == torch.bfloat16:  # numpy has no bfloat16
+        t = t.view(torch.int16)
+    h.update(t.numpy().tobytes())
+
+
+def model_key(module, depth: int, device: torch.device | str) -> str:
+    """Content hash of what produces the cached features: preprocessing + first ``depth`` groups."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"{depth}|{torch.device(device)}|".encode())
+    parts: list[nn.Module] = [module.preprocess, *module.groups[:depth]]
+    for i, part in enumerate(parts):
+        h.update(f"#{i}:{type(part).__qualname__}".encode())
+        for name, t in part.state_dict().items():
+            h.update(name.encode())
+            _update_with_tensor(h, t)
+    return h.hexdigest()
+
+
+def row_keys(X: torch.Tensor) -> list[bytes]:
+    """One content hash per sample of an adapted input batch."""
+    Xc = X.detach().cpu().contiguous()
+    if Xc.dtype == torch.bfloat16:
+        Xc = Xc.view(torch.int16)
+    arr = Xc.numpy().reshape(len(Xc), -1)
+    tag = f"{Xc.dtype}{tuple(Xc.shape[1:])}".encode()
+    return [hashlib.blake2b(tag + row.tobytes(), digest_size=16).digest() for row in arr]
+
+
+class FeatureCache:
+    """Per-sample outputs of frozen prefixes, LRU-bounded in bytes."""
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        if max_bytes is None:
+            max_bytes = int(float(os.environ.get("SKFT_FEATURE_CACHE_MB", "1024")) * 2**20)
+        self.max_bytes = int(max_bytes)
+        self._rows: OrderedDict[tuple[str, bytes], torch.Tensor] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.RLock()
+        self.stats = CacheStats()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by cached features."""
+        return self._bytes
+
+    def clear(self) -> None:
+        """Drop every entry and reset the counters."""
+        with self._lock:
+            self._rows.clear()
+            self._bytes = 0
+            self.stats = CacheStats()
+
+    def _put(self, key: tuple[str, bytes], row: torch.Tensor) -> None:
+        size = row.numel() * row.element_size()
+        if size > self.max_bytes:
+            return
+        old = self._rows.pop(key, None)
+        if old is not None:
+            self._bytes -= old.numel() * old.element_size()
+        self._rows[key] = row
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, dropped = self._rows.popitem(last=False)
+            self._bytes -= dropped.numel() * dropped.element_size()
+            self.stats.evictions += 1
+
+    def features(
+        self,
+        module,
+        depth: int,
+        X: torch.Tensor,
+        device: torch.device | str,
+        batch_size: int = 64,
+    ) -> torch.Tensor:
+        """The output of ``module``'s preprocessing and first ``depth`` groups for ``X``.
+
+        Rows already cached for the same prefix weights are reused; the others
+        are computed in eval mode without gradients, on ``device``, and stored.
+        Returns a tensor on ``device`` with one row per sample of ``X``.
+        """
+        device = torch.device(device)
+        mkey = model_key(module, depth, device)
+        rkeys = row_keys(X)
+        with self._lock:
+            found: dict[bytes, torch.Tensor] = {}
+            for rk in rkeys:
+                if rk not in found:
+                    hit = self._rows.get((mkey, rk))
+                    if hit is not None:
+                        self._rows.move_to_end((mkey, rk))
+                        found[rk] = hit
+            self.stats.lookups += 1
+        todo: dict[bytes, int] = {}
+        for i, rk in enumerate(rkeys):
+            if rk not in found and rk not in todo:
+                todo[rk] = i
+        if todo:
+            idx = torch.as_tensor(list(todo.values()), dtype=torch.long)
+            computed = _run_prefix(module, depth, X[idx], device, batch_size)
+            with self._lock:
+                for rk, row in zip(todo, computed):
+                    row = row.clone()  # own storage: the byte bound counts what is kept
+                    found[rk] = row
+                    self._put((mkey, rk), row)
+        with self._lock:
+            self.stats.hits += sum(1 for rk in rkeys if rk not in todo)
+            self.stats.misses += len(todo)
+        return torch.stack([found[rk] for rk in rkeys])
+
+
+@contextmanager
+def _eval(module: nn.Module) -> Iterator[None]:
+    was = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was)
+
+
+def _run_prefix(
+    module, depth: int, X: torch.Tensor, device: torch.device, batch_size: int
+) -> list[torch.Tensor]:
+    out = []
+    with torch.no_grad(), _eval(module):
+        for start in range(0, len(X), batch_size):
+            x = module.preprocess(X[start : start + batch_size].to(device))
+            for group in module.groups[:depth]:
+                x = group(x)
+            out.extend(x.unbind(0))
+    return out
+
+
+#: The process-wide cache every estimator uses.
+feature_cache = FeatureCache()
