@@ -185,15 +185,27 @@ def load_efficientnet_lite0_file(model: nn.Module, path: str | os.PathLike) -> N
 
 
 def _read_state(path: str | os.PathLike) -> dict[str, Any] | None:
-    if not Path(path).is_file():
+    file = Path(path)
+    if not file.is_file():
         return None
+    stat = file.stat()
+    key = (str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key in _STATES:  # a search builds the model once per fit: read the file once
+        return _STATES[key]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # let load_state_dict_file report it
         return None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    return state if isinstance(state, dict) else None
+    state = state if isinstance(state, dict) else None
+    if state is not None:
+        _STATES.clear()  # keep one file's tensors (load_state_dict copies, never aliases)
+        _STATES[key] = state
+    return state
+
+
+_STATES: dict[tuple[str, int, int], dict[str, Any]] = {}
 
 
 def convert_lite0_package_state(
