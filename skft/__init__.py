@@ -10,6 +10,7 @@ __all__ = [
     "FineTunedClassifier",
     "FineTunedRegressor",
     "FreezeState",
+    "OptunaSearch",
     "UnknownNameError",
     "augmenters",
     "backbones",
@@ -26,4 +27,8 @@ def __getattr__(name: str):
         from . import estimators
 
         return getattr(estimators, name)
+    if name == "OptunaSearch":
+        from .search import OptunaSearch
+
+        return OptunaSearch
     raise AttributeError(f"module 'skft' has no attribute {name!r}")

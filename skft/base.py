@@ -14,10 +14,11 @@ from sklearn.utils import check_random_state
 from skorch import NeuralNet
 from torch import nn
 
+from .augment import build_augmenter, n_tta_views, tta_views
 from .cache import feature_cache
 from .data import BatchLoader, ShuffledBatchLoader, adapt_images, adapt_tabular, as_float_images
 from .network import FineTuneModule, Normalize
-from .plugins import augmenters, freezers, get_backbone
+from .plugins import freezers, get_backbone
 from .specs import BackboneSpec
 from .weights import adapt_input_channels
 
@@ -118,12 +119,11 @@ class FineTuneMixin:
             f"freeze={self.freeze!r}",
             "freeze__",
         )
-        augmenter = instantiate(
-            augmenters().get(self.augment),
-            self.get_params_for("augment"),
-            f"augment={self.augment!r}",
-            "augment__",
-        )
+        augmenter = build_augmenter(self.augment, self.get_params_for("augment"))
+        if n_tta_views(self.tta) > 1 and spec.input_kind != "image":
+            raise ValueError(
+                f"tta={self.tta!r} needs image input; {spec.name!r} takes {spec.input_kind}"
+            )
         kinds = getattr(augmenter, "input_kinds", ("image",))
         if spec.input_kind not in kinds and float(strength) > 0:
             raise ValueError(
@@ -262,10 +262,28 @@ class FineTuneMixin:
             self.freeze_state_ = state
 
     def train_step_single(self, batch, **fit_params):
+        """Augment the training batch on the device (targets too, for mixing augmenters).
+
+        skorch calls this for training batches only: validation batches go
+        through ``validation_step`` and predictions through ``evaluation_step``.
+        """
         Xi, yi = batch
-        if float(self.augment_strength) > 0 and self.backbone_spec_.input_kind == "image":
-            Xi = as_float_images(Xi.to(self.device))
-            Xi = self.augmenter_(Xi, float(self.augment_strength), self.aug_generator_)
+        strength = float(self.augment_strength)
+        aug = self.augmenter_
+        kind = self.backbone_spec_.input_kind
+        if (
+            strength > 0
+            and isinstance(Xi, torch.Tensor)
+            and kind in getattr(aug, "input_kinds", ("image",))
+            and not getattr(self.module_, "input_depth", 0)  # cached features: not images
+        ):
+            Xi = Xi.to(self.device)
+            if kind == "image":
+                Xi = as_float_images(Xi)
+            if getattr(aug, "mixes_targets", False):
+                Xi, yi = aug(Xi, strength, self.aug_generator_, y=self._mixable_targets(yi))
+            else:
+                Xi = aug(Xi, strength, self.aug_generator_)
         return super().train_step_single((Xi, yi), **fit_params)
 
     # ------------------------------------------------------------------
@@ -398,8 +416,24 @@ class FineTuneMixin:
     def _forward_numpy(self, X) -> np.ndarray:
         self.check_is_fitted()
         Xt = self._adapt_X(X, fitting=False)
+        views = n_tta_views(self.tta)
         with self._on_device():
-            return NeuralNet.predict_proba(self, Xt)
+            if views <= 1 or self.backbone_spec_.input_kind != "image":
+                return NeuralNet.predict_proba(self, Xt)
+            return self._predict_tta(Xt, views)
+
+    def _predict_tta(self, Xt: torch.Tensor, views: int) -> np.ndarray:
+        """Mean of the predict nonlinearity's output (softmax: probabilities) over the views."""
+        nonlin = self._get_predict_nonlinearity()
+        out = []
+        for batch in self.get_iterator(self.get_dataset(Xt), training=False):
+            Xi = as_float_images(batch[0].to(self.device))
+            total = None
+            for view in tta_views(Xi, views):
+                pred = nonlin(self.evaluation_step((view, None), training=False))
+                total = pred if total is None else total + pred
+            out.append((total / views).detach().cpu().numpy())
+        return np.concatenate(out, 0)
 
     def load_params(self, *args, **kwargs):
         with self._on_device():

@@ -32,8 +32,11 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         "all" = linear probe (only the head trains).
     freeze : str
         Freezing policy name; its parameters are passed as ``freeze__*``.
-    augment : str
-        Augmenter name; its parameters are passed as ``augment__*``.
+    augment : str or list of str
+        Augmenter name (``"none"``, ``"basic"``, ``"color"``, ``"randaugment"``,
+        ``"mixup"``, ``"cutmix"``, or a plugin's), or a composition: ``"basic+mixup"``
+        or ``["basic", "mixup"]``. Parameters as ``augment__*``; for a composition
+        ``augment__<name>__<param>`` addresses one component (see :mod:`skft.augment`).
     augment_strength : float in [0, 1]
         Scales every augmentation; 0 is the identity. Training batches only.
     image_size : int or None
@@ -42,9 +45,11 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         "auto" picks CUDA when present.
     random_state : int, RandomState or None
         Seeds initialization, shuffling, dropout and augmentation.
-    tta : bool
-        Test-time augmentation: average predictions over flipped/cropped
-        views. Off by default.
+    tta : bool or int
+        Test-time augmentation: average predicted probabilities (regression:
+        predictions) over the first ``tta`` views of :data:`skft.augment.TTA_VIEWS`
+        (original, flip, centre crop, flipped centre crop, four corner crops);
+        ``True`` = 4 views. Off by default.
     feature_cache : bool
         Compute the output of a frozen prefix once and reuse it across epochs
         and across the fits of a search (see :mod:`skft.cache`). Results are
@@ -132,6 +137,16 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
 
     def check_data(self, X, y):
         pass  # labels were encoded in _prepare; classes_ already set
+
+    def _mixable_targets(self, yi: torch.Tensor) -> torch.Tensor:
+        """Class indices to one-hot probabilities, for augmenters that mix targets (mixup)."""
+        if not isinstance(self.criterion_, nn.CrossEntropyLoss):
+            raise ValueError(
+                f"augment={self.augment!r} mixes targets into class probabilities, which "
+                f"criterion {type(self.criterion_).__name__} does not accept; use "
+                "torch.nn.CrossEntropyLoss (the default)"
+            )
+        return nn.functional.one_hot(yi.to(self.device).long(), self.n_outputs_).float()
 
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``."""
@@ -241,6 +256,10 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
             raise ValueError(f"y has {y2.shape[1]} outputs; fitted with {self.n_outputs_}")
         scaled = (y2 - self.y_mean_) / self.y_scale_
         return Xt, torch.as_tensor(scaled, dtype=torch.float32)
+
+    def _mixable_targets(self, yi: torch.Tensor) -> torch.Tensor:
+        """Standardised targets, mixed linearly by augmenters that mix targets (mixup)."""
+        return yi.to(self.device).float()
 
     def predict(self, X):
         """Predictions on the scale and in the shape (1-D or 2-D) of the fitted y."""

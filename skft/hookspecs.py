@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pluggy
 
@@ -74,4 +75,35 @@ def resolve_backbone(name: str) -> BackboneSpec | None:
     -------
     BackboneSpec or None
         ``None`` when this plugin does not know the name.
+    """
+
+
+# --------------------------------------------------------------------------
+# Search-space hook: every plugin may answer; the answers are merged
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def search_space(estimator: Any) -> dict[str, Any] | None:
+    """Contribute Optuna distributions for an estimator's parameters.
+
+    Called by :class:`skft.OptunaSearch` (and :func:`skft.search_space.default_search_space`)
+    to build the default search space. Every implementation is called; the
+    dicts are merged, later-registered plugins overriding earlier ones (so a
+    third-party plugin may refine the built-in entries), and the user's
+    ``param_distributions`` override the result.
+
+    Parameters
+    ----------
+    estimator : estimator
+        The (unfitted) estimator about to be tuned; read its parameters with
+        ``estimator.get_params(deep=False)``. It need not be an skft estimator:
+        return ``None`` for estimators this plugin does not know.
+
+    Returns
+    -------
+    dict or None
+        ``{parameter_name: optuna.distributions.BaseDistribution}``, for
+        example ``{"augment__magnitude": IntDistribution(1, 10)}``, or ``None``.
+        Import optuna inside the implementation: ``import skft`` stays light.
     """

@@ -31,6 +31,8 @@ DEFAULT_PLUGINS = (
     "skft.builtin.small_backbones",
     "skft.builtin.freezers",
     "skft.builtin.augmenters",
+    "skft.builtin.randaugment",
+    "skft.builtin.search_space",
 )
 
 pm = pluggy.PluginManager("skft")

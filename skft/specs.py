@@ -121,6 +121,12 @@ class Augmenter(Protocol):
     in [0, 1]); the result has the same shape, dtype and device. Strength 0
     must return ``X`` unchanged. Randomness comes from ``generator`` only.
     Registered as a factory called with the estimator's ``augment__*`` params.
+
+    Optional attributes: ``input_kinds`` (default ``("image",)``), and
+    ``mixes_targets = True`` for augmenters that mix samples (mixup, cutmix):
+    skft then calls ``aug(X, strength, generator, y=y)`` with float targets
+    ``y`` of shape ``(N, K)`` (one-hot class probabilities for classifiers,
+    standardised targets for regressors) and expects ``(X, y)`` back.
     """
 
     def __call__(

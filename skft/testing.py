@@ -98,7 +98,10 @@ def check_freezer(
 def check_augmenter(
     augmenter: str | Callable[..., Any], shape: Sequence[int] = (8, 3, 32, 32), **params: Any
 ) -> None:
-    """Identity at 0, shape/dtype kept, seeded, input untouched, effect grows with strength."""
+    """Identity at 0, shape/dtype kept, seeded, input untouched, effect grows with strength.
+
+    Augmenters with ``mixes_targets = True`` are also called with one-hot ``y=``.
+    """
     factory = augmenters().get(augmenter) if isinstance(augmenter, str) else augmenter
     aug = factory(**params)
     gen = torch.Generator().manual_seed(0)
@@ -117,10 +120,27 @@ def check_augmenter(
         assert torch.equal(out, again), f"strength {strength}: not reproducible under a seed"
         assert torch.equal(X, original), "the augmenter modified its input in place"
         effects.append((out - X).abs().mean().item())
+    if getattr(aug, "mixes_targets", False):
+        _check_target_mixing(aug, X)
     if type(aug).__name__ != "NoAugment":
         assert effects[-1] > 0, "strength 1 changes nothing"
         assert effects == sorted(effects), f"effect does not grow with strength: {effects}"
     _check_picklable(aug, "augmenter")
+
+
+def _check_target_mixing(aug: Any, X: torch.Tensor) -> None:
+    """``mixes_targets``: ``aug(X, s, gen, y=y)`` returns ``(X, y)``; rows still sum to 1."""
+    n, k = X.shape[0], 3
+    y = torch.nn.functional.one_hot(torch.arange(n) % k, k).float()
+    same = aug(X, 0.0, torch.Generator().manual_seed(1), y=y)
+    assert isinstance(same, tuple) and len(same) == 2, "with y=, return (X, y)"
+    assert torch.equal(same[0], X) and torch.equal(same[1], y), "strength 0 must be identity"
+    Xa, ya = aug(X, 1.0, torch.Generator().manual_seed(1), y=y)
+    Xb, yb = aug(X, 1.0, torch.Generator().manual_seed(1), y=y)
+    assert ya.shape == y.shape and ya.dtype == y.dtype, "y changed shape or dtype"
+    assert torch.equal(Xa, Xb) and torch.equal(ya, yb), "target mixing not reproducible"
+    assert torch.allclose(ya.sum(1), torch.ones(n)), "mixed class probabilities must sum to 1"
+    assert not torch.equal(ya, y), "strength 1 mixes no targets"
 
 
 def _check_picklable(obj: Any, what: str) -> None:

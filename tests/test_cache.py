@@ -124,9 +124,7 @@ def test_validation_split_scores_on_cached_features(digits, fast):
     params = {**fast, "frozen_depth": "all", "train_split": ValidSplit(4), "max_epochs": 2}
     on = FineTunedClassifier(**params).fit(X, y)
     off = FineTunedClassifier(**params, feature_cache=False).fit(X, y)
-    np.testing.assert_allclose(
-        on.history[:, "valid_loss"], off.history[:, "valid_loss"], rtol=1e-4
-    )
+    np.testing.assert_allclose(on.history[:, "valid_loss"], off.history[:, "valid_loss"], rtol=1e-4)
 
 
 def test_cache_is_bounded_in_bytes():

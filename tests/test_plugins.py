@@ -190,6 +190,7 @@ def test_hooks_are_documented_and_tested():
         "register_freezers",
         "register_augmenters",
         "resolve_backbone",
+        "search_space",
     ):
         doc = getattr(hookspecs, name).__doc__
         assert doc and "Parameters" in doc, name

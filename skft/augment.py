@@ -1,0 +1,179 @@
+"""Augmenter names to objects (compositions included), and test-time augmentation views.
+
+``augment=`` takes one registered name, a ``"+"``-joined string of names
+(``"basic+mixup"``) or a list of names (``["basic", "mixup"]``); a
+composition applies its augmenters in order, all at the same strength.
+
+``augment__*`` parameters of a composition are routed by name:
+``augment__mixup__alpha=0.4`` goes to the ``mixup`` component only; a plain
+``augment__alpha=0.4`` goes to every component whose factory accepts an
+``alpha`` argument, and it is an error when none does.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .plugins import augmenters
+
+__all__ = ["TTA_VIEWS", "Compose", "build_augmenter", "n_tta_views", "parse_augment", "tta_views"]
+
+# --------------------------------------------------------------------------
+# composition
+# --------------------------------------------------------------------------
+
+
+class Compose:
+    """Apply augmenters in order, all at the same strength.
+
+    ``mixes_targets`` is true when any component mixes targets; then calling
+    with ``y=`` returns ``(X, y)`` and components that mix get ``y``, the
+    others only ``X``.
+    """
+
+    def __init__(self, augmenters: Sequence[Any], names: Sequence[str] = ()) -> None:
+        self.augmenters = list(augmenters)
+        self.names = list(names) or [type(a).__name__ for a in self.augmenters]
+        self.mixes_targets = any(getattr(a, "mixes_targets", False) for a in self.augmenters)
+        kinds = [tuple(getattr(a, "input_kinds", ("image",))) for a in self.augmenters]
+        self.input_kinds = tuple(k for k in kinds[0] if all(k in ks for ks in kinds[1:]))
+
+    def __call__(self, X, strength, generator, y=None):
+        for aug in self.augmenters:
+            if y is not None and getattr(aug, "mixes_targets", False):
+                X, y = aug(X, strength, generator, y=y)
+            else:
+                X = aug(X, strength, generator)
+        return X if y is None else (X, y)
+
+    def __repr__(self) -> str:
+        return f"Compose({self.augmenters!r})"
+
+
+def parse_augment(augment: Any) -> list[str]:
+    """``augment=`` as a list of names: one name, ``"a+b"``, or a list/tuple of names."""
+    if isinstance(augment, str):
+        if "+" in augment and augment not in augmenters():
+            names = [part.strip() for part in augment.split("+")]
+        else:
+            return [augment]
+    elif isinstance(augment, (list, tuple)):
+        names = list(augment)
+    else:
+        raise TypeError(
+            "augment must be a name, a '+'-joined string of names or a list of names, "
+            f"got {type(augment).__name__}"
+        )
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"augment={augment!r}: a composition needs one or more non-empty names")
+    return names
+
+
+def _accepts(factory: Any, param: str) -> bool:
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return True
+    kinds = {p.kind for p in sig.parameters.values()}
+    return param in sig.parameters or inspect.Parameter.VAR_KEYWORD in kinds
+
+
+def _instantiate(factory, params: dict[str, Any], what: str, prefix: str):
+    try:
+        return factory(**params)
+    except TypeError as exc:
+        given = ", ".join(prefix + k for k in params) or "none"
+        raise TypeError(f"{what} does not accept the parameters given ({given}): {exc}") from exc
+
+
+def build_augmenter(augment: Any, params: dict[str, Any]) -> Any:
+    """The augmenter for ``augment=`` (a name, ``"a+b"`` or a list) and its ``augment__*`` params.
+
+    Unknown names raise :class:`skft.UnknownNameError` listing close matches.
+    """
+    names = parse_augment(augment)
+    registry = augmenters()
+    factories = [registry.get(name) for name in names]
+    if len(names) == 1 and isinstance(augment, str):
+        return _instantiate(factories[0], params, f"augment={augment!r}", "augment__")
+    routed: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for key, value in params.items():
+        head, sep, rest = key.partition("__")
+        if sep and head in routed:
+            routed[head][rest] = value
+            continue
+        takers = [name for name, f in zip(names, factories) if _accepts(f, key)]
+        if not takers:
+            raise TypeError(
+                f"augment__{key}: no augmenter in {names} accepts {key!r}; "
+                f"address one component as augment__<name>__{key}"
+            )
+        for name in takers:
+            routed[name][key] = value
+    parts = [
+        _instantiate(f, routed[name], f"augment={name!r} (in {augment!r})", f"augment__{name}__")
+        for name, f in zip(names, factories)
+    ]
+    return Compose(parts, names)
+
+
+# --------------------------------------------------------------------------
+# test-time augmentation
+# --------------------------------------------------------------------------
+
+#: The views ``tta=k`` averages over: the first ``k`` of these (``tta=True``: 4).
+#: Crops keep :data:`TTA_CROP` of the side and are resized back (bilinear).
+TTA_VIEWS = (
+    "original",
+    "flip",
+    "centre crop",
+    "flipped centre crop",
+    "top-left crop",
+    "top-right crop",
+    "bottom-left crop",
+    "bottom-right crop",
+)
+TTA_CROP = 0.875
+TTA_DEFAULT = 4
+
+
+def n_tta_views(tta: Any) -> int:
+    """``tta=`` as a number of views: False/0 -> 0 (off), True -> 4, an int 1..8 as given."""
+    if tta is None or tta is False:
+        return 0
+    if tta is True:
+        return TTA_DEFAULT
+    if isinstance(tta, numbers.Integral) and 0 <= int(tta) <= len(TTA_VIEWS):
+        return int(tta)
+    raise ValueError(
+        f"tta must be False, True ({TTA_DEFAULT} views) or an int number of views in "
+        f"0..{len(TTA_VIEWS)} (views in order: {', '.join(TTA_VIEWS)}), got {tta!r}"
+    )
+
+
+def tta_views(X: torch.Tensor, n: int) -> Iterator[torch.Tensor]:
+    """Yield the first ``n`` views of :data:`TTA_VIEWS` of a float batch ``(N, C, H, W)``."""
+    h, w = X.shape[-2:]
+    ch, cw = max(1, round(h * TTA_CROP)), max(1, round(w * TTA_CROP))
+    corners = {
+        "centre": ((h - ch) // 2, (w - cw) // 2),
+        "top-left": (0, 0),
+        "top-right": (0, w - cw),
+        "bottom-left": (h - ch, 0),
+        "bottom-right": (h - ch, w - cw),
+    }
+    for name in TTA_VIEWS[:n]:
+        view = X
+        if name.endswith("crop"):
+            top, left = corners[name.split()[-2]]
+            view = view[..., top : top + ch, left : left + cw]
+            view = F.interpolate(view, size=(h, w), mode="bilinear", align_corners=False)
+        if name.startswith("flip"):
+            view = view.flip(-1)
+        yield view

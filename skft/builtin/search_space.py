@@ -1,0 +1,84 @@
+"""Default plugin: the built-in Optuna search space of skft's estimators.
+
+* the core: ``lr`` log-uniform in [1e-5, 1e-1];
+* the backbone: ``frozen_depth`` over its own layer groups, ``0 .. n-1`` and
+  ``"all"`` (which freezes all ``n``);
+* the augmenter: ``augment_strength`` uniform in [0, 1] (unless ``augment="none"``);
+* the chosen freezing policy and augmenter: whatever their factory's optional
+  ``search_space(estimator)`` returns (for example ``freeze__lr_decay``).
+
+Nothing here imports optuna or torch until the hook is called.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from ..hookspecs import hookimpl
+
+__all__ = ["LR_RANGE", "layer_group_count", "search_space"]
+
+#: The default learning-rate range (log-uniform).
+LR_RANGE = (1e-5, 1e-1)
+
+_GROUP_COUNTS: dict[tuple[str, tuple[int, ...]], int] = {}
+
+
+def _probe_shape(spec: Any, image_size: Any) -> tuple[int, ...]:
+    if spec.input_kind == "image":
+        size = int(image_size or spec.default_image_size or 32)
+        return (3, size, size)
+    if spec.input_kind == "tabular":
+        return (1,)  # the group structure does not depend on the feature count
+    return ()
+
+
+def layer_group_count(spec: Any, image_size: Any = None) -> int:
+    """How many layer groups ``spec`` builds (built once without weights, then cached)."""
+    count = spec.extra.get("n_groups") if isinstance(spec.extra, dict) else None
+    if isinstance(count, int):
+        return count
+    shape = _probe_shape(spec, image_size)
+    key = (spec.name, shape)
+    if key not in _GROUP_COUNTS:
+        _GROUP_COUNTS[key] = len(spec.build(False, shape).groups)
+    return _GROUP_COUNTS[key]
+
+
+def _factory_space(factory: Any, estimator: Any) -> dict[str, Any]:
+    hook = getattr(factory, "search_space", None)
+    if hook is None:
+        return {}
+    return dict(hook(estimator) or {})
+
+
+@hookimpl
+def search_space(estimator: Any) -> dict[str, Any] | None:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from ..plugins import augmenters, freezers, get_backbone
+
+    params = estimator.get_params(deep=False)
+    if not {"backbone", "frozen_depth", "lr"} <= set(params):
+        return None  # not an skft estimator
+    space: dict[str, Any] = {"lr": FloatDistribution(*LR_RANGE, log=True)}
+    spec = get_backbone(params["backbone"])
+    try:
+        n_groups = layer_group_count(spec, params.get("image_size"))
+    except Exception as exc:  # noqa: BLE001 - a plugin's build failing must not stop the search
+        warnings.warn(
+            f"frozen_depth left out of the default search space: building backbone "
+            f"{spec.name!r} without weights to count its layer groups failed: {exc}",
+            stacklevel=2,
+        )
+    else:
+        space["frozen_depth"] = CategoricalDistribution([*range(n_groups), "all"])
+    augment = params.get("augment")
+    if augment is not None and augment != "none":
+        space["augment_strength"] = FloatDistribution(0.0, 1.0)
+    if "freeze" in params:
+        space.update(_factory_space(freezers().get(params["freeze"]), estimator))
+    if augment is not None:
+        space.update(_factory_space(augmenters().get(augment), estimator))
+    return space

@@ -1,0 +1,78 @@
+"""The default Optuna search space, collected from plugins through the ``search_space`` hook."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .plugins import load_plugins, pm
+
+__all__ = ["as_distribution", "default_search_space", "merge_search_space", "suggest"]
+
+
+def as_distribution(name: str, value: Any):
+    """An Optuna distribution from a distribution or a list/tuple of choices."""
+    from optuna.distributions import BaseDistribution, CategoricalDistribution
+
+    if isinstance(value, BaseDistribution):
+        return value
+    if isinstance(value, (list, tuple)):
+        return CategoricalDistribution(list(value))
+    raise TypeError(
+        f"param_distributions[{name!r}] must be an optuna distribution or a list of "
+        f"choices, got {type(value).__name__}"
+    )
+
+
+def default_search_space(estimator: Any) -> dict[str, Any]:
+    """Every plugin's ``search_space`` answer for ``estimator``, merged.
+
+    Later-registered plugins override earlier ones (skft's own entries come
+    from a default plugin, registered first).
+    """
+    load_plugins()
+    answers = pm.hook.search_space(estimator=estimator)
+    space: dict[str, Any] = {}
+    for answer in reversed(answers):  # pluggy calls the last registered first
+        if answer:
+            space.update({k: as_distribution(k, v) for k, v in answer.items()})
+    return space
+
+
+def merge_search_space(
+    estimator: Any, param_distributions: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The default space, overridden and extended by ``param_distributions``.
+
+    A value of ``None`` removes that parameter from the default space.
+    """
+    space = default_search_space(estimator)
+    for name, value in (param_distributions or {}).items():
+        if value is None:
+            space.pop(name, None)
+        else:
+            space[name] = as_distribution(name, value)
+    if not space:
+        raise ValueError(
+            f"the search space for {type(estimator).__name__} is empty: no plugin "
+            "contributes defaults for it; pass param_distributions"
+        )
+    return space
+
+
+def suggest(trial: Any, name: str, distribution: Any) -> Any:
+    """``trial.suggest_*`` for any Optuna distribution."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    d = distribution
+    if isinstance(d, FloatDistribution):
+        return trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
+    if isinstance(d, IntDistribution):
+        return trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
+    if isinstance(d, CategoricalDistribution):
+        return trial.suggest_categorical(name, d.choices)
+    return trial._suggest(name, d)  # deprecated distribution classes

@@ -1,0 +1,379 @@
+"""Augmenters: identity at 0, monotone strength, training batches only, seeds, mixing, tta."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from skorch.callbacks import EpochScoring
+from skorch.dataset import ValidSplit
+from torch import nn
+
+import skft
+from skft import FineTunedClassifier, FineTunedRegressor, hookimpl
+from skft.augment import TTA_VIEWS, Compose, build_augmenter, tta_views
+from skft.builtin.randaugment import OPS, RandAugment
+from skft.plugins import pm
+from skft.testing import check_augmenter
+
+AUGMENTERS = ["basic", "color", "randaugment", "mixup", "cutmix"]
+STRENGTHS = (0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+def _images(digits, channels: int) -> torch.Tensor:
+    """The digits at 16 px; the 3-channel version tints every image differently."""
+    X = torch.from_numpy(digits[0]).unsqueeze(1)
+    X = F.interpolate(X, size=16, mode="bilinear", align_corners=False).clamp(0, 1)
+    if channels == 1:
+        return X
+    tint = torch.rand(len(X), 3, 1, 1, generator=torch.Generator().manual_seed(0))
+    return X * (0.3 + 0.7 * tint)
+
+
+# --------------------------------------------------------------------------
+# the augmenters themselves
+# --------------------------------------------------------------------------
+
+
+def test_builtin_augmenters_are_registered():
+    assert set(AUGMENTERS) | {"none"} <= set(skft.augmenters().names())
+    assert "rand" in skft.augmenters()  # alias
+
+
+@pytest.mark.parametrize("name", AUGMENTERS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_contract_kit(name, channels):
+    check_augmenter(name, shape=(8, channels, 16, 16))
+
+
+@pytest.mark.parametrize("name", AUGMENTERS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_effect_grows_with_strength(name, channels, digits):
+    X = _images(digits, channels)
+    aug = build_augmenter(name, {})
+    assert torch.equal(aug(X, 0.0, torch.Generator().manual_seed(0)), X)
+    effects = []
+    for strength in STRENGTHS:
+        out = aug(X, strength, torch.Generator().manual_seed(0))
+        assert out.min() >= 0 and out.max() <= 1, f"{name} leaves [0, 1]"
+        effects.append((out - X).abs().mean().item())
+    assert effects[0] > 0
+    assert all(a < b for a, b in zip(effects, effects[1:])), f"{name}: {effects}"
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_each_randaugment_operation_grows_with_strength(op, digits):
+    X = _images(digits, 3)
+    aug = RandAugment(num_ops=1, ops=[op])
+    effects = [
+        (aug(X, s, torch.Generator().manual_seed(0)) - X).abs().mean().item() for s in STRENGTHS
+    ]
+    assert effects[-1] > 0, op
+    assert effects == sorted(effects), f"{op}: {effects}"
+
+
+def test_grayscale_colour_ops_are_brightness_and_contrast_only(digits):
+    X = _images(digits, 1)
+    assert torch.equal(RandAugment(ops=["color"])(X, 1.0, torch.Generator()), X)
+    no_bc = build_augmenter("color", {"brightness": 0.0, "contrast": 0.0})
+    assert torch.equal(no_bc(X, 1.0, torch.Generator()), X)  # saturation and hue: no-ops
+    rgb = _images(digits, 3)
+    assert not torch.equal(no_bc(rgb, 1.0, torch.Generator()), rgb)
+
+
+def test_augmenters_are_per_sample(digits):
+    """Identical inputs get different transformations within one batch."""
+    X = _images(digits, 3)[:1].repeat(16, 1, 1, 1)
+    for name in ("basic", "color", "randaugment"):
+        out = build_augmenter(name, {})(X, 1.0, torch.Generator().manual_seed(0))
+        assert len({tuple(o.flatten()[:64].tolist()) for o in out}) > 8, name
+
+
+def test_mixing_targets():
+    X = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = F.one_hot(torch.arange(6) % 3, 3).float()
+    for name in ("mixup", "cutmix"):
+        aug = build_augmenter(name, {})
+        out, ym = aug(X, 1.0, torch.Generator().manual_seed(0), y=y)
+        kept = (ym * y).sum(1)  # weight left on each sample's own class
+        assert ((kept >= 0.5) & (kept <= 1)).all()
+        assert torch.allclose(ym.sum(1), torch.ones(6))
+        if name == "cutmix":  # the label weight is the share of pixels kept
+            pixels = (out == X).all(1).float().mean(dim=(1, 2))
+            assert torch.allclose(pixels, kept, atol=1e-6)
+        else:
+            assert torch.allclose(
+                out,
+                kept.view(-1, 1, 1, 1) * X + (1 - kept.view(-1, 1, 1, 1)) * X.roll(1, 0),
+                atol=1e-6,
+            )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_augmenters_run_on_the_batch_device():
+    X = torch.rand(32, 3, 32, 32, device="cuda")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for name in AUGMENTERS:
+        out = build_augmenter(name, {})(X, 0.7, gen)
+        assert out.device == X.device and out.shape == X.shape
+
+
+# --------------------------------------------------------------------------
+# composition and parameters
+# --------------------------------------------------------------------------
+
+
+def test_composition_applies_in_order():
+    X = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    y = F.one_hot(torch.arange(8) % 2, 2).float()
+    for spec in ("basic+mixup", ["basic", "mixup"], " basic + mixup "):
+        comp = build_augmenter(spec, {})
+        assert isinstance(comp, Compose) and comp.mixes_targets and comp.input_kinds == ("image",)
+        gen = torch.Generator().manual_seed(3)
+        out, ym = comp(X, 0.6, gen, y=y)
+        gen = torch.Generator().manual_seed(3)
+        step = build_augmenter("basic", {})(X, 0.6, gen)
+        ref, yref = build_augmenter("mixup", {})(step, 0.6, gen, y=y)
+        assert torch.equal(out, ref) and torch.equal(ym, yref)
+    assert not build_augmenter(["basic", "color"], {}).mixes_targets
+
+
+def test_composition_params_are_routed():
+    comp = build_augmenter("basic+mixup+cutmix", {"mixup__alpha": 0.3, "flip": 0.0})
+    basic, mixup, cutmix = comp.augmenters
+    assert (basic.flip, mixup.alpha, cutmix.alpha) == (0.0, 0.3, 1.0)
+    comp = build_augmenter(["mixup", "cutmix"], {"alpha": 0.2})  # every component taking alpha
+    assert [a.alpha for a in comp.augmenters] == [0.2, 0.2]
+    with pytest.raises(TypeError, match="no augmenter in .* accepts 'rotate_by'"):
+        build_augmenter("basic+mixup", {"rotate_by": 3})
+    with pytest.raises(TypeError, match="augment__basic__nope"):
+        build_augmenter("basic+mixup", {"basic__nope": 3})
+
+
+def test_composition_survives_clone_and_search(digits, fast):
+    X, y = digits
+    clf = FineTunedClassifier(**{**fast, "augment_strength": 0.5}, augment=["basic", "mixup"])
+    clf.set_params(augment__mixup__alpha=0.5)
+    twin = clone(clf)
+    assert twin.augment == ["basic", "mixup"] and twin.get_params()["augment__mixup__alpha"] == 0.5
+    twin.fit(X, y)
+    assert twin.augmenter_.names == ["basic", "mixup"]
+    assert twin.augmenter_.augmenters[1].alpha == 0.5
+    same = FineTunedClassifier(**{**fast, "augment_strength": 0.5}, augment="basic+mixup")
+    same.set_params(augment__mixup__alpha=0.5).fit(X, y)
+    np.testing.assert_array_equal(twin.predict_proba(X), same.predict_proba(X))
+    pickle.loads(pickle.dumps(twin)).predict(X)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"augment": "basci"}, skft.UnknownNameError, "Did you mean 'basic'"),
+        ({"augment": "basic+mixpu"}, skft.UnknownNameError, "Did you mean 'mixup'"),
+        ({"augment": 3}, TypeError, "augment must be a name"),
+        ({"augment": []}, ValueError, "one or more non-empty names"),
+        ({"augment": "basic+"}, ValueError, "one or more non-empty names"),
+        ({"augment__flip": 2.0}, ValueError, r"augment__flip must be a number in \[0.0, 1.0\]"),
+        ({"augment": "mixup", "augment__alpha": -1}, ValueError, "augment__alpha"),
+        ({"augment": "randaugment", "augment__ops": ["spin"]}, ValueError, "unknown operations"),
+        ({"augment": "randaugment", "augment__num_ops": 0}, ValueError, "num_ops"),
+        ({"augment": "color", "augment__hue": 0.7}, ValueError, "augment__hue"),
+        ({"augment": "color", "augment__gamma": 1}, TypeError, "augment__gamma"),
+        ({"tta": "yes"}, ValueError, "tta must be False, True"),
+        ({"tta": 9}, ValueError, "tta must be"),
+        ({"tta": -1}, ValueError, "tta must be"),
+        ({"augment": "mixup", "criterion": nn.NLLLoss}, ValueError, "CrossEntropyLoss"),
+    ],
+)
+def test_clear_errors(kwargs, error, match, digits, fast):
+    X, y = digits
+    clf = FineTunedClassifier(**{**fast, "augment_strength": 0.5, **kwargs})
+    with pytest.raises(error, match=match):
+        clf.fit(X, y)
+
+
+def test_tta_needs_images(fast):
+    X = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    clf = FineTunedClassifier(**{**fast, "backbone": "mlp", "image_size": None}, tta=True)
+    with pytest.raises(ValueError, match="tta=True needs image input"):
+        clf.fit(X, np.arange(20) % 2)
+
+
+def test_randaugment_search_space():
+    space = RandAugment.search_space(None)
+    assert space["augment__num_ops"].low == 1 and space["augment__num_ops"].high == 3
+
+
+# --------------------------------------------------------------------------
+# inside the estimators
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    """A classifier fitted with augment="none" (the ``fast`` settings), shared by tests."""
+    X, y = digits
+    settings = dict(
+        backbone="smallcnn",
+        pretrained=False,
+        image_size=16,
+        max_epochs=2,
+        batch_size=16,
+        verbose=0,
+        random_state=0,
+        augment_strength=0.0,
+    )
+    return FineTunedClassifier(**settings, augment="none").fit(X, y)
+
+
+@pytest.mark.parametrize("augment", [*AUGMENTERS, "basic+mixup"])
+def test_strength_zero_is_augment_none(augment, digits, fast, fitted):
+    X, y = digits
+    ref = fitted.set_params(tta=False).predict_proba(X)
+    zero = FineTunedClassifier(**fast, augment=augment).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(zero, ref)
+    strong = FineTunedClassifier(**{**fast, "augment_strength": 1.0}, augment=augment)
+    assert not np.array_equal(strong.fit(X, y).predict_proba(X), ref)
+
+
+def test_same_seed_same_augmentation(digits, fast):
+    X, y = digits
+    settings = {**fast, "augment_strength": 0.8, "augment": "randaugment+cutmix"}
+    a = FineTunedClassifier(**settings).fit(X, y).predict_proba(X)
+    b = FineTunedClassifier(**settings).fit(X, y).predict_proba(X)
+    c = FineTunedClassifier(**{**settings, "random_state": 1}).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+class Recording:
+    """Records what it is handed; ``mixes_targets`` so it sees the targets too."""
+
+    input_kinds = ("image",)
+    mixes_targets = True
+    seen: list[tuple[int, tuple[int, ...], torch.dtype]] = []
+
+    def __call__(self, X, strength, generator, y=None):
+        Recording.seen.append((len(X), tuple(y.shape), y.dtype))
+        return X if y is None else (X, y)
+
+
+class RecordingPlugin:
+    @hookimpl
+    def register_augmenters(self, register):
+        register("recording_mix", Recording)
+
+
+@pytest.fixture
+def recording():
+    plugin = RecordingPlugin()
+    skft.plugins.load_plugins()
+    pm.register(plugin, "recording_mix")
+    Recording.seen = []
+    try:
+        yield Recording
+    finally:
+        pm.unregister(plugin)
+
+
+def test_only_training_batches_are_augmented(recording, digits, fast):
+    X, y = digits
+    clf = FineTunedClassifier(
+        **{**fast, "augment_strength": 0.5, "batch_size": 20},
+        augment="recording_mix",
+        train_split=ValidSplit(4),  # 15 held out, 45 train: batches of 20, 20, 5
+        callbacks=[EpochScoring("accuracy", on_train=True, name="train_acc")],
+    ).fit(X, y)
+    assert [n for n, _, _ in recording.seen] == [20, 20, 5] * 2
+    assert {(shape, dtype) for n, shape, dtype in recording.seen} == {
+        ((20, 3), torch.float32),
+        ((5, 3), torch.float32),
+    }
+    assert {"train_acc", "valid_acc"} <= set(clf.history[-1])  # scoring saw hard labels
+    before = list(recording.seen)
+    clf.predict(X)
+    clf.predict_proba(X)
+    clf.score(X, y)
+    clf.set_params(tta=True).predict(X)
+    assert recording.seen == before  # never at predict time
+
+
+def test_regressor_mixes_standardised_targets(recording, digits, fast):
+    X, y = digits
+    reg = FineTunedRegressor(**{**fast, "augment_strength": 0.5}, augment="recording_mix")
+    reg.fit(X, y.astype(float))
+    assert {shape[1:] for _, shape, _ in recording.seen} == {(1,)}
+    mixed = FineTunedRegressor(**{**fast, "augment_strength": 0.8}, augment="basic+mixup")
+    pred = mixed.fit(X, y.astype(float)).predict(X)
+    assert pred.shape == (60,) and np.isfinite(pred).all()
+
+
+def test_mixup_on_tabular_input(fast):
+    X = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    settings = {**fast, "backbone": "mlp", "image_size": None, "augment_strength": 0.5}
+    mixed = FineTunedClassifier(**settings, augment="mixup").fit(X, y).predict_proba(X)
+    plain = FineTunedClassifier(**settings, augment="none").fit(X, y).predict_proba(X)
+    assert not np.array_equal(mixed, plain)
+    with pytest.raises(ValueError, match="works on image input but backbone 'mlp'"):
+        FineTunedClassifier(**settings, augment="basic+mixup").fit(X, y)
+
+
+def test_mixing_augmenters_inside_grid_search(digits, fast):
+    X, y = digits
+    grid = GridSearchCV(
+        FineTunedClassifier(**fast, augment="mixup"),
+        {"augment": ["mixup", "basic+cutmix"], "augment_strength": [0.8]},
+        cv=2,
+        scoring=["accuracy", "neg_log_loss"],
+        refit="neg_log_loss",
+    ).fit(X, y)
+    for key in ("mean_test_accuracy", "mean_test_neg_log_loss"):
+        assert np.isfinite(grid.cv_results_[key]).all()
+    proba = grid.predict_proba(X)
+    assert proba.shape == (60, 3) and np.allclose(proba.sum(1), 1)
+    assert set(grid.predict(X)) <= set(y)
+
+
+# --------------------------------------------------------------------------
+# test-time augmentation
+# --------------------------------------------------------------------------
+
+
+def test_tta_views():
+    X = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).view(2, 3, 16, 16)
+    views = list(tta_views(X, len(TTA_VIEWS)))
+    assert len(views) == 8 and all(v.shape == X.shape for v in views)
+    assert torch.equal(views[0], X) and torch.equal(views[1], X.flip(-1))
+    assert torch.equal(views[3], views[2].flip(-1))
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+
+
+@pytest.mark.parametrize("tta, n", [(True, 4), (2, 2), (8, 8)])
+def test_tta_averages_the_views(tta, n, digits, fitted):
+    X, y = digits
+    clf = fitted.set_params(tta=False)
+    Xt = clf._adapt_X(X, fitting=False)
+    expected = np.mean([clf.predict_proba(v) for v in tta_views(Xt, n)], axis=0)
+    got = clf.set_params(tta=tta).predict_proba(X)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, clf.set_params(tta=False).predict_proba(X))
+    assert np.array_equal(clf.set_params(tta=tta).predict_proba(X), got)  # deterministic
+    assert clf.set_params(tta=tta).score(X, y) == np.mean(clf.predict(X) == y)
+
+
+def test_tta_regressor_averages_predictions(digits, fast):
+    X, y = digits
+    reg = FineTunedRegressor(**fast, augment="none").fit(X, y.astype(float))
+    Xt = reg._adapt_X(X, fitting=False)
+    expected = np.mean([reg.predict(v) for v in tta_views(Xt, 4)], axis=0)
+    np.testing.assert_allclose(reg.set_params(tta=True).predict(X), expected, rtol=1e-5)
+    np.testing.assert_array_equal(
+        reg.set_params(tta=1).predict(X), reg.set_params(tta=False).predict(X)
+    )
