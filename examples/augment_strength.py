@@ -22,34 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from _data import HERE, HYMENOPTERA, digits_data, image_folder_data
 
 from skft import FineTunedClassifier
-from skft.data import adapt_images
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "hymenoptera"
-
-
-def digits_data(n_train: int, n_test: int, size: int):
-    X, y = load_digits(return_X_y=True)
-    X = (X.reshape(-1, 8, 8) / 16).astype(np.float32)
-    Xtr, Xte, ytr, yte = train_test_split(
-        X, y, train_size=n_train, test_size=n_test, stratify=y, random_state=0
-    )
-    return adapt_images(Xtr, size), ytr, adapt_images(Xte, size), yte
-
-
-def hymenoptera_data(root: Path, size: int, limit: int | None):
-    def split(name):
-        paths = sorted(p for p in (root / name).glob("*/*") if p.is_file())
-        if limit:
-            paths = paths[:: max(1, len(paths) // limit)][:limit]
-        labels = np.array([p.parent.name for p in paths])
-        return adapt_images([str(p) for p in paths], size), labels  # decoded once, as uint8
-
-    return (*split("train"), *split("val"))
+DEFAULT_DATA = HYMENOPTERA
 
 
 def run(name, data, strengths, seeds, args):
@@ -107,7 +84,7 @@ def main(argv=None) -> None:
 
     datasets = {"digits": digits_data(100, n_test, args.image_size)}
     if (args.data / "train").is_dir():
-        datasets["ants/bees"] = hymenoptera_data(args.data, args.image_size, limit)
+        datasets["ants/bees"] = image_folder_data(args.data, args.image_size, limit)
     else:
         print(f"{args.data} not found: ants/bees skipped")
 

@@ -26,14 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from _data import HERE, HYMENOPTERA, digits_data, image_folder_data
 
 from skft import FineTunedClassifier
-from skft.data import adapt_images
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "hymenoptera"
+DEFAULT_DATA = HYMENOPTERA
 
 POLICIES = {
     "full fine-tune": dict(frozen_depth=0),
@@ -43,27 +40,6 @@ POLICIES = {
     "LP-FT (probe 3)": dict(freeze="lp_ft", freeze__probe_epochs=3, frozen_depth=0),
     "LR decay 0.7": dict(frozen_depth=0, freeze__lr_decay=0.7),
 }
-
-
-def digits_data(n_train: int, n_test: int, size: int):
-    X, y = load_digits(return_X_y=True)
-    X = (X.reshape(-1, 8, 8) / 16).astype(np.float32)
-    Xtr, Xte, ytr, yte = train_test_split(
-        X, y, train_size=n_train, test_size=n_test, stratify=y, random_state=0
-    )
-    return adapt_images(Xtr, size), ytr, adapt_images(Xte, size), yte
-
-
-def image_folder_data(root: Path, size: int, limit: int | None):
-    """train/ and val/ with one sub-folder per class, decoded once to uint8."""
-
-    def split(name: str):
-        paths = sorted(p for p in (root / name).glob("*/*") if p.is_file())
-        if limit:
-            paths = paths[:: max(1, len(paths) // limit)][:limit]
-        return adapt_images([str(p) for p in paths], size), np.array([p.parent.name for p in paths])
-
-    return (*split("train"), *split("val"))
 
 
 def run(name: str, data, seeds, args) -> list[dict]:
