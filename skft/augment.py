@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .plugins import augmenters
+from .plugins import augmenters, instantiate
 
 __all__ = ["TTA_VIEWS", "Compose", "build_augmenter", "n_tta_views", "parse_augment", "tta_views"]
 
@@ -84,14 +84,6 @@ def _accepts(factory: Any, param: str) -> bool:
     return param in sig.parameters or inspect.Parameter.VAR_KEYWORD in kinds
 
 
-def _instantiate(factory, params: dict[str, Any], what: str, prefix: str):
-    try:
-        return factory(**params)
-    except TypeError as exc:
-        given = ", ".join(prefix + k for k in params) or "none"
-        raise TypeError(f"{what} does not accept the parameters given ({given}): {exc}") from exc
-
-
 def build_augmenter(augment: Any, params: dict[str, Any]) -> Any:
     """The augmenter for ``augment=`` (a name, ``"a+b"`` or a list) and its ``augment__*`` params.
 
@@ -101,7 +93,7 @@ def build_augmenter(augment: Any, params: dict[str, Any]) -> Any:
     registry = augmenters()
     factories = [registry.get(name) for name in names]
     if len(names) == 1 and isinstance(augment, str):
-        return _instantiate(factories[0], params, f"augment={augment!r}", "augment__")
+        return instantiate(factories[0], params, f"augment={augment!r}", "augment__")
     routed: dict[str, dict[str, Any]] = {name: {} for name in names}
     for key, value in params.items():
         head, sep, rest = key.partition("__")
@@ -117,7 +109,7 @@ def build_augmenter(augment: Any, params: dict[str, Any]) -> Any:
         for name in takers:
             routed[name][key] = value
     parts = [
-        _instantiate(f, routed[name], f"augment={name!r} (in {augment!r})", f"augment__{name}__")
+        instantiate(f, routed[name], f"augment={name!r} (in {augment!r})", f"augment__{name}__")
         for name, f in zip(names, factories)
     ]
     return Compose(parts, names)

@@ -18,7 +18,7 @@ from .augment import build_augmenter, n_tta_views, tta_views
 from .cache import feature_cache
 from .data import BatchLoader, ShuffledBatchLoader, adapt_images, adapt_tabular, as_float_images
 from .network import FineTuneModule, Normalize
-from .plugins import freezers, get_backbone
+from .plugins import freezers, get_backbone, instantiate
 from .specs import BackboneSpec
 from .weights import adapt_input_channels
 
@@ -341,15 +341,21 @@ class FineTuneMixin:
             if not depth:
                 NeuralNet.partial_fit(self, Xt, yt, epochs=epochs, **fit_params)
                 return self
-            size = self.batch_size if self.batch_size and self.batch_size > 0 else len(Xt)
-            feats = feature_cache.features(self.module_, depth, Xt, self.device, max(size, 64))
-            module = self.module_
-            module.input_depth, module.feature_shape = depth, tuple(feats.shape[1:])
-            try:
+            with self._cached_input(Xt, depth) as feats:
                 NeuralNet.partial_fit(self, feats, yt, epochs=epochs, **fit_params)
-            finally:
-                module.input_depth = 0
         return self
+
+    @contextlib.contextmanager
+    def _cached_input(self, X: torch.Tensor, depth: int) -> Iterator[torch.Tensor]:
+        """The first ``depth`` groups' output for ``X`` (from the cache), fed past those groups."""
+        size = self.batch_size if self.batch_size and self.batch_size > 0 else len(X)
+        feats = feature_cache.features(self.module_, depth, X, self.device, max(size, 64))
+        module = self.module_
+        module.input_depth, module.feature_shape = depth, tuple(feats.shape[1:])
+        try:
+            yield feats
+        finally:
+            module.input_depth = 0
 
     def _cache_depth(self, first_epoch: int, n_epochs: int) -> int:
         """Leading groups frozen and in eval mode in every epoch of this run, when inputs repeat.
@@ -405,13 +411,8 @@ class FineTuneMixin:
                 yield from super().forward_iter(X, training=training, device=device)
                 return
             # the frozen prefix has not changed since fit: reuse (or fill) the feature cache
-            size = self.batch_size if self.batch_size and self.batch_size > 0 else len(X)
-            feats = feature_cache.features(module, depth, X, self.device, max(size, 64))
-            module.input_depth, module.feature_shape = depth, tuple(feats.shape[1:])
-            try:
+            with self._cached_input(X, depth) as feats:
                 yield from super().forward_iter(feats, training=training, device=device)
-            finally:
-                module.input_depth = 0
 
     def _forward_numpy(self, X) -> np.ndarray:
         self.check_is_fitted()
@@ -462,14 +463,6 @@ class FineTuneMixin:
         tags.input_tags.string = kind == "text"
         tags.non_deterministic = self.random_state is None
         return tags
-
-
-def instantiate(factory, params: dict[str, Any], what: str, prefix: str):
-    try:
-        return factory(**params)
-    except TypeError as exc:
-        given = ", ".join(prefix + k for k in params) or "none"
-        raise TypeError(f"{what} does not accept the parameters given ({given}): {exc}") from exc
 
 
 def skorch_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:

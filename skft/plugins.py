@@ -22,6 +22,7 @@ __all__ = [
     "backbones",
     "freezers",
     "get_backbone",
+    "instantiate",
     "load_plugins",
     "pm",
 ]
@@ -157,3 +158,12 @@ def get_backbone(name: str) -> BackboneSpec:
         if spec is not None:
             return spec
     return registry.get(name)
+
+
+def instantiate(factory: Callable[..., Any], params: dict[str, Any], what: str, prefix: str):
+    """Call a registered factory with the estimator's ``<prefix>*`` params, naming them on error."""
+    try:
+        return factory(**params)
+    except TypeError as exc:
+        given = ", ".join(prefix + k for k in params) or "none"
+        raise TypeError(f"{what} does not accept the parameters given ({given}): {exc}") from exc

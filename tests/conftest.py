@@ -18,9 +18,9 @@ def digits():
     return X[:60], y[:60]
 
 
-@pytest.fixture
-def fast():
-    """Settings for a tiny model that fits in a fraction of a second."""
+@pytest.fixture(scope="session")
+def fast_settings():
+    """Settings for a tiny model that fits in a fraction of a second (for wider-scoped fixtures)."""
     return dict(
         backbone="smallcnn",
         pretrained=False,
@@ -31,3 +31,9 @@ def fast():
         random_state=0,
         augment_strength=0.0,
     )
+
+
+@pytest.fixture
+def fast(fast_settings):
+    """A fresh copy of :func:`fast_settings` for one test."""
+    return dict(fast_settings)

@@ -216,20 +216,10 @@ def test_randaugment_search_space():
 
 
 @pytest.fixture(scope="module")
-def fitted(digits):
+def fitted(digits, fast_settings):
     """A classifier fitted with augment="none" (the ``fast`` settings), shared by tests."""
     X, y = digits
-    settings = dict(
-        backbone="smallcnn",
-        pretrained=False,
-        image_size=16,
-        max_epochs=2,
-        batch_size=16,
-        verbose=0,
-        random_state=0,
-        augment_strength=0.0,
-    )
-    return FineTunedClassifier(**settings, augment="none").fit(X, y)
+    return FineTunedClassifier(**fast_settings, augment="none").fit(X, y)
 
 
 @pytest.mark.parametrize("augment", [*AUGMENTERS, "basic+mixup"])
