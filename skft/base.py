@@ -38,6 +38,9 @@ class FineTuneMixin:
     """What both estimators add to skorch: plugins, data adapters, freezing, augmentation."""
 
     prefixes_ = [*NeuralNet.prefixes_, "freeze", "augment"]
+    #: ``partial_fit`` trains exactly one epoch (skorch's trains ``max_epochs``):
+    #: :class:`skft.OptunaSearch` trains CV folds in lockstep only when this is true.
+    partial_fit_is_one_epoch = True
     _own_params = (
         "backbone",
         "pretrained",

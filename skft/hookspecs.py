@@ -23,6 +23,18 @@ Register = Callable[..., None]
 
 
 @hookspec
+def register_input_kinds(register: Register) -> None:
+    """Register input kinds.
+
+    Parameters
+    ----------
+    register : callable
+        ``register(kind)`` with a :class:`skft.specs.InputKind`; backbone
+        specs name a kind in ``input_kind``.
+    """
+
+
+@hookspec
 def register_backbones(register: Register) -> None:
     """Register backbones.
 

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from . import hookspecs
-from .specs import BackboneSpec
+from .specs import BackboneSpec, InputKind
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -22,12 +22,14 @@ __all__ = [
     "backbones",
     "freezers",
     "get_backbone",
+    "input_kinds",
     "instantiate",
     "load_plugins",
     "pm",
 ]
 
 DEFAULT_PLUGINS = (
+    "skft.builtin.input_kinds",
     "skft.builtin.torchvision_backbones",
     "skft.builtin.small_backbones",
     "skft.builtin.freezers",
@@ -117,12 +119,12 @@ class Registry(Generic[T]):
         )
 
 
-def _collect(hook: Callable[..., Any], registry: Registry, spec_style: bool) -> Registry:
+def _collect(hook: Callable[..., Any], registry: Registry, spec_type: type | None) -> Registry:
     def register(*args: Any, aliases: tuple[str, ...] = ()) -> None:
-        if spec_style:
+        if spec_type is not None:
             (spec,) = args
-            if not isinstance(spec, BackboneSpec):
-                raise TypeError(f"register_backbones expects a BackboneSpec, got {spec!r}")
+            if not isinstance(spec, spec_type):
+                raise TypeError(f"{hook.name} expects a {spec_type.__name__}, got {spec!r}")
             registry.add(spec.name, spec, tuple(aliases))
         else:
             name, factory = args
@@ -135,19 +137,25 @@ def _collect(hook: Callable[..., Any], registry: Registry, spec_style: bool) -> 
     return registry
 
 
+def input_kinds() -> Registry[InputKind]:
+    """Every registered input kind (``"image"``, ``"tabular"``, plugins' own)."""
+    registry = Registry("input kind", "input_kind")
+    return _collect(pm.hook.register_input_kinds, registry, InputKind)
+
+
 def backbones() -> Registry[BackboneSpec]:
     """Every registered backbone spec (rebuilt on each call: plugins may change)."""
-    return _collect(pm.hook.register_backbones, Registry("backbone", "backbone"), True)
+    return _collect(pm.hook.register_backbones, Registry("backbone", "backbone"), BackboneSpec)
 
 
 def freezers() -> Registry[Callable[..., Any]]:
     """Every registered freezing-policy factory."""
-    return _collect(pm.hook.register_freezers, Registry("freezing policy", "freeze"), False)
+    return _collect(pm.hook.register_freezers, Registry("freezing policy", "freeze"), None)
 
 
 def augmenters() -> Registry[Callable[..., Any]]:
     """Every registered augmenter factory."""
-    return _collect(pm.hook.register_augmenters, Registry("augmenter", "augment"), False)
+    return _collect(pm.hook.register_augmenters, Registry("augmenter", "augment"), None)
 
 
 def get_backbone(name: str) -> BackboneSpec:

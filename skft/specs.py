@@ -1,11 +1,11 @@
-"""The plugin contract: what backbone, freezer and augmenter plugins hand to ``register``."""
+"""The plugin contract: what plugins hand to ``register`` (input kinds, backbones, ...)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:
     import torch
@@ -19,6 +19,7 @@ __all__ = [
     "BackboneSpec",
     "FreezePolicy",
     "FreezeState",
+    "InputKind",
     "Pretrained",
 ]
 
@@ -28,6 +29,35 @@ Pretrained = Union[bool, str, os.PathLike]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# --------------------------------------------------------------------------
+# Input kinds
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputKind:
+    """What one kind of input (``"image"``, ``"tabular"``, ``"text"``, ...) needs from skft.
+
+    A backbone spec names its kind; the estimator adapts ``X`` with the
+    kind's adapter (unless the spec brings its own) and trains on the batch
+    tensors it returns.
+    """
+
+    name: str
+    #: ``adapter(X, image_size=...)`` turns user X into one batch tensor
+    #: ``(N, *sample_shape)``, raising ``ValueError``/``TypeError`` for bad input.
+    adapter: Callable[..., Any]
+    #: What the adapter returns, for error messages and docs.
+    batch_type: str = "tensor"
+    #: The frozen-prefix feature cache applies (samples are fixed tensors whose
+    #: prefix output does not change between epochs).
+    cacheable: bool = True
+    #: Maps a stored training batch (on the device) to what augmenters take,
+    #: e.g. uint8 images to float in [0, 1]; ``None``: the batch as it is.
+    to_augmentable: Callable[[Any], Any] | None = None
+    description: str = ""
 
 
 # --------------------------------------------------------------------------
@@ -50,6 +80,11 @@ class BackboneParts:
     #: (pooling, flattening).
     neck: nn.Module
     feature_dim: int
+    #: The original architecture the groups were cut from (sharing their
+    #: parameters), with its classifier replaced by an identity, so that
+    #: ``estimator.export_backbone()`` can hand the tuned network back under
+    #: its own parameter names. ``None`` when the backbone has no such model.
+    model: nn.Module | None = None
 
 
 @dataclass(frozen=True)
@@ -70,8 +105,8 @@ class BackboneSpec:
     has_pretrained: bool = True
 
     # input: the adapter turns user X into a batch tensor; see skft.data
-    input_kind: str = "image"  # "image", "tabular" or "text"
-    adapter: Callable[..., Any] | None = None  # None: the default for input_kind
+    input_kind: str = "image"  # a registered InputKind: "image", "tabular", "text", ...
+    adapter: Callable[..., Any] | None = None  # None: the InputKind's adapter
     default_image_size: int | None = 224
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -79,7 +114,11 @@ class BackboneSpec:
     # head: (feature_dim, n_outputs) -> module; None: a Linear layer
     make_head: Callable[[int, int], nn.Module] | None = None
 
-    # free-form metadata (paper, licence, weight source, ...)
+    # structure: the number of layer groups when known without building
+    # (None: skft builds the backbone once without weights to count them)
+    n_groups: int | None = None
+
+    # free-form metadata (paper, licence, weight source, ...); skft never reads it
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,13 +139,18 @@ class FreezeState:
     lr_factors: tuple[float, ...]
 
 
-class FreezePolicy(Protocol):
-    """Turns (layer groups, frozen_depth, epoch) into a :class:`FreezeState`.
+class FreezePolicy:
+    """Base of freezing policies: (layer groups, frozen_depth, epoch) to a :class:`FreezeState`.
 
     Registered as a factory called with the estimator's ``freeze__*`` params.
+    Subclassing is optional: any callable with this signature works, and
+    skft wraps it (:func:`skft.freezing.build_freezer`). A policy contributes
+    its parameters to the default search space through the ``search_space``
+    hook of the plugin that registers it.
     """
 
-    def __call__(self, groups: Sequence[str], frozen_depth: int, epoch: int) -> FreezeState: ...
+    def __call__(self, groups: Sequence[str], frozen_depth: int, epoch: int) -> FreezeState:
+        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------
@@ -114,21 +158,30 @@ class FreezePolicy(Protocol):
 # --------------------------------------------------------------------------
 
 
-class Augmenter(Protocol):
-    """Maps a training batch and a strength in [0, 1] to an augmented batch.
+class Augmenter:
+    """Base of augmenters: a training batch and a strength in [0, 1] to an augmented batch.
 
     ``X`` is a float tensor on the training device (images: ``(N, C, H, W)``
     in [0, 1]); the result has the same shape, dtype and device. Strength 0
     must return ``X`` unchanged. Randomness comes from ``generator`` only.
     Registered as a factory called with the estimator's ``augment__*`` params.
 
-    Optional attributes: ``input_kinds`` (default ``("image",)``), and
-    ``mixes_targets = True`` for augmenters that mix samples (mixup, cutmix):
-    skft then calls ``aug(X, strength, generator, y=y)`` with float targets
-    ``y`` of shape ``(N, K)`` (one-hot class probabilities for classifiers,
-    standardised targets for regressors) and expects ``(X, y)`` back.
+    Subclassing is optional: skft wraps any callable with this signature
+    (:func:`skft.augment.build_augmenter`), reading the two class attributes
+    below from it when present. An augmenter contributes its parameters to
+    the default search space through the ``search_space`` hook of the plugin
+    that registers it.
     """
 
+    #: Input kinds (``InputKind.name``) the augmenter works on.
+    input_kinds: tuple[str, ...] = ("image",)
+    #: True for augmenters that mix samples (mixup, cutmix): skft then calls
+    #: ``aug(X, strength, generator, y=y)`` with float targets ``y`` of shape
+    #: ``(N, K)`` (one-hot class probabilities for classifiers, standardised
+    #: targets for regressors) and expects ``(X, y)`` back.
+    mixes_targets: bool = False
+
     def __call__(
-        self, X: torch.Tensor, strength: float, generator: torch.Generator
-    ) -> torch.Tensor: ...
+        self, X: torch.Tensor, strength: float, generator: torch.Generator, y: Any = None
+    ) -> Any:
+        raise NotImplementedError
