@@ -30,11 +30,12 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["CacheStats", "FeatureCache", "feature_cache"]
+__all__ = ["CacheStats", "FeatureCache", "cacheable_depth", "feature_cache", "model_key"]
 
 
 @dataclass
@@ -57,7 +58,11 @@ def _update_with_tensor(h, t: torch.Tensor) -> None:
 
 
 def model_key(module, depth: int, device: torch.device | str) -> str:
-    """Content hash of what produces the cached features: preprocessing + first ``depth`` groups."""
+    """Content hash of what produces the cached features: preprocessing + first ``depth`` groups.
+
+    Hashing a large prefix takes tens of milliseconds: estimators compute it
+    once per freezing state (:meth:`skft.base.FineTuneMixin._cache_key`), not per call.
+    """
     h = hashlib.blake2b(digest_size=20)
     h.update(f"{depth}|{torch.device(device)}|".encode())
     parts: list[nn.Module] = [module.preprocess, *module.groups[:depth]]
@@ -127,15 +132,18 @@ class FeatureCache:
         X: torch.Tensor,
         device: torch.device | str,
         batch_size: int = 64,
+        key: str | None = None,
     ) -> torch.Tensor:
-        """The output of ``module``'s preprocessing and first ``depth`` groups for ``X``.
+        """``module.prefix(X, depth)``: preprocessing and the first ``depth`` groups.
 
         Rows already cached for the same prefix weights are reused; the others
         are computed in eval mode without gradients, on ``device``, and stored.
         Returns a tensor on ``device`` with one row per sample of ``X``.
+        ``key`` is :func:`model_key` of ``(module, depth, device)`` when the
+        caller already has it.
         """
         device = torch.device(device)
-        mkey = model_key(module, depth, device)
+        mkey = key or model_key(module, depth, device)
         rkeys = row_keys(X)
         with self._lock:
             found: dict[bytes, torch.Tensor] = {}
@@ -180,12 +188,25 @@ def _run_prefix(
     out = []
     with torch.no_grad(), _eval(module):
         for start in range(0, len(X), batch_size):
-            x = module.preprocess(X[start : start + batch_size].to(device))
-            for group in module.groups[:depth]:
-                x = group(x)
-            out.extend(x.unbind(0))
+            out.extend(module.prefix(X[start : start + batch_size].to(device), depth).unbind(0))
     return out
 
 
 #: The process-wide cache every estimator uses.
 feature_cache = FeatureCache()
+
+
+def cacheable_depth(
+    policy: Any, names: list[str], frozen_depth: int, first_epoch: int, n_epochs: int
+) -> int:
+    """Leading groups that ``policy`` keeps frozen and in eval mode in every epoch of a run."""
+    depth = len(names)
+    for epoch in range(first_epoch, first_epoch + max(int(n_epochs), 1)):
+        state = policy(names, frozen_depth, epoch)
+        k = 0
+        while k < depth and not state.trainable[k] and state.eval_mode[k]:
+            k += 1
+        depth = k
+        if depth == 0:
+            break
+    return depth

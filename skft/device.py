@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["DevicePool", "cuda_count", "resolve_device", "trial_devices"]
+__all__ = ["DevicePool", "cuda_count", "holding_resolved_device", "resolve_device", "trial_devices"]
 
 
 def resolve_device(device: Any) -> Any:
@@ -61,3 +61,22 @@ class DevicePool:
             yield device
         finally:
             self._free.put(device)
+
+
+@contextlib.contextmanager
+def holding_resolved_device(net: Any) -> Iterator[None]:
+    """Hold the resolved device in ``net.device`` while skorch code runs.
+
+    skorch reads ``self.device`` wherever it moves data or modules; the
+    parameter itself keeps ``"auto"``.
+    """
+    raw = net.__dict__.get("device")
+    resolved = resolve_device(raw)
+    if resolved == raw:
+        yield
+        return
+    net.__dict__["device"] = resolved
+    try:
+        yield
+    finally:
+        net.__dict__["device"] = raw

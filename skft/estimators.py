@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
-from .base import FineTuneMixin, skorch_defaults
+from .base import FineTuneMixin
+from .params import store_params
 
 __all__ = ["FineTunedClassifier", "FineTunedRegressor"]
 
@@ -54,9 +56,14 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         Compute the output of a frozen prefix once and reuse it across epochs
         and across the fits of a search (see :mod:`skft.cache`). Results are
         the same with it on or off; only the time differs.
+    verbose : int
+        0 (default): silent, like scikit-learn's estimators. 1: one line per
+        epoch (losses, scores, duration) and a per-batch progress bar on
+        stderr for epochs longer than a few seconds. skorch's epoch table:
+        add ``skorch.callbacks.PrintLog()`` to ``callbacks``.
     **kwargs
         skorch's own arguments (``callbacks``, ``optimizer__*``,
-        ``iterator_train__*``, ``train_split``, ``verbose``, ...).
+        ``iterator_train__*``, ``train_split``, ...).
         ``train_split=None`` by default: no hidden validation split.
     """
 
@@ -81,10 +88,11 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         criterion=nn.CrossEntropyLoss,
         optimizer=torch.optim.AdamW,
         train_split=None,
+        verbose=0,
         **kwargs,
     ):
-        super().__init__(
-            module,
+        self._skorch_init(
+            module=module,
             criterion=criterion,
             optimizer=optimizer,
             lr=lr,
@@ -92,32 +100,19 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
             batch_size=batch_size,
             device=device,
             train_split=train_split,
-            **skorch_defaults(kwargs),
+            verbose=verbose,
+            **kwargs,
         )
-        self._init_fine_tune_params(
-            backbone,
-            pretrained,
-            frozen_depth,
-            freeze,
-            augment,
-            augment_strength,
-            image_size,
-            random_state,
-            tta,
-            feature_cache,
-        )
+        store_params(self, locals())
 
     def _prepare(self, X, y, initial: bool, classes=None):
+        y = y.cpu().numpy() if isinstance(y, torch.Tensor) else y
+        y = None if y is None else column_or_1d(np.asarray(y), warn=True)
         Xt = self._prepare_X(X, y, initial)
-        y = column_or_1d(
-            np.asarray(y) if not isinstance(y, torch.Tensor) else y.cpu().numpy(), warn=True
-        )
-        self._check_lengths(Xt, y)
         check_classification_targets(y)
         if initial:
-            labels = self.classes if self.classes is not None else classes
-            found = np.unique(y)
-            labels = found if labels is None else np.asarray(labels)
+            given = self.classes if self.classes is not None else classes
+            labels = np.unique(y) if given is None else np.asarray(given)
             if len(labels) < 2:
                 raise ValueError(
                     f"{type(self).__name__} needs at least 2 classes in y; got 1 "
@@ -125,14 +120,16 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
                 )
             self.classes_inferred_ = labels
             self.n_outputs_ = len(labels)
-        labels = self.classes_
-        unseen = np.setdiff1d(np.unique(y), labels)
+            # LabelEncoder sorts; columns follow the given order of classes
+            self.label_encoder_ = LabelEncoder().fit(labels)
+            self.column_of_sorted_ = np.empty(len(labels), dtype=np.int64)
+            self.column_of_sorted_[self.label_encoder_.transform(labels)] = np.arange(len(labels))
+        unseen = np.setdiff1d(np.unique(y), self.classes_)
         if unseen.size:
             raise ValueError(
-                f"y contains labels not in classes_ {labels.tolist()}: {unseen.tolist()}"
+                f"y contains labels not in classes_ {self.classes_.tolist()}: {unseen.tolist()}"
             )
-        sorter = np.argsort(labels)
-        encoded = sorter[np.searchsorted(labels, y, sorter=sorter)]
+        encoded = self.column_of_sorted_[self.label_encoder_.transform(y)]
         return Xt, torch.as_tensor(encoded, dtype=torch.long)
 
     def check_data(self, X, y):
@@ -193,10 +190,11 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         criterion="mse",
         optimizer=torch.optim.AdamW,
         train_split=None,
+        verbose=0,
         **kwargs,
     ):
-        super().__init__(
-            module,
+        self._skorch_init(
+            module=module,
             criterion=criterion,
             optimizer=optimizer,
             lr=lr,
@@ -204,20 +202,10 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
             batch_size=batch_size,
             device=device,
             train_split=train_split,
-            **skorch_defaults(kwargs),
+            verbose=verbose,
+            **kwargs,
         )
-        self._init_fine_tune_params(
-            backbone,
-            pretrained,
-            frozen_depth,
-            freeze,
-            augment,
-            augment_strength,
-            image_size,
-            random_state,
-            tta,
-            feature_cache,
-        )
+        store_params(self, locals())
 
     def initialize_criterion(self):
         if isinstance(self.criterion, str):
@@ -233,8 +221,9 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         return super().initialize_criterion()
 
     def _prepare(self, X, y, initial: bool, classes=None):
+        y = y.cpu().numpy() if isinstance(y, torch.Tensor) else y
+        y = None if y is None else np.asarray(y)
         Xt = self._prepare_X(X, y, initial)
-        y = y.cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
         if y.dtype.kind not in "biuf":
             try:
                 y = y.astype(np.float64)
@@ -244,17 +233,14 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
             raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
         if not np.isfinite(y).all():
             raise ValueError("Input y contains NaN or infinity.")
-        self._check_lengths(Xt, y)
         y2 = y.reshape(len(y), -1).astype(np.float64)
         if initial:
             self.y_ndim_ = y.ndim
             self.n_outputs_ = y2.shape[1]
-            self.y_mean_ = y2.mean(axis=0)
-            scale = y2.std(axis=0)
-            self.y_scale_ = np.where(scale > 0, scale, 1.0)
+            self.target_scaler_ = StandardScaler().fit(y2)
         elif y2.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {y2.shape[1]} outputs; fitted with {self.n_outputs_}")
-        scaled = (y2 - self.y_mean_) / self.y_scale_
+        scaled = self.target_scaler_.transform(y2)
         return Xt, torch.as_tensor(scaled, dtype=torch.float32)
 
     def _mixable_targets(self, yi: torch.Tensor) -> torch.Tensor:
@@ -263,7 +249,8 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
 
     def predict(self, X):
         """Predictions on the scale and in the shape (1-D or 2-D) of the fitted y."""
-        out = self._forward_numpy(X).astype(np.float64) * self.y_scale_ + self.y_mean_
+        out = self._forward_numpy(X).astype(np.float64)  # checks that it is fitted
+        out = self.target_scaler_.inverse_transform(out)
         return out.ravel() if self.y_ndim_ == 1 else out
 
     def __sklearn_tags__(self):

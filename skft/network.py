@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .data import as_float_images
-from .specs import BackboneParts, FreezeState
+from .specs import BackboneParts, BackboneSpec, FreezeState
+from .weights import adapt_input_channels
 
-__all__ = ["FineTuneModule", "Normalize"]
+__all__ = ["FineTuneModule", "Normalize", "build_network", "param_groups"]
 
 
 class Normalize(nn.Module):
@@ -38,9 +40,8 @@ class FineTuneModule(nn.Module):
     activations kept for backward), and groups flagged ``eval_mode`` stay in
     eval mode while the rest of the module trains.
 
-    While ``input_depth`` is ``k > 0`` (set by skft during a fit on cached
-    features), inputs of shape ``feature_shape`` are taken to be the output
-    of the first ``k`` groups and enter the network after them.
+    ``forward(x, start=k)`` takes ``x`` to be the output of :meth:`prefix`
+    for the first ``k`` groups (cached features) and runs the rest.
     """
 
     def __init__(self, parts: BackboneParts, head: nn.Module, preprocess: nn.Module) -> None:
@@ -52,8 +53,9 @@ class FineTuneModule(nn.Module):
         self.head = head
         self.frozen_prefix = 0
         self.eval_groups: tuple[bool, ...] = (False,) * len(self.groups)
-        self.input_depth = 0
-        self.feature_shape: tuple[int, ...] = ()
+        # the original architecture, sharing the groups' parameters; not a
+        # submodule, so the state dict keeps one name per tensor
+        self.__dict__["original_model"] = parts.model
 
     def apply_freeze_state(self, state: FreezeState) -> None:
         n = len(self.groups)
@@ -83,15 +85,47 @@ class FineTuneModule(nn.Module):
         self.__dict__["_applied_mode"] = applied
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        start = self.input_depth
-        if start and tuple(x.shape[1:]) != self.feature_shape:
-            start = 0  # raw input after all (a callback predicting on new data)
+    def prefix(self, x: torch.Tensor, depth: int) -> torch.Tensor:
+        """Preprocessing and the first ``depth`` groups: ``forward(..., start=depth)``'s input."""
+        x = self.preprocess(x)
+        for group in self.groups[:depth]:
+            x = group(x)
+        return x
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         if start == 0:
             x = self.preprocess(x)
+        frozen = max(start, self.frozen_prefix)
         with torch.no_grad():
-            for group in self.groups[start : self.frozen_prefix]:
+            for group in self.groups[start:frozen]:
                 x = group(x)
-        for group in self.groups[max(start, self.frozen_prefix) :]:
+        for group in self.groups[frozen:]:
             x = group(x)
         return self.head(self.neck(x))
+
+
+def build_network(
+    spec: BackboneSpec, pretrained: Any, input_shape: tuple[int, ...], n_outputs: int
+):
+    """Build ``spec``'s backbone with weights, adapt its input, and put a new head on it."""
+    parts = spec.build(pretrained, input_shape)
+    if spec.input_kind == "image":
+        channels = input_shape[0]
+        adapt_input_channels([module for _, module in parts.groups], channels)
+        preprocess: nn.Module = Normalize(spec.mean, spec.std, channels)
+    else:
+        preprocess = nn.Identity()
+    make_head = spec.make_head or nn.Linear
+    return FineTuneModule(parts, make_head(parts.feature_dim, n_outputs), preprocess)
+
+
+def param_groups(module: FineTuneModule, lr: float, lr_factors: Sequence[float]) -> list[dict]:
+    """One optimizer parameter group per layer group (rate ``lr * factor``), then the head's."""
+    groups = []
+    for name, group, factor in zip(module.group_names, module.groups, lr_factors):
+        params = list(group.parameters())
+        if params:
+            groups.append({"params": params, "lr": lr * factor, "lr_factor": factor, "name": name})
+    head = list(module.head.parameters())
+    groups.append({"params": head, "lr": lr, "lr_factor": 1.0, "name": "head"})
+    return groups

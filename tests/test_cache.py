@@ -9,6 +9,8 @@ from sklearn.model_selection import GridSearchCV
 
 from skft import FineTunedClassifier, FineTunedRegressor
 from skft.cache import FeatureCache, feature_cache, model_key, row_keys
+from skft.network import FineTuneModule
+from skft.specs import BackboneParts
 
 
 @pytest.fixture(autouse=True)
@@ -129,9 +131,8 @@ def test_validation_split_scores_on_cached_features(digits, fast):
 
 def test_cache_is_bounded_in_bytes():
     torch.manual_seed(0)
-    module = torch.nn.Module()
-    module.preprocess = torch.nn.Identity()
-    module.groups = torch.nn.ModuleList([torch.nn.Linear(4, 8)])
+    parts = BackboneParts([("g", torch.nn.Linear(4, 8))], torch.nn.Identity(), 8)
+    module = FineTuneModule(parts, torch.nn.Identity(), torch.nn.Identity())
     row_bytes = 8 * 4
     cache = FeatureCache(max_bytes=10 * row_bytes)
     X = torch.randn(25, 4)

@@ -9,8 +9,9 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from skorch.callbacks import Callback
 
-from skft import FineTunedClassifier, UnknownNameError, freezers
+from skft import FineTunedClassifier, UnknownNameError, freezers, hookimpl
 from skft.builtin.freezers import DepthFreezer, GradualFreezer, LinearProbeFineTune
+from skft.plugins import pm
 
 GROUPS = ("block1", "block2", "block3")  # smallcnn's layer groups
 
@@ -170,13 +171,21 @@ def test_lr_factor_changes_mid_fit_are_applied(digits, fast):
             state = super().__call__(groups, frozen_depth, epoch)
             return type(state)(state.trainable, state.eval_mode, (0.1 * (epoch + 1),) * 3)
 
+    class Plugin:
+        @hookimpl
+        def register_freezers(self, register):
+            register("warm", Warm)
+
     X, y = digits
     rec = EpochRecorder()
-    clf = FineTunedClassifier(**{**fast, "max_epochs": 3, "lr": 1.0}, callbacks=[rec])
-    clf._check_params()
-    clf._check_params = lambda: None  # keep the hand-made policy below
-    clf.freeze_policy_ = Warm()
-    clf.fit(X, y)
+    clf = FineTunedClassifier(
+        **{**fast, "max_epochs": 3, "lr": 1.0}, freeze="warm", callbacks=[rec]
+    )
+    pm.register(Plugin(), "warm-test")
+    try:
+        clf.fit(X, y)
+    finally:
+        pm.unregister(name="warm-test")
     assert [lrs["block1"] for lrs in rec.lrs] == pytest.approx([0.1, 0.2, 0.3])
     assert [lrs["head"] for lrs in rec.lrs] == [1.0] * 3
 

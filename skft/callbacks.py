@@ -1,0 +1,87 @@
+"""Callbacks skft adds to every fit: the freezing schedule, and quiet-by-default progress."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+from skorch.callbacks import Callback
+
+__all__ = ["EpochLog", "FreezeSchedule"]
+
+
+class FreezeSchedule(Callback):
+    """Apply the freezing policy's state at the start of every epoch.
+
+    Trainable flags and BatchNorm modes go to the module; learning-rate
+    factors to the optimizer's per-group rates (the optimizer is built once,
+    so groups keep their state when the policy unfreezes more of them).
+    """
+
+    def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
+        module = net.module_
+        state = net.freeze_policy_(module.group_names, net.frozen_depth_, len(net.history) - 1)
+        if state == net.freeze_state_:
+            return
+        module.apply_freeze_state(state)
+        factors = dict(zip(module.group_names, state.lr_factors))
+        for group in net.optimizer_.param_groups:
+            new = factors.get(group.get("name"), 1.0)
+            if new != group["lr_factor"]:
+                group["lr"] *= new / group["lr_factor"]
+                group["lr_factor"] = new
+        net.freeze_state_ = state
+        net.prefix_keys_ = {}  # weights that were frozen may train now
+
+
+class EpochLog(Callback):
+    """With ``verbose >= 1``: one line per epoch, and a progress bar for long epochs.
+
+    The line holds the epoch, the losses and scores skorch recorded and the
+    epoch's duration. A per-batch bar (tqdm, on stderr) appears once an epoch
+    has run for ``bar_after`` seconds, so short epochs print only their line.
+    """
+
+    def __init__(self, bar_after: float = 5.0) -> None:
+        self.bar_after = bar_after
+
+    def on_epoch_begin(self, net: Any, dataset_train: Any = None, **kwargs: Any) -> None:
+        self._start = time.perf_counter()
+        self._bar = None
+        self._batches = 0
+        size = net.batch_size if net.batch_size and net.batch_size > 0 else None
+        n = len(dataset_train) if dataset_train is not None else 0
+        self._total = math.ceil(n / size) if size and n else None
+
+    def on_batch_end(self, net: Any, training: bool = False, **kwargs: Any) -> None:
+        if not (net.verbose and training):
+            return
+        self._batches += 1
+        if self._bar is None and time.perf_counter() - self._start >= self.bar_after:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=self._total, initial=self._batches, unit="batch", leave=False, file=sys.stderr
+            )
+        elif self._bar is not None:
+            self._bar.update(1)
+
+    def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if not net.verbose:
+            return
+        row = net.history[-1]
+        scores = "  ".join(
+            f"{key} {row[key]:.4f}"
+            for key in row
+            if key not in ("epoch", "dur", "batches")
+            and not key.endswith("_best")
+            and isinstance(row[key], (int, float))
+            and not isinstance(row[key], bool)
+        )
+        total = f"/{net.max_epochs}" if len(net.history) <= net.max_epochs else ""
+        print(f"epoch {row['epoch']:>3}{total}  {scores}  {row.get('dur', 0.0):.1f} s", flush=True)

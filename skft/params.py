@@ -1,0 +1,129 @@
+"""skft's own estimator parameters: their names, their checks, and the objects they name.
+
+The ten parameters skft adds to skorch's are listed once, in
+:data:`FINE_TUNE_PARAMS`; both estimators spell them out in their
+``__init__`` signatures (scikit-learn reads parameters from there) and store
+them with :func:`store_params`. Scalar checks use scikit-learn's parameter
+constraints; the messages name the parameter and the accepted values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
+
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
+
+from .augment import build_augmenter, n_tta_views
+from .plugins import freezers, get_backbone, input_kinds, instantiate
+from .specs import BackboneSpec, InputKind
+
+__all__ = ["FINE_TUNE_PARAMS", "Resolved", "check_params", "store_params"]
+
+#: The parameters skft adds to skorch's, in signature order.
+FINE_TUNE_PARAMS = (
+    "backbone",
+    "pretrained",
+    "frozen_depth",
+    "freeze",
+    "augment",
+    "augment_strength",
+    "image_size",
+    "random_state",
+    "tta",
+    "feature_cache",
+)
+
+#: ``name: (scikit-learn constraints, what the message says is accepted)``;
+#: bools are refused unless a constraint is "boolean".
+CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
+    "augment_strength": ([Interval(Real, 0, 1, closed="both")], "a float in [0, 1]"),
+    "frozen_depth": (
+        [Interval(Integral, 0, None, closed="left"), StrOptions({"all"})],
+        "an int >= 0 or 'all'",
+    ),
+    "image_size": ([None, Interval(Integral, 8, None, closed="left")], "None or an int >= 8"),
+    "max_epochs": ([Interval(Integral, 1, None, closed="left")], "an int >= 1"),
+    "batch_size": (
+        [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "an int >= 1 (or -1: all samples in one batch)",
+    ),
+    "lr": ([Interval(Real, 0, None, closed="neither")], "a float > 0"),
+    "pretrained": ([bool, str, os.PathLike], "True, False or a path to a state-dict file"),
+    "feature_cache": (["boolean"], "True or False"),
+}
+
+
+def store_params(estimator: Any, values: dict[str, Any]) -> None:
+    """Set each of :data:`FINE_TUNE_PARAMS` from ``values`` (an ``__init__``'s ``locals()``)."""
+    for name in FINE_TUNE_PARAMS:
+        setattr(estimator, name, values[name])
+
+
+def _check_scalars(estimator: Any) -> None:
+    for name, (constraints, accepted) in CONSTRAINTS.items():
+        value = getattr(estimator, name)
+        try:
+            if isinstance(value, bool) and "boolean" not in constraints and bool not in constraints:
+                raise InvalidParameterError("bool")
+            validate_parameter_constraints(
+                {name: constraints}, {name: value}, caller_name=type(estimator).__name__
+            )
+        except InvalidParameterError:
+            raise InvalidParameterError(f"{name} must be {accepted}, got {value!r}") from None
+
+
+@dataclass
+class Resolved:
+    """The objects the names of an estimator's parameters stand for."""
+
+    spec: BackboneSpec
+    input_kind: InputKind
+    freeze_policy: Any
+    augmenter: Any
+
+
+def check_params(estimator: Any) -> Resolved:
+    """Check every skft parameter and look its names up, before any work.
+
+    ``InvalidParameterError`` (a ``ValueError`` and a ``TypeError``) names a
+    bad value; :class:`skft.UnknownNameError` an unknown name, with close matches.
+    """
+    _check_scalars(estimator)
+    module_params = sorted(k for k in vars(estimator) if k.startswith("module__"))
+    if module_params:
+        raise ValueError(
+            f"{module_params}: skft builds the module from backbone=; "
+            "module__* parameters are not used"
+        )
+    spec = get_backbone(estimator.backbone)
+    if estimator.pretrained is True and not spec.has_pretrained:
+        raise ValueError(f"backbone {spec.name!r} has no pretrained weights; use pretrained=False")
+    kind = input_kinds().get(spec.input_kind)
+    policy = instantiate(
+        freezers().get(estimator.freeze),
+        estimator.get_params_for("freeze"),
+        f"freeze={estimator.freeze!r}",
+        "freeze__",
+    )
+    augmenter = build_augmenter(estimator.augment, estimator.get_params_for("augment"))
+    if n_tta_views(estimator.tta) > 1 and kind.name != "image":
+        raise ValueError(
+            f"tta={estimator.tta!r} needs image input; {spec.name!r} takes {kind.name}"
+        )
+    kinds = getattr(augmenter, "input_kinds", ("image",))
+    if kind.name not in kinds and float(estimator.augment_strength) > 0:
+        raise ValueError(
+            f"augment={estimator.augment!r} works on {'/'.join(kinds)} input but "
+            f"backbone {spec.name!r} takes {kind.name} input; "
+            "use augment='none' or augment_strength=0"
+        )
+    return Resolved(spec, kind, policy, augmenter)
