@@ -35,7 +35,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CacheStats", "FeatureCache", "cacheable_depth", "feature_cache", "model_key"]
+__all__ = [
+    "CacheStats",
+    "FeatureCache",
+    "cache_depth",
+    "cacheable_depth",
+    "cached_input",
+    "feature_cache",
+    "fixed_prefix",
+    "model_key",
+]
 
 
 @dataclass
@@ -202,11 +211,49 @@ def cacheable_depth(
     """Leading groups that ``policy`` keeps frozen and in eval mode in every epoch of a run."""
     depth = len(names)
     for epoch in range(first_epoch, first_epoch + max(int(n_epochs), 1)):
-        state = policy(names, frozen_depth, epoch)
-        k = 0
-        while k < depth and not state.trainable[k] and state.eval_mode[k]:
-            k += 1
-        depth = k
+        depth = min(depth, fixed_prefix(policy(names, frozen_depth, epoch)))
         if depth == 0:
             break
     return depth
+
+
+def fixed_prefix(state: Any) -> int:
+    """Leading groups of a :class:`~skft.specs.FreezeState` that are frozen and in eval mode."""
+    k = 0
+    while k < len(state.trainable) and not state.trainable[k] and state.eval_mode[k]:
+        k += 1
+    return k
+
+
+def cache_depth(net: Any, first_epoch: int, n_epochs: int) -> int:
+    """Groups of ``net`` frozen in eval mode for a whole run when its inputs repeat; 0: no cache."""
+    if not (net.feature_cache and net.input_kind_.cacheable):
+        return 0
+    if float(net.augment_strength) > 0 and net.augment != "none":
+        return 0  # augmented inputs differ between epochs
+    names = net.module_.group_names
+    return cacheable_depth(net.freeze_policy_, names, net.frozen_depth_, first_epoch, n_epochs)
+
+
+@contextmanager
+def cached_input(net: Any, X: torch.Tensor, depth: int) -> Iterator[torch.Tensor]:
+    """``X`` past ``net``'s first ``depth`` groups (from the cache), entering the module there.
+
+    ``net.input_depth_`` says where the features enter while the context is
+    open. The prefix's content key is computed once per freezing state
+    (``net.prefix_keys_``, cleared when the state or the weights change), not
+    once per ``partial_fit`` call.
+    """
+    if not depth:
+        yield X
+        return
+    key = net.prefix_keys_.get(depth)
+    if key is None:
+        key = net.prefix_keys_[depth] = model_key(net.module_, depth, net.device)
+    size = max(net.batch_size if net.batch_size > 0 else len(X), 64)
+    feats = feature_cache.features(net.module_, depth, X, net.device, size, key=key)
+    net.input_depth_ = depth
+    try:
+        yield feats
+    finally:
+        net.input_depth_ = 0

@@ -8,7 +8,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["DevicePool", "cuda_count", "holding_resolved_device", "resolve_device", "trial_devices"]
+__all__ = [
+    "DevicePool",
+    "cuda_count",
+    "holding_resolved_device",
+    "resolve_device",
+    "trial_devices",
+    "unpickling_device",
+]
 
 
 def resolve_device(device: Any) -> Any:
@@ -80,3 +87,21 @@ def holding_resolved_device(net: Any) -> Iterator[None]:
         yield
     finally:
         net.__dict__["device"] = raw
+
+
+@contextlib.contextmanager
+def unpickling_device(state: dict[str, Any]) -> Iterator[Any]:
+    """Unpickle a net saved with ``device="auto"`` onto this machine's device.
+
+    skorch's ``__setstate__`` moves tensors to ``state["device"]``; it gets the
+    resolved device, and the yielded ``restore(net)`` puts ``"auto"`` back.
+    """
+    raw = state.get("device")
+    if raw == "auto":
+        state["device"] = resolve_device(raw)
+
+    def restore(net: Any) -> None:
+        if raw == "auto":
+            net.__dict__["device"] = raw
+
+    yield restore

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ from .data import as_float_images
 from .specs import BackboneParts, BackboneSpec, FreezeState
 from .weights import adapt_input_channels
 
-__all__ = ["FineTuneModule", "Normalize", "build_network", "param_groups"]
+__all__ = ["FineTuneModule", "Normalize", "build_network", "export", "param_groups"]
 
 
 class Normalize(nn.Module):
@@ -129,3 +130,21 @@ def param_groups(module: FineTuneModule, lr: float, lr_factors: Sequence[float])
     head = list(module.head.parameters())
     groups.append({"params": head, "lr": lr, "lr_factor": 1.0, "name": "head"})
     return groups
+
+
+def export(module: FineTuneModule, name: str = "") -> nn.Module:
+    """The tuned backbone as its original architecture (torchvision's, timm's), on the CPU.
+
+    A copy, in eval mode, under the architecture's own parameter names and
+    with its classifier replaced by an identity: ``model(x)`` gives the
+    features skft's head was trained on, for input normalised as the
+    backbone expects (``module.preprocess``). Backbones whose spec sets no
+    :attr:`BackboneParts.model` cannot be exported.
+    """
+    model = module.original_model
+    if model is None:
+        raise ValueError(
+            f"backbone {name!r} does not hand back its original architecture "
+            "(its spec's build sets no BackboneParts.model)"
+        )
+    return copy.deepcopy(model).cpu().eval()

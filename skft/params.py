@@ -26,7 +26,13 @@ from .augment import build_augmenter, n_tta_views
 from .plugins import freezers, get_backbone, input_kinds, instantiate
 from .specs import BackboneSpec, InputKind
 
-__all__ = ["FINE_TUNE_PARAMS", "Resolved", "check_params", "store_params"]
+__all__ = [
+    "FINE_TUNE_PARAMS",
+    "Resolved",
+    "check_params",
+    "resolve_frozen_depth",
+    "store_params",
+]
 
 #: The parameters skft adds to skorch's, in signature order.
 FINE_TUNE_PARAMS = (
@@ -127,3 +133,16 @@ def check_params(estimator: Any) -> Resolved:
             "use augment='none' or augment_strength=0"
         )
     return Resolved(spec, kind, policy, augmenter)
+
+
+def resolve_frozen_depth(frozen_depth: Any, group_names: list[str], backbone: str) -> int:
+    """``frozen_depth`` as a number of groups, checked against the built backbone's groups."""
+    n = len(group_names)
+    if frozen_depth == "all":
+        return n
+    if frozen_depth > n:
+        raise ValueError(
+            f"frozen_depth={frozen_depth} but backbone {backbone!r} has "
+            f"{n} layer groups ({', '.join(group_names)}); use 0..{n} or 'all'"
+        )
+    return int(frozen_depth)
