@@ -203,8 +203,8 @@ class BatchLoader:
         drop_last: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.dataset, self.batch_size = dataset, int(batch_size)
-        self.shuffle, self.drop_last, self.generator = shuffle, drop_last, generator
+        self.dataset, self.shuffle = dataset, shuffle
+        self.drop_last, self.generator = drop_last, generator
         ds, self.indices = dataset, None
         if isinstance(ds, Subset):
             ds, self.indices = ds.dataset, torch.as_tensor(ds.indices, dtype=torch.long)
@@ -212,6 +212,8 @@ class BatchLoader:
         self.X = X if isinstance(X, torch.Tensor) else None
         self.y = y if isinstance(y, torch.Tensor) else None
         self.n = len(dataset)
+        # skorch's convention: batch_size=-1 puts every sample in one batch
+        self.batch_size = max(self.n, 1) if batch_size == -1 else int(batch_size)
 
     def __len__(self) -> int:
         full = self.n // self.batch_size

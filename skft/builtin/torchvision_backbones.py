@@ -191,7 +191,8 @@ def build(name: str, pretrained: Pretrained, input_shape: tuple[int, ...]) -> Ba
         )
         load_state_dict_checked(model, state, (arch.classifier,), source=weights.url)
     groups, neck, feature_dim = arch.cut(model)
-    return BackboneParts(groups=groups, neck=neck, feature_dim=feature_dim)
+    model.set_submodule(arch.classifier.rstrip("."), torch.nn.Identity())  # for export_backbone
+    return BackboneParts(groups=groups, neck=neck, feature_dim=feature_dim, model=model)
 
 
 def make_spec(name: str) -> BackboneSpec:
