@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.utils.validation import check_array
 from torch.utils.data import Subset
 
@@ -30,11 +29,14 @@ def adapt_images(X: Any, image_size: int) -> torch.Tensor:
     """Images in any supported layout to ``(N, C, S, S)`` with C in {1, 3}.
 
     Accepts numpy/torch arrays ``(N,H,W)``, ``(N,H,W,C)`` or ``(N,C,H,W)``
-    (uint8 in 0..255 or float in [0, 1]), a list of PIL images, or a list of
-    image file paths. Images are resized (shorter side to ``image_size``, then
-    a centre crop). uint8 input stays uint8 to save memory; float input
-    becomes float32.
+    (uint8 in 0..255 or float in [0, 1]); PIL images or image file paths as
+    a list, a 1-D numpy array or a pandas Series (or a one-column DataFrame).
+    Images are resized (shorter side to ``image_size``, antialiased bilinear,
+    then a centre crop) along one path whatever the container, so the same
+    picture gives the same tensor. uint8 input stays uint8 to save memory;
+    float input becomes float32.
     """
+    X = _as_sequence(X)
     if isinstance(X, (list, tuple)) and len(X) and _is_path(X[0]):
         return _stack_pil([_open(p) for p in X], image_size)
     if isinstance(X, (list, tuple)) and len(X) and _is_pil(X[0]):
@@ -113,22 +115,15 @@ def _to_nchw(t: torch.Tensor, hint: str) -> torch.Tensor:
 
 
 def _resize(t: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = t.shape[-2:]
-    if (h, w) == (size, size):
+    """Shorter side to ``size`` (antialiased bilinear), then a centre crop to ``size x size``."""
+    from torchvision.transforms.v2 import functional as TF
+
+    if tuple(t.shape[-2:]) == (size, size):
         return t
-    scale = size / min(h, w)
-    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-    top, left = (new_h - size) // 2, (new_w - size) // 2
     out = torch.empty((t.shape[0], t.shape[1], size, size), dtype=t.dtype)
     for start in range(0, t.shape[0], _RESIZE_CHUNK):
-        chunk = t[start : start + _RESIZE_CHUNK].float()
-        chunk = F.interpolate(
-            chunk, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
-        )
-        chunk = chunk[..., top : top + size, left : left + size]
-        if t.dtype == torch.uint8:
-            chunk = chunk.round_().clamp_(0, 255)
-        out[start : start + _RESIZE_CHUNK] = chunk.to(t.dtype)
+        chunk = TF.resize(t[start : start + _RESIZE_CHUNK], [size], antialias=True)
+        out[start : start + _RESIZE_CHUNK] = TF.center_crop(chunk, [size, size])
     return out
 
 
@@ -163,22 +158,33 @@ def _open(path: Any):
 
 
 def _stack_pil(images: Sequence[Any], size: int) -> torch.Tensor:
-    from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
 
     if not all(_is_pil(im) for im in images):
         raise TypeError("a list X must hold only PIL images or only file paths")
     gray = all(im.mode in ("L", "1", "I;16", "I") for im in images)
-    out = np.empty((len(images), size, size, 1 if gray else 3), dtype=np.uint8)
+    out = torch.empty((len(images), 1 if gray else 3, size, size), dtype=torch.uint8)
     for i, im in enumerate(images):
-        im = im.convert("L" if gray else "RGB")
-        w, h = im.size
-        scale = size / min(w, h)
-        new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-        im = im.resize((new_w, new_h), Image.BILINEAR)
-        left, top = (new_w - size) // 2, (new_h - size) // 2
-        im = im.crop((left, top, left + size, top + size))
-        out[i] = np.asarray(im).reshape(size, size, -1)
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+        pixels = TF.pil_to_tensor(im.convert("L" if gray else "RGB"))
+        out[i] = _resize(pixels.unsqueeze(0), size)[0]
+    return out
+
+
+def _as_sequence(X: Any) -> Any:
+    """Paths or PIL images held in a numpy array or a pandas object, as a list."""
+    columns = getattr(X, "columns", None)
+    if columns is not None and getattr(X, "ndim", 0) == 2:  # a DataFrame
+        if len(columns) != 1:
+            raise ValueError(
+                f"X is a DataFrame with {len(columns)} columns {list(columns)[:5]}; pass the "
+                "one column that holds image paths (e.g. X['path']) or an image array"
+            )
+        X = X.iloc[:, 0]
+    if hasattr(X, "to_numpy") and getattr(X, "ndim", 0) == 1:  # a Series
+        X = X.to_numpy()
+    if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "OUS":
+        return [x.decode() if isinstance(x, bytes) else x for x in X.tolist()]
+    return X
 
 
 # --------------------------------------------------------------------------

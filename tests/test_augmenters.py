@@ -18,6 +18,7 @@ import skft
 from skft import FineTunedClassifier, FineTunedRegressor, hookimpl
 from skft.augment import TTA_VIEWS, Compose, build_augmenter, tta_views
 from skft.builtin.randaugment import OPS, RandAugment
+from skft.inputs import adapt_input
 from skft.plugins import pm
 from skft.testing import check_augmenter
 
@@ -349,7 +350,7 @@ def test_tta_views():
 def test_tta_averages_the_views(tta, n, digits, fitted):
     X, y = digits
     clf = fitted.set_params(tta=False)
-    Xt = clf._adapt_X(X, fitting=False)
+    Xt = adapt_input(clf, X, fitting=False)
     expected = np.mean([clf.predict_proba(v) for v in tta_views(Xt, n)], axis=0)
     got = clf.set_params(tta=tta).predict_proba(X)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
@@ -361,7 +362,7 @@ def test_tta_averages_the_views(tta, n, digits, fitted):
 def test_tta_regressor_averages_predictions(digits, fast):
     X, y = digits
     reg = FineTunedRegressor(**fast, augment="none").fit(X, y.astype(float))
-    Xt = reg._adapt_X(X, fitting=False)
+    Xt = adapt_input(reg, X, fitting=False)
     expected = np.mean([reg.predict(v) for v in tta_views(Xt, 4)], axis=0)
     np.testing.assert_allclose(reg.set_params(tta=True).predict(X), expected, rtol=1e-5)
     np.testing.assert_array_equal(

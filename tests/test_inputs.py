@@ -176,3 +176,46 @@ def test_local_weights_file_is_loaded(digits, fast, tmp_path):
     ).fit(X, y)
     stem_conv = clf.module_.groups[0][0].weight
     torch.testing.assert_close(stem_conv, source.conv1.weight.sum(1, keepdim=True))
+
+
+def _photos(n=3, h=37, w=29):
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
+
+
+def test_one_resize_path_for_arrays_tensors_pil_and_files(tmp_path):
+    from PIL import Image
+
+    from skft.data import adapt_images
+
+    arr = _photos()
+    paths = []
+    for i, a in enumerate(arr):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(a).save(paths[-1])
+    from_array = adapt_images(arr, 16)
+    from_tensor = adapt_images(torch.from_numpy(arr).permute(0, 3, 1, 2), 16)
+    from_pil = adapt_images([Image.fromarray(a) for a in arr], 16)
+    from_files = adapt_images(paths, 16)
+    assert from_array.shape == (3, 3, 16, 16) and from_array.dtype == torch.uint8
+    for other in (from_tensor, from_pil, from_files):
+        assert torch.equal(other, from_array)
+
+
+def test_paths_in_numpy_and_pandas_containers(tmp_path, fast):
+    import pandas as pd
+    from PIL import Image
+
+    arr = _photos(6)
+    paths = []
+    for i, a in enumerate(arr):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(a).save(paths[-1])
+    y = np.array([0, 1] * 3)
+    clf = FineTunedClassifier(**{**fast, "max_epochs": 1}).fit(paths, y)
+    expected = clf.predict_proba(paths)
+    frame = pd.DataFrame({"path": paths})
+    for X in (np.array(paths), np.array(paths, dtype=object), pd.Series(paths), frame):
+        np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"2 columns \['path', 'label'\].*X\['path'\]"):
+        clf.predict(frame.assign(label=y))
