@@ -126,7 +126,8 @@ def check_params(estimator: Any) -> Resolved:
             f"tta={estimator.tta!r} needs image input; {spec.name!r} takes {kind.name}"
         )
     kinds = getattr(augmenter, "input_kinds", ("image",))
-    if kind.name not in kinds and float(estimator.augment_strength) > 0:
+    augments = estimator.augment != "none" and float(estimator.augment_strength) > 0
+    if augments and kind.name not in kinds:
         raise ValueError(
             f"augment={estimator.augment!r} works on {'/'.join(kinds)} input but "
             f"backbone {spec.name!r} takes {kind.name} input; "

@@ -185,13 +185,9 @@ def test_hooks_are_documented_and_tested():
 
     tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
     tests += "".join(p.read_text() for p in Path(__file__).parents[1].glob("plugins/*/tests/*.py"))
-    for name in (
-        "register_backbones",
-        "register_freezers",
-        "register_augmenters",
-        "resolve_backbone",
-        "search_space",
-    ):
+    names = [n for n in vars(pm.hook) if not n.startswith("_")]
+    assert {"register_input_kinds", "register_backbones", "search_space"} <= set(names)
+    for name in names:
         doc = getattr(hookspecs, name).__doc__
         assert doc and "Parameters" in doc, name
         assert name in tests, name
@@ -200,3 +196,38 @@ def test_hooks_are_documented_and_tested():
 def test_state_after_plugin_change_is_not_cached(throwaway):
     assert torch.is_tensor(torch.zeros(1))  # registries rebuild per call: nothing to invalidate
     assert "throwaway" in skft.backbones()
+
+
+def test_register_input_kinds_and_unknown_kind(digits):
+    """A backbone of an input kind nobody registered fails at fit, naming the kind."""
+    from skft.specs import InputKind
+
+    def build(pretrained, input_shape):
+        return BackboneParts([("lin", nn.Linear(input_shape[0], 4))], nn.Identity(), 4)
+
+    class Plugin:
+        @hookimpl
+        def register_backbones(self, register):
+            register(BackboneSpec("bag", build, has_pretrained=False, input_kind="bag"))
+
+    class KindPlugin:
+        @hookimpl
+        def register_input_kinds(self, register):
+            flat = InputKind("bag", adapter=lambda X, image_size=None: torch.as_tensor(X).float())
+            register(flat)
+
+    X = torch.rand(12, 5).numpy()
+    y = [0, 1] * 6
+    params = dict(pretrained=False, augment="none", max_epochs=1, verbose=0)
+    pm.register(Plugin(), "bag-backbone")
+    try:
+        with pytest.raises(ValueError, match="Unknown input kind 'bag'"):
+            FineTunedClassifier("bag", **params).fit(X, y)
+        pm.register(KindPlugin(), "bag-kind")
+        assert "bag" in skft.plugins.input_kinds()
+        clf = FineTunedClassifier("bag", **params).fit(X, y)
+        assert clf.input_kind_.name == "bag" and clf.predict(X).shape == (12,)
+    finally:
+        pm.unregister(name="bag-backbone")
+        if pm.get_plugin("bag-kind") is not None:
+            pm.unregister(name="bag-kind")
