@@ -8,6 +8,10 @@ composition applies its augmenters in order, all at the same strength.
 ``augment__mixup__alpha=0.4`` goes to the ``mixup`` component only; a plain
 ``augment__alpha=0.4`` goes to every component whose factory accepts an
 ``alpha`` argument, and it is an error when none does.
+
+Whatever a factory returns, :func:`build_augmenter` hands back an object with
+the declared attributes of :class:`skft.specs.Augmenter` (``input_kinds``,
+``mixes_targets``): :func:`as_augmenter` wraps callables that do not subclass it.
 """
 
 from __future__ import annotations
@@ -21,32 +25,75 @@ import torch
 import torch.nn.functional as F
 
 from .plugins import augmenters, instantiate
+from .specs import Augmenter
 
-__all__ = ["TTA_VIEWS", "Compose", "build_augmenter", "n_tta_views", "parse_augment", "tta_views"]
+__all__ = [
+    "TTA_VIEWS",
+    "AugmenterAdapter",
+    "Compose",
+    "as_augmenter",
+    "build_augmenter",
+    "n_tta_views",
+    "parse_augment",
+    "tta_views",
+]
+
+# --------------------------------------------------------------------------
+# the declared contract, for any callable
+# --------------------------------------------------------------------------
+
+
+class AugmenterAdapter(Augmenter):
+    """An :class:`~skft.specs.Augmenter` around a callable that does not subclass it.
+
+    ``input_kinds`` and ``mixes_targets`` are read from the callable once
+    (the base's defaults where it has none); ``y=`` is passed on only when given.
+    """
+
+    def __init__(self, wrapped: Any) -> None:
+        if not callable(wrapped):
+            raise TypeError(f"an augmenter must be callable, got {type(wrapped).__name__}")
+        self.wrapped = wrapped
+        self.input_kinds = tuple(getattr(wrapped, "input_kinds", Augmenter.input_kinds))
+        self.mixes_targets = bool(getattr(wrapped, "mixes_targets", Augmenter.mixes_targets))
+
+    def __call__(self, X, strength, generator, y=None):
+        if y is None:
+            return self.wrapped(X, strength, generator)
+        return self.wrapped(X, strength, generator, y=y)
+
+    def __repr__(self) -> str:
+        return repr(self.wrapped)
+
+
+def as_augmenter(obj: Any) -> Augmenter:
+    """``obj`` when it subclasses :class:`~skft.specs.Augmenter`, else wrapped in an adapter."""
+    return obj if isinstance(obj, Augmenter) else AugmenterAdapter(obj)
+
 
 # --------------------------------------------------------------------------
 # composition
 # --------------------------------------------------------------------------
 
 
-class Compose:
+class Compose(Augmenter):
     """Apply augmenters in order, all at the same strength.
 
     ``mixes_targets`` is true when any component mixes targets; then calling
     with ``y=`` returns ``(X, y)`` and components that mix get ``y``, the
-    others only ``X``.
+    others only ``X``. ``input_kinds`` are the kinds every component takes.
     """
 
     def __init__(self, augmenters: Sequence[Any], names: Sequence[str] = ()) -> None:
-        self.augmenters = list(augmenters)
+        self.augmenters = [as_augmenter(a) for a in augmenters]
         self.names = list(names) or [type(a).__name__ for a in self.augmenters]
-        self.mixes_targets = any(getattr(a, "mixes_targets", False) for a in self.augmenters)
-        kinds = [tuple(getattr(a, "input_kinds", ("image",))) for a in self.augmenters]
+        self.mixes_targets = any(a.mixes_targets for a in self.augmenters)
+        kinds = [a.input_kinds for a in self.augmenters]
         self.input_kinds = tuple(k for k in kinds[0] if all(k in ks for ks in kinds[1:]))
 
     def __call__(self, X, strength, generator, y=None):
         for aug in self.augmenters:
-            if y is not None and getattr(aug, "mixes_targets", False):
+            if y is not None and aug.mixes_targets:
                 X, y = aug(X, strength, generator, y=y)
             else:
                 X = aug(X, strength, generator)
@@ -84,16 +131,18 @@ def _accepts(factory: Any, param: str) -> bool:
     return param in sig.parameters or inspect.Parameter.VAR_KEYWORD in kinds
 
 
-def build_augmenter(augment: Any, params: dict[str, Any]) -> Any:
+def build_augmenter(augment: Any, params: dict[str, Any]) -> Augmenter:
     """The augmenter for ``augment=`` (a name, ``"a+b"`` or a list) and its ``augment__*`` params.
 
-    Unknown names raise :class:`skft.UnknownNameError` listing close matches.
+    Always an :class:`~skft.specs.Augmenter` (see :func:`as_augmenter`), so
+    callers read ``input_kinds`` and ``mixes_targets`` directly. Unknown names
+    raise :class:`skft.UnknownNameError` listing close matches.
     """
     names = parse_augment(augment)
     registry = augmenters()
     factories = [registry.get(name) for name in names]
     if len(names) == 1 and isinstance(augment, str):
-        return instantiate(factories[0], params, f"augment={augment!r}", "augment__")
+        return as_augmenter(instantiate(factories[0], params, f"augment={augment!r}", "augment__"))
     routed: dict[str, dict[str, Any]] = {name: {} for name in names}
     for key, value in params.items():
         head, sep, rest = key.partition("__")

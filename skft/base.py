@@ -102,15 +102,11 @@ class FineTuneMixin:
         """Augment the training batch on the device (skorch: training batches only)."""
         Xi, yi = batch
         strength, aug = float(self.augment_strength), self.augmenter_
-        if (
-            strength > 0
-            and not self.input_depth_
-            and self.input_kind_.name in getattr(aug, "input_kinds", ("image",))
-        ):  # MERGE
+        if strength > 0 and not self.input_depth_ and self.input_kind_.name in aug.input_kinds:
             Xi = to_tensor(Xi, device=self.device)
             if self.input_kind_.to_augmentable is not None:
                 Xi = self.input_kind_.to_augmentable(Xi)
-            if getattr(aug, "mixes_targets", False):  # MERGE
+            if aug.mixes_targets:
                 Xi, yi = aug(Xi, strength, self.aug_generator_, y=self._mixable_targets(yi))
             else:
                 Xi = aug(Xi, strength, self.aug_generator_)
@@ -196,10 +192,6 @@ class FineTuneMixin:
         tags = set_input_tags(super().__sklearn_tags__(), self.backbone)
         tags.non_deterministic = self.random_state is None
         return tags
-
-
-def _augments(aug: Any, kind: Any) -> bool:
-    return kind.name in getattr(aug, "input_kinds", ("image",))  # MERGE
 
 
 def _is_print_log(cb: Any) -> bool:

@@ -23,7 +23,8 @@ from sklearn.utils._param_validation import (
 )
 
 from .augment import build_augmenter, n_tta_views
-from .plugins import freezers, get_backbone, input_kinds, instantiate
+from .freezing import build_freezer
+from .plugins import get_backbone, input_kinds
 from .specs import BackboneSpec, InputKind
 
 __all__ = [
@@ -114,18 +115,13 @@ def check_params(estimator: Any) -> Resolved:
     if estimator.pretrained is True and not spec.has_pretrained:
         raise ValueError(f"backbone {spec.name!r} has no pretrained weights; use pretrained=False")
     kind = input_kinds().get(spec.input_kind)
-    policy = instantiate(
-        freezers().get(estimator.freeze),
-        estimator.get_params_for("freeze"),
-        f"freeze={estimator.freeze!r}",
-        "freeze__",
-    )
+    policy = build_freezer(estimator.freeze, estimator.get_params_for("freeze"))
     augmenter = build_augmenter(estimator.augment, estimator.get_params_for("augment"))
     if n_tta_views(estimator.tta) > 1 and kind.name != "image":
         raise ValueError(
             f"tta={estimator.tta!r} needs image input; {spec.name!r} takes {kind.name}"
         )
-    kinds = getattr(augmenter, "input_kinds", ("image",))
+    kinds = augmenter.input_kinds
     augments = estimator.augment != "none" and float(estimator.augment_strength) > 0
     if augments and kind.name not in kinds:
         raise ValueError(

@@ -1,185 +1,31 @@
 """``OptunaSearch``: Optuna hyperparameter search with CV-aware pruning and shared storages.
 
-The folds of a trial train in lockstep, one epoch each per step
-(``partial_fit`` trains exactly one epoch in skft), and the mean validation
-score over the folds is reported to Optuna after every epoch, so a pruner
-compares trials on one value per step and a pruned trial stops at once.
+The trial objective (CV folds trained in lockstep) lives in
+:mod:`skft.search_objective`, ``cv_results_`` in :mod:`skft.search_results`,
+the default space in :mod:`skft.search_space`, storages and pruners in
+:mod:`skft.search_storage`, devices for parallel trials in :mod:`skft.device`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import numbers
 import os
-import queue
 import time
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
 from sklearn.model_selection._search import BaseSearchCV
-from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils import check_random_state
 
-from .search_space import merge_search_space, suggest
+from . import device
+from .search_objective import CVObjective
+from .search_results import cv_results
+from .search_space import merge_search_space
 from .search_storage import make_pruner, make_storage, study_from_snapshot, study_snapshot
 
-__all__ = ["OptunaSearch", "DevicePool", "trial_devices"]
-
-
-# --------------------------------------------------------------------------
-# devices for parallel trials
-# --------------------------------------------------------------------------
-
-
-def trial_devices(device: Any, n_jobs: int, n_cuda: int) -> list[str | None]:
-    """One device per parallel-trial slot; ``None`` keeps the estimator's own ``device``.
-
-    With ``n_jobs > 1`` parallel trials, several visible CUDA devices, and an
-    estimator device of ``"auto"`` or ``"cuda"`` (no index), slot ``i`` gets
-    ``cuda:{i % n_cuda}``, so each parallel trial trains on its own device
-    (as long as ``n_jobs <= n_cuda``). A device the user pinned (``"cpu"``,
-    ``"cuda:1"``) is left alone.
-    """
-    n_jobs = max(int(n_jobs), 1)
-    if n_jobs == 1 or n_cuda <= 1 or device not in ("auto", "cuda"):
-        return [None] * n_jobs
-    return [f"cuda:{i % n_cuda}" for i in range(n_jobs)]
-
-
-class DevicePool:
-    """Slots handed to trials running at the same time; a trial holds one while it runs."""
-
-    def __init__(self, devices: Sequence[str | None]) -> None:
-        self._free: queue.Queue = queue.Queue()
-        for device in devices:
-            self._free.put(device)
-
-    @contextlib.contextmanager
-    def take(self) -> Iterator[str | None]:
-        device = self._free.get()
-        try:
-            yield device
-        finally:
-            self._free.put(device)
-
-
-def _cuda_count() -> int:
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is None:
-        import torch
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-# --------------------------------------------------------------------------
-# the objective: CV folds trained in lockstep
-# --------------------------------------------------------------------------
-
-
-class _Objective:
-    def __init__(
-        self,
-        estimator: Any,
-        space: Mapping[str, Any],
-        X: Any,
-        y: Any,
-        splits: list[tuple[np.ndarray, np.ndarray]],
-        scorer: Callable[..., float],
-        fit_params: Mapping[str, Any],
-        report_every_epoch: bool,
-        devices: DevicePool,
-    ) -> None:
-        self.estimator, self.space, self.scorer = estimator, dict(space), scorer
-        self.fit_params, self.report_every_epoch, self.devices = (
-            dict(fit_params),
-            report_every_epoch,
-            devices,
-        )
-        self.folds = [
-            (
-                _safe_indexing(X, train),
-                None if y is None else _safe_indexing(y, train),
-                _safe_indexing(X, test),
-                None if y is None else _safe_indexing(y, test),
-            )
-            for train, test in splits
-        ]
-        self.classes = np.unique(y) if is_classifier(estimator) and y is not None else None
-
-    def __call__(self, trial: Any) -> float:
-        params = {name: suggest(trial, name, d) for name, d in self.space.items()}
-        with self.devices.take() as device:
-            est = clone(self.estimator).set_params(**params)
-            if device is not None:
-                est.set_params(device=device)
-            if hasattr(est, "partial_fit") and "max_epochs" in est.get_params(deep=False):
-                return self._lockstep(trial, est)
-            return self._plain(trial, est)
-
-    def _record(self, trial: Any, scores, fit_time, score_time, epochs: int) -> None:
-        trial.set_user_attr("split_test_scores", [float(s) for s in scores])
-        trial.set_user_attr("split_fit_time", [float(t) for t in fit_time])
-        trial.set_user_attr("split_score_time", [float(t) for t in score_time])
-        trial.set_user_attr("epochs_trained", int(epochs))
-
-    def _score_folds(self, models, score_time) -> list[float]:
-        scores = []
-        for i, (model, (_, _, X_test, y_test)) in enumerate(zip(models, self.folds)):
-            t0 = time.perf_counter()
-            scores.append(float(self.scorer(model, X_test, y_test)))
-            score_time[i] += time.perf_counter() - t0
-        return scores
-
-    def _lockstep(self, trial: Any, est: Any) -> float:
-        import optuna
-
-        n_epochs = int(est.max_epochs)
-        models = [clone(est) for _ in self.folds]
-        k = len(models)
-        fit_time, score_time = np.zeros(k), np.zeros(k)
-        kwargs = dict(self.fit_params)
-        if self.classes is not None:
-            kwargs["classes"] = self.classes  # a fold may lack a class
-        scores: list[float] = []
-        for epoch in range(n_epochs):
-            for i, (model, (X_train, y_train, _, _)) in enumerate(zip(models, self.folds)):
-                t0 = time.perf_counter()
-                model.partial_fit(X_train, y_train, **kwargs)
-                fit_time[i] += time.perf_counter() - t0
-            last = epoch == n_epochs - 1
-            if not (self.report_every_epoch or last):
-                continue
-            scores = self._score_folds(models, score_time)
-            if self.report_every_epoch:
-                trial.report(float(np.mean(scores)), epoch)
-                if not last and trial.should_prune():
-                    self._record(trial, scores, fit_time, score_time, epoch + 1)
-                    raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}/{n_epochs}")
-        self._record(trial, scores, fit_time, score_time, n_epochs)
-        return float(np.mean(scores))
-
-    def _plain(self, trial: Any, est: Any) -> float:
-        k = len(self.folds)
-        fit_time, score_time = np.zeros(k), np.zeros(k)
-        models = []
-        for i, (X_train, y_train, _, _) in enumerate(self.folds):
-            t0 = time.perf_counter()
-            models.append(clone(est).fit(X_train, y_train, **self.fit_params))
-            fit_time[i] = time.perf_counter() - t0
-        scores = self._score_folds(models, score_time)
-        self._record(trial, scores, fit_time, score_time, 0)
-        return float(np.mean(scores))
-
-
-# --------------------------------------------------------------------------
-# the search
-# --------------------------------------------------------------------------
+__all__ = ["OptunaSearch"]
 
 
 class OptunaSearch(BaseSearchCV):
@@ -218,7 +64,11 @@ class OptunaSearch(BaseSearchCV):
         the study (it is created by the first, loaded by the others).
     pruner : "median", "none", None or an optuna pruner
         "median": ``MedianPruner(n_startup_trials=5, n_warmup_steps=1)``.
-        With no pruner, folds are scored only after their last epoch.
+        Pruning needs per-epoch scores: it applies to estimators whose
+        ``partial_fit`` trains one epoch (``partial_fit_is_one_epoch = True``,
+        as skft's), whose folds train in lockstep; others get plain
+        cross-validation. With no pruner, folds are scored only after their
+        last epoch.
     timeout : float or None
         Seconds; stop starting new trials after that.
     n_jobs : int
@@ -338,8 +188,8 @@ class OptunaSearch(BaseSearchCV):
         )
         n_jobs = (os.cpu_count() or 1) if self.n_jobs == -1 else int(self.n_jobs)
         base_device = estimator.get_params(deep=False).get("device")
-        n_cuda = _cuda_count() if n_jobs > 1 and base_device in ("auto", "cuda") else 0
-        objective = _Objective(
+        n_cuda = device.cuda_count() if n_jobs > 1 and base_device in ("auto", "cuda") else 0
+        objective = CVObjective(
             estimator,
             space,
             X,
@@ -348,7 +198,7 @@ class OptunaSearch(BaseSearchCV):
             scorer,
             fit_params,
             report_every_epoch=not isinstance(pruner, optuna.pruners.NopPruner),
-            devices=DevicePool(trial_devices(base_device, n_jobs, n_cuda)),
+            devices=device.DevicePool(device.trial_devices(base_device, n_jobs, n_cuda)),
         )
         finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         remaining = None
@@ -369,7 +219,7 @@ class OptunaSearch(BaseSearchCV):
         self.scorer_ = scorer
         self.multimetric_ = False
         self.n_splits_ = len(splits)
-        self.cv_results_ = _cv_results(study.get_trials(deepcopy=False), self.n_splits_)
+        self.cv_results_ = cv_results(study.get_trials(deepcopy=False), self.n_splits_)
         numbers_ = self.cv_results_["trial_number"]
         if not any(s == "COMPLETE" for s in self.cv_results_["state"]):
             raise ValueError(f"no trial of study {study.study_name!r} completed")
@@ -404,55 +254,3 @@ def _max_trials(n_trials: int, states: tuple):
     from optuna.study import MaxTrialsCallback
 
     return MaxTrialsCallback(n_trials, states=states)
-
-
-def _cv_results(trials: Sequence[Any], n_splits: int) -> dict[str, Any]:
-    """scikit-learn's ``cv_results_`` from the finished (complete or pruned) trials."""
-    from optuna.trial import TrialState
-
-    trials = sorted(
-        (t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)),
-        key=lambda t: t.number,
-    )
-    n = len(trials)
-    results: dict[str, Any] = {}
-
-    def per_split(key: str, trial: Any) -> list[float]:
-        values = trial.user_attrs.get(key)
-        if trial.state != TrialState.COMPLETE or not values or len(values) != n_splits:
-            return [math.nan] * n_splits
-        return [float(v) for v in values]
-
-    fit = np.array([per_split("split_fit_time", t) for t in trials]).reshape(n, n_splits)
-    score = np.array([per_split("split_score_time", t) for t in trials]).reshape(n, n_splits)
-    test = np.array([per_split("split_test_scores", t) for t in trials]).reshape(n, n_splits)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows of pruned trials
-        for name, arr in (("fit_time", fit), ("score_time", score)):
-            results[f"mean_{name}"] = np.nanmean(arr, axis=1) if n else np.array([])
-            results[f"std_{name}"] = np.nanstd(arr, axis=1) if n else np.array([])
-    names = sorted({k for t in trials for k in t.params})
-    for name in names:
-        column = np.ma.MaskedArray(np.empty(n, dtype=object), mask=True)
-        for i, t in enumerate(trials):
-            if name in t.params:
-                column[i] = t.params[name]
-        results[f"param_{name}"] = column
-    results["params"] = [dict(t.params) for t in trials]
-    for k in range(n_splits):
-        results[f"split{k}_test_score"] = test[:, k]
-    mean = test.mean(axis=1) if n else np.array([])
-    results["mean_test_score"] = mean
-    results["std_test_score"] = test.std(axis=1) if n else np.array([])
-    order = np.where(np.isnan(mean), -np.inf, mean)
-    from scipy.stats import rankdata
-
-    results["rank_test_score"] = (
-        rankdata(-order, method="min").astype(np.int32) if n else np.array([], dtype=np.int32)
-    )
-    results["trial_number"] = np.array([t.number for t in trials], dtype=int)
-    results["state"] = np.array([t.state.name for t in trials], dtype=object)
-    results["epochs_trained"] = np.array(
-        [int(t.user_attrs.get("epochs_trained", 0)) for t in trials], dtype=int
-    )
-    return results

@@ -1,13 +1,34 @@
-"""The default Optuna search space, collected from plugins through the ``search_space`` hook."""
+"""The default Optuna search space, collected from plugins through the ``search_space`` hook.
+
+A plugin contributes entries for the freezing policies and augmenters it
+registered from its own ``search_space`` hook; :func:`chosen_freezer` and
+:func:`chosen_augmenters` tell it which factories an estimator names, and
+under which ``freeze__``/``augment__`` prefix their parameters go::
+
+    @hookimpl
+    def search_space(estimator):
+        return {
+            prefix + "magnitude": IntDistribution(1, 10)
+            for prefix, factory in chosen_augmenters(estimator)
+            if factory is MyAugment
+        }
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from .plugins import load_plugins, pm
+from .plugins import augmenters, freezers, load_plugins, pm
 
-__all__ = ["as_distribution", "default_search_space", "merge_search_space", "suggest"]
+__all__ = [
+    "as_distribution",
+    "chosen_augmenters",
+    "chosen_freezer",
+    "default_search_space",
+    "merge_search_space",
+    "suggest",
+]
 
 
 def as_distribution(name: str, value: Any):
@@ -22,6 +43,39 @@ def as_distribution(name: str, value: Any):
         f"param_distributions[{name!r}] must be an optuna distribution or a list of "
         f"choices, got {type(value).__name__}"
     )
+
+
+def chosen_freezer(estimator: Any) -> Callable[..., Any] | None:
+    """The registered factory of the estimator's ``freeze=`` policy (``None``: no ``freeze``).
+
+    Its parameters are ``freeze__<param>``. Unknown names raise
+    :class:`skft.UnknownNameError`.
+    """
+    params = estimator.get_params(deep=False)
+    if params.get("freeze") is None:
+        return None
+    return freezers().get(params["freeze"])
+
+
+def chosen_augmenters(estimator: Any) -> list[tuple[str, Callable[..., Any]]]:
+    """``(parameter prefix, registered factory)`` for each augmenter ``augment=`` names.
+
+    One name: ``[("augment__", factory)]``; a composition (``"basic+mixup"``
+    or a list) routes parameters by component name, so
+    ``[("augment__basic__", ...), ("augment__mixup__", ...)]`` (see
+    :mod:`skft.augment`). ``[]`` when the estimator has no ``augment``.
+    Unknown names raise :class:`skft.UnknownNameError`.
+    """
+    augment = estimator.get_params(deep=False).get("augment")
+    if augment is None:
+        return []
+    from .augment import parse_augment  # imports torch: only for estimators with ``augment``
+
+    names = parse_augment(augment)
+    registry = augmenters()
+    if len(names) == 1 and isinstance(augment, str):
+        return [("augment__", registry.get(names[0]))]
+    return [(f"augment__{name}__", registry.get(name)) for name in names]
 
 
 def default_search_space(estimator: Any) -> dict[str, Any]:

@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .plugins import augmenters, freezers, get_backbone
+from .augment import AugmenterAdapter, as_augmenter, build_augmenter
+from .freezing import build_freezer
+from .plugins import get_backbone, input_kinds, instantiate
 from .specs import BackboneParts, BackboneSpec, FreezeState
 
 __all__ = ["check_augmenter", "check_backbone", "check_freezer"]
@@ -29,10 +31,21 @@ def check_backbone(
     pretrained: Any = False,
     fit: bool = True,
 ) -> BackboneParts:
-    """Build a backbone and check its parts; optionally fine-tune it for one epoch."""
+    """Build a backbone and check its parts; with ``fit=True``, fine-tune it for one epoch.
+
+    The fit step runs an estimator with ``backbone=spec.name``, so the spec must be
+    registered (or resolvable) under its name, and its input kind must be
+    ``"image"`` or ``"tabular"`` (the kit makes random inputs of those); otherwise
+    ``fit=True`` raises ``ValueError`` (pass ``fit=False`` to check the parts only).
+    """
     spec = get_backbone(spec) if isinstance(spec, str) else spec
     assert isinstance(spec, BackboneSpec), f"{spec!r} is not a BackboneSpec"
-    assert spec.input_kind in ("image", "tabular", "text"), f"unknown input_kind {spec.input_kind}"
+    kinds = input_kinds()
+    assert spec.input_kind in kinds, (
+        f"unknown input_kind {spec.input_kind!r}; registered: {', '.join(kinds.names())}"
+    )
+    if fit:
+        _check_fittable(spec)
     if input_shape is None:
         assert spec.input_kind == "image", "pass input_shape for non-image backbones"
         input_shape = (3, 32, 32)
@@ -61,8 +74,8 @@ def check_backbone(
     )
     assert torch.isfinite(out).all(), "features contain NaN or infinity"
     _check_picklable(spec, "backbone spec")
-    if fit and spec.input_kind in ("image", "tabular"):
-        _fit_once(spec.name if _registered(spec) else None, spec, tuple(input_shape))
+    if fit:
+        _fit_once(spec, tuple(input_shape))
     return parts
 
 
@@ -72,9 +85,14 @@ def check_freezer(
     epochs: int = 6,
     **params: Any,
 ) -> None:
-    """Check a freezing policy's answers for every depth and epoch."""
-    factory = freezers().get(policy) if isinstance(policy, str) else policy
-    instance = factory(**params)
+    """Check a freezing policy's answers for every depth and epoch.
+
+    ``policy`` is a registered name (built as an estimator builds it) or a factory.
+    """
+    if isinstance(policy, str):
+        instance = build_freezer(policy, params)
+    else:
+        instance = instantiate(policy, params, f"freezing policy {policy!r}", "freeze__")
     n = len(groups)
     for depth in range(n + 1):
         for epoch in range(epochs):
@@ -96,14 +114,23 @@ def check_freezer(
 
 
 def check_augmenter(
-    augmenter: str | Callable[..., Any], shape: Sequence[int] = (8, 3, 32, 32), **params: Any
+    augmenter: str | Sequence[str] | Callable[..., Any],
+    shape: Sequence[int] = (8, 3, 32, 32),
+    **params: Any,
 ) -> None:
     """Identity at 0, shape/dtype kept, seeded, input untouched, effect grows with strength.
 
-    Augmenters with ``mixes_targets = True`` are also called with one-hot ``y=``.
+    ``augmenter`` is a registered name (or composition, built as an estimator
+    builds it) or a factory. Augmenters with ``mixes_targets = True`` are also
+    called with one-hot ``y=``.
     """
-    factory = augmenters().get(augmenter) if isinstance(augmenter, str) else augmenter
-    aug = factory(**params)
+    from .builtin.augmenters import NoAugment
+
+    if isinstance(augmenter, (str, list, tuple)):
+        aug = build_augmenter(augmenter, params)
+    else:
+        aug = as_augmenter(instantiate(augmenter, params, f"augmenter {augmenter!r}", "augment__"))
+    identity = isinstance(aug.wrapped if isinstance(aug, AugmenterAdapter) else aug, NoAugment)
     gen = torch.Generator().manual_seed(0)
     X = torch.rand(*shape, generator=gen)
     original = X.clone()
@@ -120,9 +147,9 @@ def check_augmenter(
         assert torch.equal(out, again), f"strength {strength}: not reproducible under a seed"
         assert torch.equal(X, original), "the augmenter modified its input in place"
         effects.append((out - X).abs().mean().item())
-    if getattr(aug, "mixes_targets", False):
+    if aug.mixes_targets:
         _check_target_mixing(aug, X)
-    if type(aug).__name__ != "NoAugment":
+    if not identity:
         assert effects[-1] > 0, "strength 1 changes nothing"
         assert effects == sorted(effects), f"effect does not grow with strength: {effects}"
     _check_picklable(aug, "augmenter")
@@ -153,17 +180,36 @@ def _check_picklable(obj: Any, what: str) -> None:
         ) from exc
 
 
-def _registered(spec: BackboneSpec) -> bool:
+def _check_fittable(spec: BackboneSpec) -> None:
+    """The fit step names the backbone: ``spec.name`` must resolve to a spec of that name.
+
+    Specs are compared by name, not ``==``: specs built with ``functools.partial``
+    (torchvision backbones, ``timm:`` names) never compare equal to a fresh build.
+    """
+    if spec.input_kind not in ("image", "tabular"):
+        raise ValueError(
+            f"check_backbone(fit=True) makes random image or tabular inputs; backbone "
+            f"{spec.name!r} takes {spec.input_kind!r} input: pass fit=False"
+        )
     try:
-        return get_backbone(spec.name) is spec or get_backbone(spec.name) == spec
-    except (KeyError, ValueError):
-        return False
+        found = get_backbone(spec.name)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(
+            f"check_backbone(fit=True) fits an estimator with backbone={spec.name!r}, but no "
+            f"plugin registers or resolves that name ({exc}); register the spec "
+            "(register_backbones) or pass fit=False"
+        ) from exc
+    if found.name != spec.name:
+        raise ValueError(
+            f"check_backbone(fit=True): backbone={spec.name!r} resolves to {found.name!r}, "
+            "another spec; register the spec under its own name or pass fit=False"
+        )
 
 
-def _fit_once(name: str | None, spec: BackboneSpec, input_shape: tuple[int, ...]) -> None:
-    if name is None:
-        return  # an unregistered spec cannot be named by an estimator
+def _fit_once(spec: BackboneSpec, input_shape: tuple[int, ...]) -> None:
     from .estimators import FineTunedClassifier
+
+    name = spec.name
 
     X = torch.rand(8, *input_shape)
     y = torch.arange(8) % 2

@@ -16,10 +16,12 @@ from torch import nn
 
 import skft
 from skft import FineTunedClassifier, FineTunedRegressor, hookimpl
-from skft.augment import TTA_VIEWS, Compose, build_augmenter, tta_views
+from skft.augment import TTA_VIEWS, AugmenterAdapter, Compose, build_augmenter, tta_views
+from skft.builtin import randaugment
 from skft.builtin.randaugment import OPS, RandAugment
 from skft.inputs import adapt_input
 from skft.plugins import pm
+from skft.specs import Augmenter
 from skft.testing import check_augmenter
 
 AUGMENTERS = ["basic", "color", "randaugment", "mixup", "cutmix"]
@@ -207,8 +209,74 @@ def test_tta_needs_images(fast):
 
 
 def test_randaugment_search_space():
-    space = RandAugment.search_space(None)
+    space = randaugment.search_space(FineTunedClassifier(augment="randaugment"))
     assert space["augment__num_ops"].low == 1 and space["augment__num_ops"].high == 3
+    composed = randaugment.search_space(FineTunedClassifier(augment="color+rand"))
+    assert set(composed) == {"augment__rand__num_ops"}
+    assert randaugment.search_space(FineTunedClassifier(augment="basic+mixup")) is None
+    assert not hasattr(RandAugment, "search_space")
+
+
+def test_builtin_augmenters_declare_the_contract():
+    for name in skft.augmenters().names():
+        aug = build_augmenter(name, {})
+        assert isinstance(aug, Augmenter) and not isinstance(aug, AugmenterAdapter), name
+    assert build_augmenter("mixup", {}).input_kinds == ("image", "tabular")
+    assert build_augmenter("cutmix", {}).mixes_targets
+    assert build_augmenter("basic", {}).input_kinds == Augmenter.input_kinds
+    assert not build_augmenter("basic", {}).mixes_targets
+
+
+def _shift(X, strength, generator):
+    return X + strength
+
+
+def make_shift(**params):
+    return _shift
+
+
+class Declares:
+    """A third-party augmenter that declares the attributes without subclassing."""
+
+    input_kinds = ("tabular",)
+    mixes_targets = True
+
+    def __call__(self, X, strength, generator, y=None):
+        return (X, y) if y is not None else X
+
+
+class PlainPlugin:
+    @hookimpl
+    def register_augmenters(self, register):
+        register("shift", make_shift)
+        register("declares", Declares)
+
+
+@pytest.fixture
+def plain_augmenters():
+    plugin = PlainPlugin()
+    skft.plugins.load_plugins()
+    pm.register(plugin, "plain-augmenters")
+    try:
+        yield
+    finally:
+        pm.unregister(plugin)
+
+
+def test_any_callable_gets_the_declared_attributes(plain_augmenters):
+    X = torch.zeros(2, 3, 4, 4)
+    shift = build_augmenter("shift", {})
+    assert isinstance(shift, AugmenterAdapter)  # a plain function: the base's defaults
+    assert (shift.input_kinds, shift.mixes_targets) == (("image",), False)
+    assert torch.equal(shift(X, 0.5, None), X + 0.5)
+    declares = build_augmenter("declares", {})
+    assert (declares.input_kinds, declares.mixes_targets) == (("tabular",), True)
+    y = torch.ones(2, 3)
+    assert declares(X, 1.0, None, y=y)[1] is y
+    comp = build_augmenter("declares+mixup", {})
+    assert comp.mixes_targets and comp.input_kinds == ("tabular",)
+    assert all(isinstance(a, Augmenter) for a in comp.augmenters)
+    pickle.loads(pickle.dumps(shift))
 
 
 # --------------------------------------------------------------------------

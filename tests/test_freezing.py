@@ -10,8 +10,11 @@ from sklearn.model_selection import GridSearchCV
 from skorch.callbacks import Callback
 
 from skft import FineTunedClassifier, UnknownNameError, freezers, hookimpl
+from skft.builtin import freezers as builtin_freezers
 from skft.builtin.freezers import DepthFreezer, GradualFreezer, LinearProbeFineTune
+from skft.freezing import build_freezer
 from skft.plugins import pm
+from skft.specs import FreezePolicy
 
 GROUPS = ("block1", "block2", "block3")  # smallcnn's layer groups
 
@@ -238,11 +241,58 @@ def test_policies_as_pure_functions():
 
 
 def test_policies_offer_search_spaces():
+    """The plugin that registers the policies contributes their parameters through its hook."""
     pytest.importorskip("optuna")
     from optuna.distributions import FloatDistribution, IntDistribution
 
-    clf = FineTunedClassifier(max_epochs=6)
-    assert isinstance(DepthFreezer.search_space(clf)["freeze__lr_decay"], FloatDistribution)
-    assert isinstance(GradualFreezer.search_space(clf)["freeze__every"], IntDistribution)
-    probe = LinearProbeFineTune.search_space(clf)["freeze__probe_epochs"]
+    def space(freeze):
+        return builtin_freezers.search_space(FineTunedClassifier(max_epochs=6, freeze=freeze))
+
+    assert isinstance(space("depth")["freeze__lr_decay"], FloatDistribution)
+    assert isinstance(space("gradual")["freeze__every"], IntDistribution)
+    probe = space("lp_ft")["freeze__probe_epochs"]
     assert (probe.low, probe.high) == (0, 3)
+    assert space("lpft") == space("lp_ft")  # aliases too
+    assert set(space("depth")) == {"freeze__lr_decay"}
+    assert not any(hasattr(cls, "search_space") for cls in (DepthFreezer, GradualFreezer))
+
+
+class Halves(FreezePolicy):
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = scale
+
+    def __call__(self, groups, frozen_depth, epoch):
+        return DepthFreezer()(groups, frozen_depth, epoch)
+
+
+class HalvesPlugin:
+    @hookimpl
+    def register_freezers(self, register):
+        register("halves", Halves)
+        register("broken", lambda: "not a policy")
+
+
+@pytest.fixture
+def halves():
+    plugin = HalvesPlugin()
+    pm.register(plugin, "halves")
+    try:
+        yield
+    finally:
+        pm.unregister(plugin)
+
+
+def test_build_freezer(halves):
+    policy = build_freezer("gradual", {"every": 2})
+    assert isinstance(policy, GradualFreezer) and isinstance(policy, FreezePolicy)
+    assert policy.every == 2
+    assert isinstance(build_freezer("lpft", {}), LinearProbeFineTune)
+    assert build_freezer("halves", {"scale": 0.5}).scale == 0.5
+    with pytest.raises(UnknownNameError, match="Did you mean 'gradual'"):
+        build_freezer("gradul", {})
+    with pytest.raises(TypeError, match=r"freeze='gradual' .*\(freeze__probe_epochs\)"):
+        build_freezer("gradual", {"probe_epochs": 2})
+    with pytest.raises(TypeError, match="returned str, not a callable"):
+        build_freezer("broken", {})
+    # a third-party policy the built-in plugin did not register: no entries from it
+    assert builtin_freezers.search_space(FineTunedClassifier(freeze="halves")) is None

@@ -11,14 +11,17 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.metrics import accuracy_score
+from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback
+from torch import nn
 
 import skft
-from skft import FineTunedClassifier, FineTunedRegressor, OptunaSearch, hookimpl
+from skft import BackboneSpec, FineTunedClassifier, FineTunedRegressor, OptunaSearch, hookimpl
 from skft.builtin.search_space import layer_group_count
+from skft.device import DevicePool, trial_devices
 from skft.plugins import pm
-from skft.search import DevicePool, trial_devices
-from skft.search_space import default_search_space, merge_search_space
+from skft.search_objective import trains_in_lockstep
+from skft.search_space import chosen_augmenters, default_search_space, merge_search_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -146,6 +149,57 @@ def test_group_counts_differ_between_backbones():
     assert counts == {"smallcnn": 3, "mlp": 2, "resnet18": 5}
 
 
+def _build_fails(pretrained, input_shape):
+    raise AssertionError("built although the spec declares n_groups")
+
+
+def test_layer_group_count_reads_the_declared_field_only():
+    declared = BackboneSpec(name="declared-7", build=_build_fails, n_groups=7)
+    assert layer_group_count(declared) == 7  # not built
+    # ``extra`` is free-form metadata: never read for behaviour
+    mlp = skft.get_backbone("mlp")
+    extra_only = BackboneSpec(
+        name="extra-only", build=mlp.build, input_kind="tabular", extra={"n_groups": 7}
+    )
+    assert layer_group_count(extra_only) == 2
+
+
+@pytest.mark.parametrize(
+    ("augment", "prefixes", "num_ops"),
+    [
+        ("basic+mixup", ["augment__basic__", "augment__mixup__"], []),
+        (["basic", "mixup"], ["augment__basic__", "augment__mixup__"], []),
+        (
+            "basic+randaugment",
+            ["augment__basic__", "augment__randaugment__"],
+            ["augment__randaugment__num_ops"],
+        ),
+        (["rand"], ["augment__rand__"], ["augment__rand__num_ops"]),
+        ("randaugment", ["augment__"], ["augment__num_ops"]),
+    ],
+)
+def test_default_space_for_composed_augment(augment, prefixes, num_ops):
+    """Regression: a composition was looked up as one augmenter name."""
+    est = FineTunedClassifier("smallcnn", pretrained=False, augment=augment)
+    assert [prefix for prefix, _ in chosen_augmenters(est)] == prefixes
+    space = default_search_space(est)
+    assert space["augment_strength"] == FloatDistribution(0.0, 1.0)
+    assert {"lr", "frozen_depth", "freeze__lr_decay"} <= set(space)
+    assert [k for k in space if k.endswith("num_ops")] == num_ops
+    assert "augment_strength" not in default_search_space(est.set_params(augment="none+none"))
+
+
+def test_search_with_composed_augment_reaches_the_components(fast, digits):
+    X, y = digits
+    est = FineTunedClassifier(**{**fast, "max_epochs": 1}, augment="basic+randaugment")
+    search = OptunaSearch(est, {"freeze__lr_decay": None}, n_trials=2, cv=2, random_state=0).fit(
+        X, y
+    )
+    assert "augment__randaugment__num_ops" in search.best_params_
+    _, randaugment = search.best_estimator_.augmenter_.augmenters
+    assert randaugment.num_ops == search.best_params_["augment__randaugment__num_ops"]
+
+
 def test_param_distributions_override_and_extend(clf):
     space = merge_search_space(
         clf,
@@ -191,10 +245,6 @@ class MagnitudeAugment:
     def __call__(self, X, strength, generator):
         return X
 
-    @staticmethod
-    def search_space(estimator):
-        return {"augment__magnitude": IntDistribution(1, 9)}
-
 
 class ThirdParty:
     @hookimpl
@@ -206,10 +256,14 @@ class ThirdParty:
         params = estimator.get_params(deep=False)
         if "backbone" not in params:
             return None
-        return {
+        space = {
             "batch_size": CategoricalDistribution([8, 16]),
             "lr": FloatDistribution(1e-4, 1e-2, log=True),  # refines the core's range
         }
+        for prefix, factory in chosen_augmenters(estimator):  # the augmenter it registered
+            if factory is MagnitudeAugment:
+                space[prefix + "magnitude"] = IntDistribution(1, 9)
+        return space
 
 
 @pytest.fixture
@@ -229,7 +283,7 @@ def test_third_party_plugin_parameters_in_default_space(third_party, fast, digit
     est = FineTunedClassifier(**{**fast, "augment": "magnitude", "augment_strength": 0.5})
     space = default_search_space(est)
     assert space["batch_size"] == CategoricalDistribution([8, 16])  # the plugin's hook
-    assert space["augment__magnitude"] == IntDistribution(1, 9)  # the factory's search_space
+    assert space["augment__magnitude"] == IntDistribution(1, 9)  # for the augmenter it registered
     assert space["lr"] == FloatDistribution(1e-4, 1e-2, log=True)  # later plugin wins
     search = OptunaSearch(est, n_trials=2, cv=2, random_state=0).fit(X, y)
     for trial in search.study_.trials:
@@ -324,6 +378,40 @@ def test_pruned_trial_stops_at_once(fast, digits):
     assert np.isnan(res["mean_test_score"][1]) and list(res["rank_test_score"]) == [1, 2, 2]
 
 
+class TinyNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(64, 3)
+
+    def forward(self, X):
+        return self.linear(X.reshape(len(X), -1))
+
+
+def test_plain_skorch_net_trains_max_epochs_per_fold(digits):
+    """Regression: skorch's partial_fit trains max_epochs epochs, so no lockstep for it."""
+    X, y = digits
+    epochs_scored = []
+
+    def scorer(est, X_test, y_test):
+        epochs_scored.append(len(est.history))
+        return accuracy_score(y_test, est.predict(X_test))
+
+    net = NeuralNetClassifier(TinyNet, max_epochs=3, lr=0.1, train_split=None, verbose=0)
+    assert not trains_in_lockstep(net)
+    assert trains_in_lockstep(FineTunedClassifier())  # declares partial_fit_is_one_epoch
+    search = OptunaSearch(
+        net,
+        {"lr": FloatDistribution(1e-3, 1e-1, log=True)},
+        n_trials=2,
+        cv=2,
+        scoring=scorer,
+        pruner=NeverPrune(),
+    ).fit(X.reshape(60, -1), y.astype(np.int64))
+    assert epochs_scored == [3, 3] * 2  # each fold: exactly max_epochs, scored once
+    assert all(not t.intermediate_values for t in search.study_.trials)  # nothing to prune on
+    assert len(search.best_estimator_.history) == 3
+
+
 # --------------------------------------------------------------------------
 # parallel trials and devices
 # --------------------------------------------------------------------------
@@ -370,7 +458,7 @@ class DeviceRecorder(ClassifierMixin, BaseEstimator):
 
 def test_parallel_trials_each_take_their_own_device(monkeypatch, digits):
     X, y = digits
-    monkeypatch.setattr("skft.search._cuda_count", lambda: 2)
+    monkeypatch.setattr("skft.device.cuda_count", lambda: 2)
     DeviceRecorder.seen, DeviceRecorder.overlaps = [], []
     search = OptunaSearch(
         DeviceRecorder(),

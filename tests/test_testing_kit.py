@@ -74,6 +74,33 @@ def test_kit_catches_a_non_identity_augmenter():
         check_augmenter(Noisy)
 
 
+def test_kit_fits_backbones_built_with_partial(monkeypatch):
+    """Regression: specs built with functools.partial never compared equal, so no fit ran."""
+    from skft.estimators import FineTunedClassifier
+
+    fitted = []
+    fit = FineTunedClassifier.fit
+
+    def spy(self, X, y, **kwargs):
+        fitted.append(self.backbone)
+        return fit(self, X, y, **kwargs)
+
+    monkeypatch.setattr(FineTunedClassifier, "fit", spy)
+    check_backbone("resnet18", input_shape=(3, 32, 32))
+    assert fitted == ["resnet18"]
+    check_backbone(skft.get_backbone("resnet18"), input_shape=(3, 32, 32))  # a fresh spec
+    assert fitted == ["resnet18"] * 2
+
+
+def test_kit_refuses_to_skip_the_fit_step():
+    spec = BackboneSpec(name="nowhere", build=build_ok, has_pretrained=False)
+    with pytest.raises(ValueError, match="no plugin registers or resolves that name"):
+        check_backbone(spec)
+    with pytest.raises(ValueError, match="pass fit=False"):
+        check_backbone(spec, fit=True)
+    check_backbone(spec, fit=False)
+
+
 def test_kit_catches_an_unpicklable_spec():
     check_backbone(BackboneSpec(name="ok", build=build_ok, has_pretrained=False), fit=False)
     spec = BackboneSpec(name="bad", build=lambda p, s: build_ok(p, s), has_pretrained=False)

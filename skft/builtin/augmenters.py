@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..hookspecs import hookimpl
+from ..specs import Augmenter
 
 __all__ = ["BasicAugment", "ColorAugment", "CutMix", "MixUp", "NoAugment"]
 
@@ -66,7 +67,7 @@ def _check_range(name: str, value: float, lo: float, hi: float) -> None:
 # --------------------------------------------------------------------------
 
 
-class NoAugment:
+class NoAugment(Augmenter):
     """The identity."""
 
     input_kinds = ("image", "tabular", "text")
@@ -78,7 +79,7 @@ class NoAugment:
         return "NoAugment()"
 
 
-class BasicAugment:
+class BasicAugment(Augmenter):
     """Per-sample flip, random resized crop, rotation and translation in one resampling.
 
     Every range scales linearly with ``strength``; at strength 1: flip
@@ -87,8 +88,6 @@ class BasicAugment:
     All samples are transformed by one ``affine_grid`` + ``grid_sample`` call
     on the batch's device.
     """
-
-    input_kinds = ("image",)
 
     def __init__(
         self,
@@ -138,7 +137,7 @@ _RGB_TO_YIQ = (
 )
 
 
-class ColorAugment:
+class ColorAugment(Augmenter):
     """Per-sample brightness, contrast, saturation and hue jitter.
 
     At strength ``s`` the factors are drawn uniformly from
@@ -149,8 +148,6 @@ class ColorAugment:
     space), applied to the batch with one ``einsum``; the result is clamped to
     [0, 1] once. Grayscale (1-channel) images get brightness and contrast only.
     """
-
-    input_kinds = ("image",)
 
     def __init__(
         self,
@@ -222,7 +219,7 @@ def mix_weights(n: int, alpha: float, generator: torch.Generator, X: torch.Tenso
     return lam.clamp_(0.5, 1.0)
 
 
-class MixUp:
+class MixUp(Augmenter):
     """Blend every sample with the next one in the batch (mixup), targets likewise.
 
     ``alpha = augment__alpha * strength`` (so with the default
@@ -256,7 +253,7 @@ class MixUp:
         return f"MixUp(alpha={self.alpha})"
 
 
-class CutMix:
+class CutMix(Augmenter):
     """Paste a box from the next sample in the batch into every sample (CutMix).
 
     ``alpha = augment__alpha * strength``; each sample keeps an area fraction
@@ -265,7 +262,6 @@ class CutMix:
     ``y=`` is given) are mixed by the area actually kept.
     """
 
-    input_kinds = ("image",)
     mixes_targets = True
 
     def __init__(self, alpha: float = 1.0) -> None:

@@ -2,17 +2,20 @@
 
 Every policy takes ``bn`` (BatchNorm handling of frozen groups) and
 ``lr_decay`` (layer-wise learning-rate decay) as ``freeze__*`` parameters.
+This plugin's ``search_space`` hook offers ``freeze__lr_decay`` for all three,
+plus ``freeze__every`` (gradual) and ``freeze__probe_epochs`` (lp_ft).
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 from ..hookspecs import hookimpl
-from ..specs import FreezeState
+from ..specs import FreezePolicy, FreezeState
 
-__all__ = ["BN_MODES", "DepthFreezer", "GradualFreezer", "LinearProbeFineTune"]
+__all__ = ["BN_MODES", "DepthFreezer", "GradualFreezer", "LinearProbeFineTune", "search_space"]
 
 BN_MODES = ("eval", "train")
 
@@ -23,7 +26,7 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
-class DepthFreezer:
+class DepthFreezer(FreezePolicy):
     """Freeze the first ``frozen_depth`` layer groups for the whole fit.
 
     Parameters
@@ -64,13 +67,6 @@ class DepthFreezer:
             lr_factors=tuple(self.lr_decay ** (n - i) for i in range(n)),
         )
 
-    @staticmethod
-    def search_space(estimator) -> dict:
-        """Optuna distributions for the parameters every built-in policy takes."""
-        from optuna.distributions import FloatDistribution
-
-        return {"freeze__lr_decay": FloatDistribution(0.5, 1.0)}
-
     def _extra_repr(self) -> str:
         return ""
 
@@ -105,12 +101,6 @@ class GradualFreezer(DepthFreezer):
         unfrozen = epoch // self.every
         return max(frozen_depth, n_groups - unfrozen)
 
-    @staticmethod
-    def search_space(estimator) -> dict:
-        from optuna.distributions import IntDistribution
-
-        return {**DepthFreezer.search_space(estimator), "freeze__every": IntDistribution(1, 3)}
-
     def _extra_repr(self) -> str:
         return f"every={self.every}, "
 
@@ -138,17 +128,27 @@ class LinearProbeFineTune(DepthFreezer):
     def depth_at(self, n_groups: int, frozen_depth: int, epoch: int) -> int:
         return n_groups if epoch < self.probe_epochs else frozen_depth
 
-    @staticmethod
-    def search_space(estimator) -> dict:
-        from optuna.distributions import IntDistribution
-
-        space = DepthFreezer.search_space(estimator)
-        epochs = max(1, int(getattr(estimator, "max_epochs", 10) or 10))
-        space["freeze__probe_epochs"] = IntDistribution(0, max(1, epochs // 2))
-        return space
-
     def _extra_repr(self) -> str:
         return f"probe_epochs={self.probe_epochs}, "
+
+
+@hookimpl
+def search_space(estimator: Any) -> dict[str, Any] | None:
+    """``freeze__*`` distributions when the estimator's ``freeze=`` is one of these policies."""
+    from ..search_space import chosen_freezer
+
+    policy = chosen_freezer(estimator)
+    if policy not in (DepthFreezer, GradualFreezer, LinearProbeFineTune):
+        return None
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    space: dict[str, Any] = {"freeze__lr_decay": FloatDistribution(0.5, 1.0)}
+    if policy is GradualFreezer:
+        space["freeze__every"] = IntDistribution(1, 3)
+    elif policy is LinearProbeFineTune:
+        epochs = max(1, int(estimator.get_params(deep=False).get("max_epochs") or 10))
+        space["freeze__probe_epochs"] = IntDistribution(0, max(1, epochs // 2))
+    return space
 
 
 @hookimpl

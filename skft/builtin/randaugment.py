@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..hookspecs import hookimpl
+from ..specs import Augmenter
 from .augmenters import affine, gray, per_sample
 
-__all__ = ["OPS", "RandAugment"]
+__all__ = ["OPS", "RandAugment", "search_space"]
 
 #: Geometric operations: maximum magnitude (degrees, shear factor, fraction of the side).
 GEOMETRIC = {
@@ -117,7 +119,7 @@ PIXEL: dict[str, Callable[[torch.Tensor, float, torch.Tensor], torch.Tensor]] = 
 OPS = (*GEOMETRIC, *PIXEL)
 
 
-class RandAugment:
+class RandAugment(Augmenter):
     """RandAugment with per-sample operations; magnitude and count from strength.
 
     Parameters (``augment__*``)
@@ -135,8 +137,6 @@ class RandAugment:
     blended with the input by the magnitude, so they too grow with strength).
     """
 
-    input_kinds = ("image",)
-
     def __init__(self, num_ops: int = 2, ops: Sequence[str] | None = None) -> None:
         if isinstance(num_ops, bool) or not isinstance(num_ops, int) or not 1 <= num_ops <= 10:
             raise ValueError(f"augment__num_ops must be an int in 1..10, got {num_ops!r}")
@@ -147,12 +147,6 @@ class RandAugment:
             if unknown:
                 raise ValueError(f"augment__ops: unknown operations {unknown}; known: {list(OPS)}")
         self.num_ops, self.ops = num_ops, ops
-
-    @classmethod
-    def search_space(cls, estimator=None):
-        from optuna.distributions import IntDistribution
-
-        return {"augment__num_ops": IntDistribution(1, 3)}
 
     def __call__(self, X: torch.Tensor, strength: float, generator: torch.Generator):
         if strength <= 0:
@@ -212,6 +206,25 @@ def _theta(names, choice, sign, m, dtype) -> torch.Tensor:
         else:
             theta[:, 1, 2] = torch.where(sel, 2 * v, theta[:, 1, 2])
     return theta
+
+
+@hookimpl
+def search_space(estimator: Any) -> dict[str, Any] | None:
+    """``augment__num_ops`` (1..3) when the estimator's ``augment=`` uses ``randaugment``.
+
+    In a composition the parameter is the component's:
+    ``augment__randaugment__num_ops`` for ``augment="basic+randaugment"``.
+    """
+    from ..search_space import chosen_augmenters
+
+    prefixes = [
+        prefix for prefix, factory in chosen_augmenters(estimator) if factory is RandAugment
+    ]
+    if not prefixes:
+        return None
+    from optuna.distributions import IntDistribution
+
+    return {prefix + "num_ops": IntDistribution(1, 3) for prefix in prefixes}
 
 
 @hookimpl

@@ -3,9 +3,11 @@
 * the core: ``lr`` log-uniform in [1e-5, 1e-1];
 * the backbone: ``frozen_depth`` over its own layer groups, ``0 .. n-1`` and
   ``"all"`` (which freezes all ``n``);
-* the augmenter: ``augment_strength`` uniform in [0, 1] (unless ``augment="none"``);
-* the chosen freezing policy and augmenter: whatever their factory's optional
-  ``search_space(estimator)`` returns (for example ``freeze__lr_decay``).
+* the augmenter: ``augment_strength`` uniform in [0, 1] (unless ``augment="none"``).
+
+The parameters of freezing policies and augmenters (``freeze__lr_decay``,
+``augment__num_ops``, ...) come from the ``search_space`` hook of the plugin
+that registered them (:mod:`skft.builtin.freezers`, :mod:`skft.builtin.randaugment`).
 
 Nothing here imports optuna or torch until the hook is called.
 """
@@ -35,10 +37,12 @@ def _probe_shape(spec: Any, image_size: Any) -> tuple[int, ...]:
 
 
 def layer_group_count(spec: Any, image_size: Any = None) -> int:
-    """How many layer groups ``spec`` builds (built once without weights, then cached)."""
-    count = spec.extra.get("n_groups") if isinstance(spec.extra, dict) else None
-    if isinstance(count, int):
-        return count
+    """How many layer groups ``spec`` builds: ``spec.n_groups`` when declared, else counted.
+
+    Counting builds the backbone once without weights (cached per name and input shape).
+    """
+    if spec.n_groups is not None:
+        return int(spec.n_groups)
     shape = _probe_shape(spec, image_size)
     key = (spec.name, shape)
     if key not in _GROUP_COUNTS:
@@ -46,18 +50,12 @@ def layer_group_count(spec: Any, image_size: Any = None) -> int:
     return _GROUP_COUNTS[key]
 
 
-def _factory_space(factory: Any, estimator: Any) -> dict[str, Any]:
-    hook = getattr(factory, "search_space", None)
-    if hook is None:
-        return {}
-    return dict(hook(estimator) or {})
-
-
 @hookimpl
 def search_space(estimator: Any) -> dict[str, Any] | None:
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    from ..plugins import augmenters, freezers, get_backbone
+    from ..augment import parse_augment
+    from ..plugins import get_backbone
 
     params = estimator.get_params(deep=False)
     if not {"backbone", "frozen_depth", "lr"} <= set(params):
@@ -75,10 +73,6 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
     else:
         space["frozen_depth"] = CategoricalDistribution([*range(n_groups), "all"])
     augment = params.get("augment")
-    if augment is not None and augment != "none":
+    if augment is not None and set(parse_augment(augment)) != {"none"}:
         space["augment_strength"] = FloatDistribution(0.0, 1.0)
-    if "freeze" in params:
-        space.update(_factory_space(freezers().get(params["freeze"]), estimator))
-    if augment is not None:
-        space.update(_factory_space(augmenters().get(augment), estimator))
     return space
