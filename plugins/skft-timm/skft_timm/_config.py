@@ -3,8 +3,8 @@
 What a spec needs is read through timm's own helpers (``get_pretrained_cfg`` for the
 name, ``resolve_data_config`` for input size and normalisation) so that a model's
 defaults are the ones timm's own data pipeline would use; what loading weights into
-a built model needs (classifier, first convolution, source channels) comes from the
-model's ``pretrained_cfg`` attribute. Models are created without classifier
+a built model needs (classifier, first convolution) comes from the model's
+``pretrained_cfg`` attribute. Models are created without classifier
 (``num_classes=0``) and with one input channel for grayscale samples (``in_chans``).
 """
 
@@ -27,7 +27,6 @@ __all__ = [
     "first_convs",
     "in_chans_for",
     "model_cfg",
-    "source_chans",
 ]
 
 
@@ -121,9 +120,3 @@ def classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
 def first_convs(model: nn.Module) -> tuple[str, ...]:
     """Module paths of the convolutions that see the input (timm's ``first_conv``)."""
     return _cfg_names(model, "first_conv")
-
-
-def source_chans(model: nn.Module) -> int:
-    """Channels the pretrained weights were trained on (the config's ``input_size[0]``)."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    return int((cfg.get("input_size") or (3,))[0])

@@ -28,7 +28,7 @@ from timm.models import adapt_input_conv, load_state_dict
 from torch import nn
 
 from . import LITE0_TIMM_ARCH
-from ._config import classifier_prefixes, first_convs, source_chans
+from ._config import classifier_prefixes, first_convs
 
 __all__ = [
     "convert_lite0_package_state",
@@ -91,7 +91,7 @@ def fit_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, tor
         if in_chans is None or weight is None or target is None or weight.shape == target.shape:
             continue
         try:
-            out[key] = adapt_input_conv(in_chans, weight, base_chans=source_chans(model))
+            out[key] = adapt_input_conv(in_chans, weight)  # from RGB weights
         except (NotImplementedError, AssertionError, ValueError):
             pass  # left as it is: load_state reports the shape
     return out
