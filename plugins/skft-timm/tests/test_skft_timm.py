@@ -267,6 +267,111 @@ def test_model_without_module_chain_is_one_group():
 
 
 # --------------------------------------------------------------------------
+# local checkpoint formats (timm's loader)
+# --------------------------------------------------------------------------
+
+
+def test_timm_checkpoint_formats(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(4)
+    donor = timm.create_model("resnet10t", pretrained=False)
+    state = donor.state_dict()
+    # a training checkpoint of a DDP-wrapped model, and a safetensors file
+    wrapped = {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}
+    torch.save(wrapped, tmp_path / "checkpoint.pth.tar")
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "model.safetensors")
+    expected = [v for k, v in state.items() if not k.startswith("fc.")]
+    spec = skft.get_backbone("timm:resnet10t")
+    for file in ("checkpoint.pth.tar", "model.safetensors"):
+        parts = spec.build(tmp_path / file, (3, 64, 64))
+        ours = [t for _, g in parts.groups for t in g.state_dict().values()]
+        assert len(ours) == len(expected)
+        assert all(torch.equal(a, b) for a, b in zip(ours, expected)), file
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")
+    with pytest.raises(ValueError, match="not a loadable state dict"):
+        spec.build(tmp_path / "tensor.pth", (3, 64, 64))
+
+
+# --------------------------------------------------------------------------
+# grayscale through timm's in_chans
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def resnet10t_file(tmp_path):
+    torch.manual_seed(5)
+    file = tmp_path / "resnet10t.pth"
+    torch.save(timm.create_model("resnet10t", pretrained=False).state_dict(), file)
+    return file
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "timm:resnet10t"])
+def test_grayscale_model_has_in_chans_1_and_sees_gray_as_rgb(name, resnet10t_file):
+    from skft.weights import adapt_input_channels
+
+    pretrained = True if name == "efficientnet_lite0" else resnet10t_file
+    spec = skft.get_backbone(name)
+    rgb = spec.build(pretrained, (3, 32, 32))
+    gray = spec.build(pretrained, (1, 32, 32))
+    assert [n for n, _ in gray.groups] == [n for n, _ in rgb.groups]
+    assert gray.model.in_chans == 1
+    conv_rgb, conv_gray = (
+        next(m for m in p.groups[0][1].modules() if isinstance(m, nn.Conv2d)) for p in (rgb, gray)
+    )
+    assert conv_gray.in_channels == 1 and conv_rgb.in_channels == 3
+    torch.testing.assert_close(conv_gray.weight, conv_rgb.weight.sum(dim=1, keepdim=True))
+    weight = conv_gray.weight
+    adapt_input_channels([g for _, g in gray.groups], 1)  # what skft core does next: a no-op
+    assert conv_gray.weight is weight
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.no_grad():
+        ours, reference = _apply(gray, x), _apply(rgb, x.repeat(1, 3, 1, 1))
+    assert ours.shape == (2, gray.feature_dim)
+    assert ours.abs().max() > 0.1
+    torch.testing.assert_close(ours, reference)
+
+
+# --------------------------------------------------------------------------
+# BackboneParts.model: the tuned network under timm's names
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, pretrained, arch",
+    [
+        ("efficientnet_lite0", True, skft_timm.LITE0_TIMM_ARCH),
+        ("timm:resnet10t", False, "resnet10t"),
+        ("timm:mobilenetv3_small_050", False, "mobilenetv3_small_050"),  # head in the groups
+    ],
+)
+def test_parts_model_is_the_timm_model_of_the_groups(name, pretrained, arch):
+    spec = skft.get_backbone(name)
+    torch.manual_seed(0)
+    parts = spec.build(pretrained, (3, 64, 64))
+    if spec.n_groups is not None:
+        assert spec.n_groups == len(parts.groups)
+    model = parts.model
+    assert isinstance(model, nn.Module)
+    # the groups share the model's parameters: training them trains the model
+    group_params = {id(p) for _, g in parts.groups for p in g.parameters()}
+    assert group_params == {id(p) for p in model.parameters()}
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        for p in parts.groups[-1][1].parameters():
+            p.add_(0.01)  # a change made through the groups shows in the model
+        features = _apply(parts, x)
+        model.eval()
+        torch.testing.assert_close(model(x), features)
+    assert features.shape == (2, parts.feature_dim)
+    # timm's own names: a fresh timm model loads the state dict strictly
+    fresh = timm.create_model(arch, pretrained=False, num_classes=0)
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(x), features)
+
+
+# --------------------------------------------------------------------------
 # end to end
 # --------------------------------------------------------------------------
 
