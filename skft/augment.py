@@ -1,4 +1,4 @@
-"""Augmenter names to objects (compositions included), and test-time augmentation views.
+"""Augmenter names to objects: one registered name, a composition, or a wrapped callable.
 
 ``augment=`` takes one registered name, a ``"+"``-joined string of names
 (``"basic+mixup"``) or a list of names (``["basic", "mixup"]``); a
@@ -17,25 +17,18 @@ the declared attributes of :class:`skft.specs.Augmenter` (``input_kinds``,
 from __future__ import annotations
 
 import inspect
-import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-import torch
-import torch.nn.functional as F
 
 from .plugins import augmenters, instantiate
 from .specs import Augmenter
 
 __all__ = [
-    "TTA_VIEWS",
     "AugmenterAdapter",
     "Compose",
     "as_augmenter",
     "build_augmenter",
-    "n_tta_views",
     "parse_augment",
-    "tta_views",
 ]
 
 # --------------------------------------------------------------------------
@@ -162,59 +155,3 @@ def build_augmenter(augment: Any, params: dict[str, Any]) -> Augmenter:
         for name, f in zip(names, factories)
     ]
     return Compose(parts, names)
-
-
-# --------------------------------------------------------------------------
-# test-time augmentation
-# --------------------------------------------------------------------------
-
-#: The views ``tta=k`` averages over: the first ``k`` of these (``tta=True``: 4).
-#: Crops keep :data:`TTA_CROP` of the side and are resized back (bilinear).
-TTA_VIEWS = (
-    "original",
-    "flip",
-    "centre crop",
-    "flipped centre crop",
-    "top-left crop",
-    "top-right crop",
-    "bottom-left crop",
-    "bottom-right crop",
-)
-TTA_CROP = 0.875
-TTA_DEFAULT = 4
-
-
-def n_tta_views(tta: Any) -> int:
-    """``tta=`` as a number of views: False/0 -> 0 (off), True -> 4, an int 1..8 as given."""
-    if tta is None or tta is False:
-        return 0
-    if tta is True:
-        return TTA_DEFAULT
-    if isinstance(tta, numbers.Integral) and 0 <= int(tta) <= len(TTA_VIEWS):
-        return int(tta)
-    raise ValueError(
-        f"tta must be False, True ({TTA_DEFAULT} views) or an int number of views in "
-        f"0..{len(TTA_VIEWS)} (views in order: {', '.join(TTA_VIEWS)}), got {tta!r}"
-    )
-
-
-def tta_views(X: torch.Tensor, n: int) -> Iterator[torch.Tensor]:
-    """Yield the first ``n`` views of :data:`TTA_VIEWS` of a float batch ``(N, C, H, W)``."""
-    h, w = X.shape[-2:]
-    ch, cw = max(1, round(h * TTA_CROP)), max(1, round(w * TTA_CROP))
-    corners = {
-        "centre": ((h - ch) // 2, (w - cw) // 2),
-        "top-left": (0, 0),
-        "top-right": (0, w - cw),
-        "bottom-left": (h - ch, 0),
-        "bottom-right": (h - ch, w - cw),
-    }
-    for name in TTA_VIEWS[:n]:
-        view = X
-        if name.endswith("crop"):
-            top, left = corners[name.split()[-2]]
-            view = view[..., top : top + ch, left : left + cw]
-            view = F.interpolate(view, size=(h, w), mode="bilinear", align_corners=False)
-        if name.startswith("flip"):
-            view = view.flip(-1)
-        yield view

@@ -18,7 +18,6 @@ from skorch.callbacks import PrintLog
 from skorch.utils import to_tensor
 from torch import nn
 
-from .augment import n_tta_views
 from .cache import cache_depth, cached_input, fixed_prefix
 from .callbacks import EpochLog, FreezeSchedule
 from .data import BatchLoader, ShuffledBatchLoader
@@ -27,7 +26,7 @@ from .inputs import adapt_input, set_input_tags
 from .network import build_network, export, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth
 from .seeding import seeded
-from .tta import predict_tta
+from .tta import n_tta_views, predict_tta
 
 __all__ = ["FineTuneMixin"]
 

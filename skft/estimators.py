@@ -49,7 +49,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         Seeds initialization, shuffling, dropout and augmentation.
     tta : bool or int
         Test-time augmentation: average predicted probabilities (regression:
-        predictions) over the first ``tta`` views of :data:`skft.augment.TTA_VIEWS`
+        predictions) over the first ``tta`` views of :data:`skft.tta.TTA_VIEWS`
         (original, flip, centre crop, flipped centre crop, four corner crops);
         ``True`` = 4 views. Off by default.
     feature_cache : bool

@@ -22,10 +22,11 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 
-from .augment import build_augmenter, n_tta_views
+from .augment import build_augmenter
 from .freezing import build_freezer
 from .plugins import get_backbone, input_kinds
 from .specs import BackboneSpec, InputKind
+from .tta import n_tta_views
 
 __all__ = [
     "FINE_TUNE_PARAMS",
