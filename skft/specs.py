@@ -143,8 +143,8 @@ class FreezePolicy:
     """Base of freezing policies: (layer groups, frozen_depth, epoch) to a :class:`FreezeState`.
 
     Registered as a factory called with the estimator's ``freeze__*`` params.
-    Subclassing is optional: any callable with this signature works, and
-    skft wraps it (:func:`skft.freezing.build_freezer`). A policy contributes
+    Subclassing is optional: :func:`skft.freezing.build_freezer` takes any
+    callable with this signature as it is. A policy contributes
     its parameters to the default search space through the ``search_space``
     hook of the plugin that registers it.
     """
