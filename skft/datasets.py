@@ -162,6 +162,7 @@ def load_image_folder(
         raise NotADirectoryError(f"{str(root)!r} is not a folder")
     if image_size is None and not return_paths:
         raise ValueError("image_size is needed to decode images (or pass return_paths=True)")
+    _check_limit(limit)
     files, skipped = _list_images(root, labelled)
     if labelled and not files:
         raise ValueError(f"{root}: no images in class sub-folders (one sub-folder per class)")
@@ -181,6 +182,11 @@ def load_image_folder(
         raise ValueError(f"{root}: no readable images")
     labels = np.array([_class_of(p, root) for p in kept]) if labelled else None
     return ImageData(images, labels, [p.relative_to(root).as_posix() for p in kept])
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
 
 def _list_images(root: Path, labelled: bool) -> tuple[list[Path], list[str]]:
@@ -336,6 +342,7 @@ def load_data(
     ImageData
         ``(images, labels, ids)``; ids of arrays are row indices as str.
     """
+    _check_limit(limit)
     if isinstance(source, str) and source == "digits":
         X, y = load_digits_images()
         return _first(X, y, limit)
@@ -352,6 +359,6 @@ def load_data(
 
 
 def _first(X: np.ndarray, y: np.ndarray | None, limit: int | None) -> ImageData:
-    if limit:
+    if limit is not None:
         X, y = X[:limit], None if y is None else y[:limit]
     return ImageData(X, y, [str(i) for i in range(len(X))])

@@ -92,6 +92,11 @@ def test_limit_keeps_every_class_evenly_spaced(folder):
     assert list(y3) == ["blue", "green", "red"]  # the small class keeps one
     with pytest.raises(ValueError, match="below the number of classes"):
         _caught(load_image_folder, folder, 8, limit=2)
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="positive integer"):
+            load_image_folder(folder, 8, limit=bad)
+        with pytest.raises(ValueError, match="positive integer"):
+            load_data("digits", limit=bad)
     (X_all, _, _), _ = _caught(load_image_folder, folder, 8, limit=1000)
     assert len(X_all) == 22
     (_, _, ids_u), _ = _caught(load_image_folder, folder, 8, labelled=False, limit=4)
