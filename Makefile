@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.skft-installed
+# Where pip gets torch and torchvision (the same pinned versions either way). Empty: PyPI,
+# whose Linux wheels pull the CUDA libraries (a venv of about 6 GB). For a CPU-only build:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# (on a fresh .venv: `make clean` first, the install runs once)
+TORCH_INDEX ?=
 
 .PHONY: demo test lint install clean
 
@@ -12,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml plugins/skft-timm/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) )torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -e ".[test]" -e plugins/skft-timm
 	touch $(STAMP)
 

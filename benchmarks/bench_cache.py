@@ -19,20 +19,20 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Freezer
 
 from skft import FineTunedClassifier
 from skft.cache import feature_cache
+from skft.datasets import load_digits_images
 
 LRS = [1e-3, 3e-3, 1e-2, 3e-2]
 
 
 def digits(n_train: int, n_test: int):
-    X, y = load_digits(return_X_y=True)
-    X = (X.reshape(-1, 8, 8) / 16).astype(np.float32)
+    """The first ``n_train`` digits for training, the next ``n_test`` for testing."""
+    X, y = load_digits_images()
     return X[:n_train], y[:n_train], X[n_train : n_train + n_test], y[n_train : n_train + n_test]
 
 

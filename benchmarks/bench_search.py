@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import optuna
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from skft import FineTunedClassifier, OptunaSearch
+from skft.datasets import load_digits_images
 
 
 def progress(label: str, t0: float):
@@ -49,11 +47,7 @@ def main() -> None:
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    X, y = load_digits(return_X_y=True)
-    X = (X.reshape(-1, 8, 8) / 16).astype(np.float32)
-    Xtr, Xte, ytr, yte = train_test_split(
-        X, y, train_size=args.n_train, test_size=args.n_test, stratify=y, random_state=args.seed
-    )
+    Xtr, Xte, ytr, yte = load_digits_images(args.n_train, args.n_test, random_state=args.seed)
     print(
         f"digits: {len(Xtr)} train / {len(Xte)} held-out images at {args.image_size}px; "
         f"backbone {args.backbone} (pretrained); {args.trials} trials x {args.cv}-fold CV x "

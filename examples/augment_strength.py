@@ -22,15 +22,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _data import HERE, HYMENOPTERA, digits_data, image_folder_data
 
 from skft import FineTunedClassifier
+from skft.datasets import load_digits_images, load_image_folder
+
+HERE = Path(__file__).resolve().parent
+#: the ants/bees images beside the checkout (absent on a user's clone: the example skips them)
+HYMENOPTERA = HERE.parents[1] / "shared" / "data" / "hymenoptera"
 
 DEFAULT_DATA = HYMENOPTERA
 
 
 def run(name, data, strengths, seeds, args):
-    Xtr, ytr, Xte, yte = data
+    Xtr, Xte, ytr, yte = data
     scores = np.zeros((len(strengths), len(seeds)))
     for i, strength in enumerate(strengths):
         for j, seed in enumerate(seeds):
@@ -82,16 +86,21 @@ def main(argv=None) -> None:
         strengths, seeds, n_test, limit = [0.0, 1.0], [0], 100, 40
         args.image_size, args.epochs = 32, {"digits": 2, "ants/bees": 1}
 
-    datasets = {"digits": digits_data(100, n_test, args.image_size)}
+    # each data set as train_test_split orders it: (X_train, X_test, y_train, y_test)
+    datasets = {"digits": load_digits_images(100, n_test, image_size=args.image_size)}
     if (args.data / "train").is_dir():
-        datasets["ants/bees"] = image_folder_data(args.data, args.image_size, limit)
+        train, val = (
+            load_image_folder(args.data / split, args.image_size, limit=limit)
+            for split in ("train", "val")
+        )
+        datasets["ants/bees"] = (train.images, val.images, train.labels, val.labels)
     else:
         print(f"{args.data} not found: ants/bees skipped")
 
     start = time.perf_counter()
     results = {}
     for name, data in datasets.items():
-        print(f"{name}: {len(data[1])} train, {len(data[3])} test images, {args.image_size}px")
+        print(f"{name}: {len(data[0])} train, {len(data[1])} test images, {args.image_size}px")
         results[name] = run(name, data, strengths, seeds, args)
 
     print(

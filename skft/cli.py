@@ -1,33 +1,43 @@
-"""The ``skft`` command line."""
+"""The skft command line: demo, plugins, tune and predict."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+__all__ = ["DEMO_TIME", "build_parser", "main", "open_ended_names"]
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="skft", description=__doc__)
+#: how long ``skft demo`` takes with its defaults (measured; README says the same)
+DEMO_TIME = "about a minute on 2 idle CPU cores"
+
+_Formatter = argparse.ArgumentDefaultsHelpFormatter
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``skft`` parser, every option with a help text (defaults shown)."""
+    parser = argparse.ArgumentParser(prog="skft", description=__doc__, formatter_class=_Formatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser(
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=_Formatter)
+
+    demo = command(
         "demo",
-        help="fine-tune vs from scratch vs linear probe on digits "
-        "(offline, a few minutes on 2 CPU cores)",
+        f"fine-tune vs from scratch vs linear probe on digits (offline, {DEMO_TIME})",
     )
-    demo.add_argument("--backbone", default="efficientnet_lite0")
-    demo.add_argument("--n-train", type=int, default=200)
-    demo.add_argument("--n-test", type=int, default=500)
-    demo.add_argument("--epochs", type=int, default=10)
-    demo.add_argument("--image-size", type=int, default=64)
+    demo.add_argument("--backbone", default="efficientnet_lite0", help="backbone name")
+    demo.add_argument("--n-train", type=int, default=200, help="training images")
+    demo.add_argument("--n-test", type=int, default=500, help="held-out test images")
+    demo.add_argument("--epochs", type=int, default=10, help="epochs per run")
+    demo.add_argument("--image-size", type=int, default=64, help="8x8 digits upscaled to this")
     demo.add_argument("--out", default="skft-demo", help="folder for results and the plot")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="split and training seed")
 
-    sub.add_parser("plugins", help="list registered backbones, freezers and augmenters")
+    command("plugins", "list registered backbones, freezers and augmenters")
 
-    tune = sub.add_parser(
+    tune = command(
         "tune",
-        help="Optuna search (CV, pruning, shared storages); writes the refitted model, "
+        "Optuna search (CV, pruning, shared storages); writes the refitted model, "
         "a report and plots",
     )
     tune.add_argument(
@@ -36,45 +46,93 @@ def main(argv: list[str] | None = None) -> int:
         help="'digits' (built in), an .npz with X and y, or a folder with one sub-folder "
         "of images per class",
     )
-    tune.add_argument("--backbone", default="efficientnet_lite0")
+    tune.add_argument("--backbone", default="efficientnet_lite0", help="backbone name")
     tune.add_argument(
         "--pretrained",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="default: pretrained when the backbone has weights",
+        help="start from pretrained weights (None: when the backbone has them)",
     )
-    tune.add_argument("--trials", type=int, default=20)
-    tune.add_argument("--cv", type=int, default=3)
-    tune.add_argument("--epochs", type=int, default=10)
-    tune.add_argument("--image-size", type=int, default=64)
-    tune.add_argument("--batch-size", type=int, default=32)
+    tune.add_argument("--trials", type=int, default=20, help="trials in the study (all workers)")
+    tune.add_argument("--cv", type=int, default=3, help="cross-validation folds per trial")
+    tune.add_argument("--epochs", type=int, default=10, help="epochs per fold (max_epochs)")
+    tune.add_argument("--image-size", type=int, default=64, help="images resized to this")
+    tune.add_argument("--batch-size", type=int, default=32, help="training batch size")
     tune.add_argument(
         "--storage",
         default=None,
-        help="default in memory; sqlite:///s.db, postgresql://user:pw@host:5432/db, "
-        "or a journal file (journal:///path/s.log)",
+        help="Optuna storage (None: in memory): sqlite:///s.db, "
+        "postgresql://user:pw@host:5432/db, or journal:///path/s.log",
     )
     tune.add_argument("--study-name", default=None, help="workers with the same name share trials")
-    tune.add_argument("--pruner", default="median", choices=["median", "none"])
-    tune.add_argument("--timeout", type=float, default=None, help="seconds")
+    tune.add_argument("--pruner", default="median", choices=["median", "none"], help="trial pruner")
+    tune.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     tune.add_argument("--jobs", type=int, default=1, help="parallel trials in this process")
     tune.add_argument(
         "--heartbeat", type=int, default=30, help="heartbeat seconds (database storages)"
     )
     tune.add_argument("--limit", type=int, default=None, help="use at most this many samples")
-    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--seed", type=int, default=0, help="sampler and training seed")
     tune.add_argument("--out", default="skft-tune", help="folder for the model, report and plots")
 
-    predict = sub.add_parser("predict", help="predict with a saved model, writing CSV")
+    predict = command("predict", "predict with a saved model, writing CSV")
     predict.add_argument("model", help="a model.joblib written by skft tune")
     predict.add_argument("data", help="'digits', an .npz with X, or a folder of images")
-    predict.add_argument("--out", default="predictions.csv")
-    predict.add_argument("--limit", type=int, default=None)
+    predict.add_argument("--out", default="predictions.csv", help="CSV file to write")
+    predict.add_argument("--limit", type=int, default=None, help="predict at most this many")
+    return parser
 
-    args = parser.parse_args(argv)
+
+def open_ended_names() -> list[str]:
+    """Backbone name patterns that plugins resolve on demand (``resolve_backbone``).
+
+    A plugin module with a ``PREFIX`` attribute (skft-timm: ``"timm:"``) is
+    shown as ``timm:<any timm model name>``; the distribution that installed
+    it is named when known.
+    """
+    from importlib.metadata import packages_distributions
+
+    from .plugins import load_plugins, pm
+
+    load_plugins()
+    dists = packages_distributions()
+    lines = []
+    for impl in pm.hook.resolve_backbone.get_hookimpls():
+        plugin = impl.plugin
+        module = getattr(plugin, "__name__", None) or type(plugin).__module__
+        source = ", ".join(dists.get(module.split(".")[0], [])) or f"plugin {impl.plugin_name!r}"
+        prefix = getattr(plugin, "PREFIX", None)
+        if isinstance(prefix, str) and prefix:
+            pattern = f"{prefix}<any {prefix.rstrip(':')} model name>"
+        else:
+            pattern = "other names on demand"
+        lines.append(f"{pattern} ({source})")
+    return lines
+
+
+def _list_plugins() -> None:
+    from .plugins import augmenters, backbones, freezers, pm
+
+    for title, registry in (
+        ("backbones", backbones()),
+        ("freezers", freezers()),
+        ("augmenters", augmenters()),
+    ):
+        print(f"{title}: {', '.join(registry.names())}")
+    for line in open_ended_names():
+        print(f"  also: {line}")
+    print(f"plugins: {', '.join(sorted(n for n, _ in pm.list_name_plugin()))}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "plugins":
+        _list_plugins()
+        return 0
+    from .plugins import UnknownNameError
+
     if args.command == "demo":
         from .demo import run_demo
-        from .plugins import UnknownNameError
 
         try:
             run_demo(
@@ -94,26 +152,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"skft demo: {exc}{hint}", file=sys.stderr)
             return 2
-    elif args.command in ("tune", "predict"):
-        from .cli_tune import run_predict, run_tune
-        from .plugins import UnknownNameError
-
-        try:
-            return run_tune(args) if args.command == "tune" else run_predict(args)
-        except (UnknownNameError, FileNotFoundError, ValueError) as exc:
-            print(f"skft {args.command}: {exc}", file=sys.stderr)
-            return 2
-    elif args.command == "plugins":
-        from .plugins import augmenters, backbones, freezers, pm
-
-        for title, registry in (
-            ("backbones", backbones()),
-            ("freezers", freezers()),
-            ("augmenters", augmenters()),
-        ):
-            print(f"{title}: {', '.join(registry.names())}")
-        print(f"plugins: {', '.join(sorted(n for n, _ in pm.list_name_plugin()))}")
-    return 0
+        return 0
+    if args.command == "tune":
+        from .cli_tune import run_tune as run
+    else:
+        from .cli_predict import run_predict as run
+    try:
+        return run(args)
+    except (UnknownNameError, FileNotFoundError, ValueError) as exc:
+        print(f"skft {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,10 +8,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from skorch.callbacks import Callback
 
-__all__ = ["EpochProgress", "run_demo"]
+__all__ = ["EpochProgress", "environment", "run_demo"]
 
 
 class EpochProgress(Callback):
@@ -32,7 +31,7 @@ class EpochProgress(Callback):
 @dataclass
 class Result:
     method: str
-    pretrained: bool
+    pretrained: bool | str
     frozen_depth: str
     lr: float
     accuracy: float
@@ -41,15 +40,36 @@ class Result:
     losses: list[float]
 
 
-def load_digits_images(n_train: int, n_test: int, seed: int = 0):
-    """scikit-learn's digits as (N, 8, 8) float images in [0, 1], stratified split."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+def environment() -> str:
+    """Versions and torch's thread count: results differ a little between machines.
 
-    X, y = load_digits(return_X_y=True)
-    X = (X.reshape(-1, 8, 8) / 16.0).astype(np.float32)
-    return train_test_split(
-        X, y, train_size=n_train, test_size=n_test, stratify=y, random_state=seed
+    Thread count and CPU kernels change the order of float reductions, so the
+    same seed gives slightly different losses (and sometimes accuracies)
+    elsewhere; this line says what a run used.
+    """
+    import importlib
+    import platform
+
+    import torch
+
+    from . import __version__
+
+    parts = [f"skft {__version__}"]
+    for name, module in (
+        ("torch", "torch"),
+        ("torchvision", "torchvision"),
+        ("timm", "timm"),
+        ("scikit-learn", "sklearn"),
+        ("numpy", "numpy"),
+    ):
+        try:  # the module's own version: torch's says which build (+cpu, +cu130)
+            parts.append(f"{name} {importlib.import_module(module).__version__}")
+        except ImportError:
+            if name != "timm":  # timm is optional (the skft-timm plugin)
+                parts.append(f"{name} (not installed)")
+    return (
+        ", ".join(parts)
+        + f"; python {platform.python_version()}; torch threads {torch.get_num_threads()}"
     )
 
 
@@ -61,14 +81,24 @@ def run_demo(
     image_size: int = 64,
     out: str | Path = "skft-demo",
     seed: int = 0,
+    *,
+    pretrained: bool | str = True,
 ) -> list[Result]:
+    """Fit the three runs, print a table and save results.csv/.json and demo.png in ``out``.
+
+    ``pretrained`` is what the fine-tune and linear-probe runs start from
+    (the from-scratch run always starts from random weights); ``False``
+    only makes sense for a smoke test or a backbone without weights.
+    """
     from sklearn.metrics import accuracy_score, f1_score
 
+    from .datasets import load_digits_images
     from .estimators import FineTunedClassifier
 
+    print(environment(), flush=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    Xtr, Xte, ytr, yte = load_digits_images(n_train, n_test, seed)
+    Xtr, Xte, ytr, yte = load_digits_images(n_train, n_test, random_state=seed)
     print(
         f"digits: {len(Xtr)} training and {len(Xte)} test images, 8x8 upscaled to "
         f"{image_size}x{image_size}; backbone {backbone}, {epochs} epochs each",
@@ -84,9 +114,9 @@ def run_demo(
         augment__flip=0.0,
     )  # digits: no mirror
     runs = [
-        ("fine-tune", dict(pretrained=True, frozen_depth=0, lr=1e-3)),
+        ("fine-tune", dict(pretrained=pretrained, frozen_depth=0, lr=1e-3)),
         ("from scratch", dict(pretrained=False, frozen_depth=0, lr=1e-3)),
-        ("linear probe", dict(pretrained=True, frozen_depth="all", lr=1e-2)),
+        ("linear probe", dict(pretrained=pretrained, frozen_depth="all", lr=1e-2)),
     ]
     results = []
     for i, (label, params) in enumerate(runs, 1):

@@ -1,4 +1,4 @@
-"""The ``skft`` command line, on a tiny version of the demo."""
+"""The ``skft`` command line: demo, plugins, tune and predict, on tiny settings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from skft.cli import main
+from skft.cli import DEMO_TIME, build_parser, main
 
 
 def test_demo_writes_table_results_and_plot(tmp_path, capsys):
@@ -36,6 +36,28 @@ def test_demo_writes_table_results_and_plot(tmp_path, capsys):
     assert (tmp_path / "demo.png").stat().st_size > 10_000
 
 
+def test_demo_prints_versions_and_threads_first(tmp_path, capsys):
+    import sklearn
+    import torch
+
+    import skft
+    from skft.demo import run_demo
+
+    results = run_demo("smallcnn", 20, 20, 1, 16, tmp_path, pretrained=False)
+    assert [r.method for r in results] == ["fine-tune", "from scratch", "linear probe"]
+    first, second = capsys.readouterr().out.splitlines()[:2]
+    for part in (
+        f"skft {skft.__version__}",
+        f"torch {torch.__version__}",
+        "torchvision ",
+        f"scikit-learn {sklearn.__version__}",
+        "numpy ",
+        f"torch threads {torch.get_num_threads()}",
+    ):
+        assert part in first
+    assert second.startswith("digits: 20 training and 20 test images")
+
+
 def test_demo_unknown_backbone(capsys, tmp_path):
     assert main(["demo", "--backbone", "resnet81", "--out", str(tmp_path)]) == 2
     assert "Did you mean 'resnet18'" in capsys.readouterr().err
@@ -45,6 +67,74 @@ def test_plugins_listing(capsys):
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     assert "resnet18" in out and "depth" in out and "basic" in out
+
+
+def test_plugins_listing_names_open_ended_patterns(capsys):
+    pytest.importorskip("skft_timm")
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "also: timm:<any timm model name> (skft-timm)" in out
+
+
+def test_plugins_listing_follows_resolve_hook_implementations(capsys):
+    from skft import hookimpl
+    from skft.plugins import load_plugins, pm
+
+    class ToyResolver:
+        PREFIX = "toy:"
+
+        @hookimpl
+        def resolve_backbone(self, name):
+            return None
+
+    load_plugins()
+    pm.register(ToyResolver(), "toy")
+    try:
+        assert main(["plugins"]) == 0
+        assert "also: toy:<any toy model name> (plugin 'toy')" in capsys.readouterr().out
+    finally:
+        pm.unregister(name="toy")
+    assert main(["plugins"]) == 0
+    assert "toy:" not in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------
+# help texts
+# --------------------------------------------------------------------------
+
+
+def _help(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_is_plain_text(capsys):
+    out = _help(capsys)
+    assert "skft command line" in out and "``" not in out
+    for command in ("demo", "plugins", "tune", "predict"):
+        assert "``" not in _help(capsys, command)
+
+
+def test_every_option_has_help_and_shows_its_default(capsys):
+    import argparse
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            assert action.help, f"skft {name} {'/'.join(action.option_strings) or action.dest}"
+    out = " ".join(_help(capsys, "tune").split())
+    assert "trials in the study (all workers) (default: 20)" in out
+    assert "(default: median)" in out and "(default: digits)" in out
+
+
+def test_demo_help_says_how_long_it_takes(capsys):
+    # measured: 51 s for `skft demo` on 2 idle cores; README says "about a minute" too
+    assert DEMO_TIME == "about a minute on 2 idle CPU cores"
+    assert DEMO_TIME in " ".join(_help(capsys, "demo").split())
+    assert DEMO_TIME in " ".join(_help(capsys).split())  # in the command list too
 
 
 # --------------------------------------------------------------------------
@@ -71,13 +161,24 @@ def test_tune_then_predict_digits(tmp_path, capsys):
     assert "best CV accuracy" in (out / "report.txt").read_text()
     for plot in ("history.png", "importances.png"):
         assert (out / plot).stat().st_size > 5_000
+    # one numbering (from 1) in progress lines, report.json and report.txt
+    assert [t["trial"] for t in report["trials"]] == [1, 2, 3]
+    assert [t["optuna_trial_number"] for t in report["trials"]] == [0, 1, 2]
+    best = report["best_trial"]
+    best_row = report["trials"][best - 1]
+    assert best_row["value"] == pytest.approx(report["best_score"])
+    assert f"(trial {best})" in (out / "report.txt").read_text()
+    table = (out / "report.txt").read_text().split("params\n")[1].splitlines()
+    assert [int(line.split()[0]) for line in table] == [1, 2, 3]
+    progress = [line for line in printed.splitlines() if line.startswith("trial ")]
+    assert f"score {best_row['value']:.4f}" in progress[best - 1]
     model = joblib.load(out / "model.joblib")
     assert model.get_params()["lr"] == report["best_params"]["lr"]
 
-    from sklearn.datasets import load_digits
+    from skft.datasets import load_digits_images
 
-    X, y = load_digits(return_X_y=True)
-    np.savez(tmp_path / "new.npz", X=(X[100:110].reshape(-1, 8, 8) / 16).astype(np.float32))
+    X, _ = load_digits_images()
+    np.savez(tmp_path / "new.npz", X=X[100:110])
     csv_path = tmp_path / "preds.csv"
     assert (
         main(
@@ -135,4 +236,43 @@ def test_tune_errors(tmp_path, capsys):
     assert main(["tune", "--backbone", "smallcnnn", "--out", str(tmp_path)]) == 2
     assert "Did you mean 'smallcnn'" in capsys.readouterr().err
     assert main(["tune", *TINY, "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
-    assert "not 'digits'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not 'digits'" in err
+    assert f"'{tmp_path / 'missing'}' does not exist" in err
+    (tmp_path / "table.csv").write_text("a,b\n")
+    assert main(["tune", *TINY, "--data", str(tmp_path / "table.csv"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not 'digits', an .npz file or a folder" in err and "does not exist" not in err
+
+
+def test_tune_needs_two_classes(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "only").mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "only" / f"{i}.png")
+    assert main(["tune", *TINY, "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "need at least 2 classes, found 1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_history_plot_is_labelled_with_the_metric():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+
+    from skft.cli_report import history_figure
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=4)
+    fig = history_figure(study, "CV accuracy")
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "CV accuracy" and ax.get_xlabel() == "trial"
+    points = ax.collections[0].get_offsets()
+    assert list(points[:, 0]) == [1, 2, 3, 4]  # trials from 1, as in the report
+    np_values = [t.value for t in study.trials]
+    assert list(points[:, 1]) == pytest.approx(np_values)
+    plt.close(fig)
