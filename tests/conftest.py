@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
+
+from skft.datasets import load_digits_images
 
 torch.set_num_threads(2)
 
@@ -13,8 +13,7 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="session")
 def digits():
     """60 digit images (N, 8, 8) as float in [0, 1] and their int labels, 3 classes."""
-    X, y = load_digits(n_class=3, return_X_y=True)
-    X = (X.reshape(-1, 8, 8) / 16).astype(np.float32)
+    X, y = load_digits_images(n_class=3)
     return X[:60], y[:60]
 
 

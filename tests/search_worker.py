@@ -15,13 +15,12 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import optuna
 from optuna.distributions import FloatDistribution
-from sklearn.datasets import load_digits
 from skorch.callbacks import Callback
 
 from skft import FineTunedClassifier, OptunaSearch
+from skft.datasets import load_digits_images
 from skft.search_storage import make_storage
 
 
@@ -45,8 +44,8 @@ def main() -> None:
     p.add_argument("--sleep", type=float, default=0.0)
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    X, y = load_digits(n_class=3, return_X_y=True)
-    X, y = (X.reshape(-1, 8, 8) / 16).astype(np.float32)[:40], y[:40]
+    X, y = load_digits_images(n_class=3)
+    X, y = X[:40], y[:40]
     clf = FineTunedClassifier(
         "smallcnn",
         pretrained=False,

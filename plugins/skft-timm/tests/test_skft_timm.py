@@ -380,12 +380,10 @@ def test_parts_model_is_the_timm_model_of_the_groups(name, pretrained, arch):
     importlib.util.find_spec("skft.estimators") is None, reason="skft without estimators"
 )
 def test_fine_tuned_classifier_with_efficientnet_lite0(offline):
-    import numpy as np
-    from sklearn.datasets import load_digits
+    from skft.datasets import load_digits_images
 
-    X, y = load_digits(return_X_y=True)
-    X = (X[:20].reshape(-1, 8, 8) / 16).astype(np.float32)
-    y = y[:20]
+    X, y = load_digits_images()
+    X, y = X[:20], y[:20]
     clf = skft.FineTunedClassifier(
         backbone="efficientnet_lite0",
         pretrained=True,
