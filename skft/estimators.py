@@ -109,6 +109,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         y = y.cpu().numpy() if isinstance(y, torch.Tensor) else y
         y = None if y is None else column_or_1d(np.asarray(y), warn=True)
         Xt = self._prepare_X(X, y, initial)
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise ValueError("Input y contains NaN or infinity.")
         check_classification_targets(y)
         if initial:
             given = self.classes if self.classes is not None else classes

@@ -84,10 +84,13 @@ def make_storage(
         callback_arg = "failed_trial_callback"
     kwargs: dict[str, Any] = {}
     if heartbeat_interval is not None:
+        with warnings.catch_warnings():  # chosen knowingly: retrying is what heartbeats are for
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = Retry(max_retry=max_retry)
         kwargs = {
             "heartbeat_interval": int(heartbeat_interval),
             "grace_period": None if grace_period is None else int(grace_period),
-            callback_arg: Retry(max_retry=max_retry),
+            callback_arg: retry,
         }
     import sqlalchemy.exc
 
