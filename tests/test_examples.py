@@ -1,0 +1,43 @@
+"""The README's Quick start is ``examples/quickstart.py``: the same code, and it runs."""
+
+from __future__ import annotations
+
+import re
+import runpy
+from pathlib import Path
+
+import pytest
+
+import skft.datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "examples" / "quickstart.py"
+
+
+def test_readme_quick_start_is_the_example_file():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = QUICKSTART.read_text().split('"""', 2)[2].lstrip("\n")
+    assert block == code
+
+
+@pytest.mark.slow
+def test_quickstart_runs_and_prints_its_results(monkeypatch, capsys):
+    """The script as written, on 20 training and 20 test images instead of 300 and 500."""
+    real = skft.datasets.load_digits_images
+
+    def fewer(n_train=None, n_test=None, **kwargs):
+        return real(n_train=20, n_test=20, **kwargs)
+
+    monkeypatch.setattr(skft.datasets, "load_digits_images", fewer)
+    runpy.run_path(str(QUICKSTART), run_name="__main__")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert re.fullmatch(
+        r"fine-tuned: test accuracy 0\.\d{3}|fine-tuned: test accuracy 1\.000", lines[0]
+    )
+    assert re.fullmatch(
+        r"search: best parameters \{'frozen_depth': .*\}, CV accuracy [01]\.\d{3}", lines[1]
+    )
+    assert lines[2].startswith("search: test accuracy of the refitted best ")
