@@ -2,7 +2,7 @@
 
 Parameters and their checks live in :mod:`skft.params`, seeding in
 :mod:`skft.seeding`, devices in :mod:`skft.device`, the per-epoch freezing
-schedule and progress output in :mod:`skft.callbacks`, the network in
+schedule in :mod:`skft.freezing`, progress output in :mod:`skft.progress`, the network in
 :mod:`skft.network` and the frozen-prefix cache in :mod:`skft.cache`.
 """
 
@@ -19,12 +19,12 @@ from skorch.utils import to_tensor
 from torch import nn
 
 from .cache import cache_depth, cached_input, fixed_prefix
-from .callbacks import EpochLog, FreezeSchedule
-from .data import BatchLoader, ShuffledBatchLoader
+from .data import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
 from .device import holding_resolved_device, unpickling_device
-from .inputs import adapt_input, set_input_tags
+from .freezing import FreezeSchedule
 from .network import build_network, export, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth
+from .progress import EpochLog
 from .seeding import seeded
 from .tta import n_tta_views, predict_tta
 

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tune":
         from .cli_tune import run_tune as run
     else:
-        from .cli_predict import run_predict as run
+        from .cli_tune import run_predict as run
     try:
         return run(args)
     except (UnknownNameError, FileNotFoundError, ValueError) as exc:

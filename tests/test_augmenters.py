@@ -19,7 +19,7 @@ from skft import FineTunedClassifier, FineTunedRegressor, hookimpl
 from skft.augment import AugmenterAdapter, Compose, build_augmenter
 from skft.builtin import randaugment
 from skft.builtin.randaugment import OPS, RandAugment
-from skft.inputs import adapt_input
+from skft.data import adapt_input
 from skft.plugins import pm
 from skft.specs import Augmenter
 from skft.testing import check_augmenter

@@ -1,4 +1,4 @@
-"""Callbacks skft adds to every fit: the freezing schedule, and quiet-by-default progress."""
+"""Progress output of a fit: quiet by default, one line per epoch and a bar when asked."""
 
 from __future__ import annotations
 
@@ -9,31 +9,7 @@ from typing import Any
 
 from skorch.callbacks import Callback
 
-__all__ = ["EpochLog", "FreezeSchedule"]
-
-
-class FreezeSchedule(Callback):
-    """Apply the freezing policy's state at the start of every epoch.
-
-    Trainable flags and BatchNorm modes go to the module; learning-rate
-    factors to the optimizer's per-group rates (the optimizer is built once,
-    so groups keep their state when the policy unfreezes more of them).
-    """
-
-    def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
-        module = net.module_
-        state = net.freeze_policy_(module.group_names, net.frozen_depth_, len(net.history) - 1)
-        if state == net.freeze_state_:
-            return
-        module.apply_freeze_state(state)
-        factors = dict(zip(module.group_names, state.lr_factors))
-        for group in net.optimizer_.param_groups:
-            new = factors.get(group.get("name"), 1.0)
-            if new != group["lr_factor"]:
-                group["lr"] *= new / group["lr_factor"]
-                group["lr_factor"] = new
-        net.freeze_state_ = state
-        net.prefix_keys_ = {}  # weights that were frozen may train now
+__all__ = ["EpochLog"]
 
 
 class EpochLog(Callback):
