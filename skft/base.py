@@ -1,9 +1,8 @@
 """What both estimators add to skorch, as a short list of skorch overrides.
 
-Parameters and their checks live in :mod:`skft.params`, seeding in
-:mod:`skft.seeding`, devices in :mod:`skft.device`, the per-epoch freezing
-schedule in :mod:`skft.freezing`, progress output in :mod:`skft.progress`, the network in
-:mod:`skft.network` and the frozen-prefix cache in :mod:`skft.cache`.
+Parameters live in :mod:`skft.params`, seeds in :mod:`skft.seeding`, devices in
+:mod:`skft.device`, the freezing schedule in :mod:`skft.freezing`, progress output in
+:mod:`skft.progress`, the network in :mod:`skft.network`, the feature cache in :mod:`skft.cache`.
 """
 
 from __future__ import annotations
@@ -23,7 +22,13 @@ from .data import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
 from .device import holding_resolved_device, unpickling_device
 from .freezing import FreezeSchedule
 from .network import build_network, export, param_groups
-from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth
+from .params import (
+    FINE_TUNE_PARAMS,
+    check_params,
+    resolve_frozen_depth,
+    skorch_params,
+    store_params,
+)
 from .progress import EpochLog
 from .seeding import seeded
 from .tta import n_tta_views, predict_tta
@@ -43,15 +48,14 @@ class FineTuneMixin:
     initialized_ = False
     virtual_params_ = MappingProxyType({})
 
-    def _skorch_init(self, **kwargs: Any) -> None:
-        kwargs.setdefault("iterator_train", ShuffledBatchLoader)
-        kwargs.setdefault("iterator_valid", BatchLoader)
-        super().__init__(**kwargs)
-        for name, default in (("history_", None), ("initialized_", False)):
-            if self.__dict__.get(name, default) is default:
-                self.__dict__.pop(name, None)
-        if not self.__dict__.get("virtual_params_", True):
-            del self.__dict__["virtual_params_"]
+    def _init_params(self, init_locals: dict[str, Any]) -> None:
+        """Store an ``__init__``'s arguments: skft's own here, the rest through skorch's."""
+        defaults = {"iterator_train": ShuffledBatchLoader, "iterator_valid": BatchLoader}
+        super().__init__(**{**defaults, **skorch_params(init_locals)})
+        store_params(self, init_locals)
+        for name in ("history_", "initialized_", "virtual_params_"):  # unset: the class's
+            if not self.__dict__.get(name, True):
+                del self.__dict__[name]
 
     def get_params(self, deep=True, **kwargs):
         params = super().get_params(deep=deep, **kwargs)
@@ -69,7 +73,8 @@ class FineTuneMixin:
         super()._validate_params()
 
     def get_default_callbacks(self):
-        quiet = [(n, cb) for n, cb in super().get_default_callbacks() if not _is_print_log(cb)]
+        defaults = super().get_default_callbacks()
+        quiet = [(n, cb) for n, cb in defaults if not (isinstance(cb, PrintLog) or cb is PrintLog)]
         return [*quiet, ("freeze_schedule", FreezeSchedule()), ("epoch_log", EpochLog())]
 
     def _prepare_X(self, X: Any, y: Any, initial: bool) -> torch.Tensor:
@@ -191,7 +196,3 @@ class FineTuneMixin:
         tags = set_input_tags(super().__sklearn_tags__(), self.backbone)
         tags.non_deterministic = self.random_state is None
         return tags
-
-
-def _is_print_log(cb: Any) -> bool:
-    return isinstance(cb, PrintLog) or cb is PrintLog

@@ -12,7 +12,6 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
 from .base import FineTuneMixin
-from .params import store_params
 
 __all__ = ["FineTunedClassifier", "FineTunedRegressor"]
 
@@ -91,19 +90,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         verbose=0,
         **kwargs,
     ):
-        self._skorch_init(
-            module=module,
-            criterion=criterion,
-            optimizer=optimizer,
-            lr=lr,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            device=device,
-            train_split=train_split,
-            verbose=verbose,
-            **kwargs,
-        )
-        store_params(self, locals())
+        self._init_params(locals())
 
     def _prepare(self, X, y, initial: bool, classes=None):
         y = y.cpu().numpy() if isinstance(y, torch.Tensor) else y
@@ -195,19 +182,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         verbose=0,
         **kwargs,
     ):
-        self._skorch_init(
-            module=module,
-            criterion=criterion,
-            optimizer=optimizer,
-            lr=lr,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            device=device,
-            train_split=train_split,
-            verbose=verbose,
-            **kwargs,
-        )
-        store_params(self, locals())
+        self._init_params(locals())
 
     def initialize_criterion(self):
         if isinstance(self.criterion, str):

@@ -33,6 +33,7 @@ __all__ = [
     "Resolved",
     "check_params",
     "resolve_frozen_depth",
+    "skorch_params",
     "store_params",
 ]
 
@@ -68,6 +69,12 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     "pretrained": ([bool, str, os.PathLike], "True, False or a path to a state-dict file"),
     "feature_cache": (["boolean"], "True or False"),
 }
+
+
+def skorch_params(init_locals: dict[str, Any]) -> dict[str, Any]:
+    """An estimator ``__init__``'s ``locals()`` less skft's own parameters: skorch's arguments."""
+    skip = {"self", "__class__", "kwargs", *FINE_TUNE_PARAMS}
+    return {**{k: v for k, v in init_locals.items() if k not in skip}, **init_locals["kwargs"]}
 
 
 def store_params(estimator: Any, values: dict[str, Any]) -> None:
