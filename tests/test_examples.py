@@ -41,3 +41,20 @@ def test_quickstart_runs_and_prints_its_results(monkeypatch, capsys):
         r"search: best parameters \{'frozen_depth': .*\}, CV accuracy [01]\.\d{3}", lines[1]
     )
     assert lines[2].startswith("search: test accuracy of the refitted best ")
+
+
+def test_readme_and_makefile_offer_a_cpu_only_torch():
+    readme = (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    line = "make test TORCH_INDEX=https://download.pytorch.org/whl/cpu"
+    assert line in readme and "CPU-only" in readme
+    assert "TORCH_INDEX ?=" in makefile
+    assert "--index-url $(TORCH_INDEX)" in makefile  # the same pinned versions, another index
+    assert makefile.count("torch==2.14.1 torchvision==0.29.1") == 1
+
+
+def test_readme_says_how_to_turn_progress_on():
+    readme = (ROOT / "README.md").read_text()
+    assert (
+        "| `verbose` | `0` | silent" in readme and "`verbose=1` prints one line per epoch" in readme
+    )

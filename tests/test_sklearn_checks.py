@@ -24,3 +24,15 @@ def expected_failed_checks(estimator):
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_set_params_fuzz_warns_nothing():
+    """scikit-learn's check_set_params warned ~40 times when skorch built callbacks too early."""
+    import warnings
+
+    from sklearn.utils.estimator_checks import check_set_params
+
+    for estimator in (FineTunedClassifier(**SETTINGS), FineTunedRegressor(**SETTINGS)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            check_set_params(type(estimator).__name__, estimator)
