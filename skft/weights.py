@@ -44,8 +44,12 @@ def load_state_dict_checked(
     state: dict[str, Any],
     ignore_prefixes: Iterable[str] = (),
     source: str = "state dict",
+    architecture: str | None = None,
 ) -> None:
-    """``model.load_state_dict`` with one readable error for every mismatch."""
+    """``model.load_state_dict`` with one readable error for every mismatch.
+
+    ``architecture`` names the model in the message (default: its class name).
+    """
     ignore = tuple(ignore_prefixes)
 
     def keep(key: str) -> bool:
@@ -61,7 +65,8 @@ def load_state_dict_checked(
         if hasattr(theirs[k], "shape") and tuple(theirs[k].shape) != tuple(own[k].shape)
     ]
     if missing or unexpected or shapes:
-        lines = [f"{source} does not match the architecture ({type(model).__name__}):"]
+        arch = architecture or type(model).__name__
+        lines = [f"{source} does not match the architecture ({arch}):"]
         for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
             if items:
                 more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""

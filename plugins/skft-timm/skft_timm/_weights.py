@@ -99,24 +99,11 @@ def fit_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, tor
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Fit ``state`` to ``model`` and load it strictly, with one readable error for mismatches."""
-    state = fit_state(model, state)
-    own = model.state_dict()
-    missing = sorted(own.keys() - state.keys())
-    unexpected = sorted(state.keys() - own.keys())
-    shapes = [
-        f"{k}: file {tuple(getattr(state[k], 'shape', ()))} vs model {tuple(own[k].shape)}"
-        for k in sorted(own.keys() & state.keys())
-        if tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or shapes:
-        arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
-        lines = [f"{source} does not match the architecture (timm {arch or type(model).__name__}):"]
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
-            if items:
-                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
-                lines.append(f"  {label}: {', '.join(items[:5])}{more}")
-        raise ValueError("\n".join(lines))
-    model.load_state_dict(state)
+    from skft.weights import load_state_dict_checked
+
+    arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
+    label = f"timm {arch or type(model).__name__}"
+    load_state_dict_checked(model, fit_state(model, state), source=source, architecture=label)
 
 
 def load_file(model: nn.Module, path: str | os.PathLike) -> None:
