@@ -111,16 +111,17 @@ def open_ended_names() -> list[str]:
 
 
 def _list_plugins() -> None:
-    from .plugins import augmenters, backbones, freezers, pm
+    from .plugins import augmenters, backbones, freezers, input_kinds, pm
 
-    for title, registry in (
-        ("backbones", backbones()),
-        ("freezers", freezers()),
-        ("augmenters", augmenters()),
-    ):
-        print(f"{title}: {', '.join(registry.names())}")
+    print(f"backbones: {', '.join(backbones().names())}")
     for line in open_ended_names():
         print(f"  also: {line}")
+    for title, registry in (
+        ("freezers", freezers()),
+        ("augmenters", augmenters()),
+        ("input kinds", input_kinds()),
+    ):
+        print(f"{title}: {', '.join(registry.names())}")
     print(f"plugins: {', '.join(sorted(n for n, _ in pm.list_name_plugin()))}")
 
 
