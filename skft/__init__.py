@@ -17,18 +17,23 @@ __all__ = [
     "freezers",
     "get_backbone",
     "hookimpl",
+    "lr_find",
 ]
 __version__ = "0.1.0"
 
 
+#: Public names whose modules import torch: loaded on first use, so ``import skft`` stays light.
+_LAZY = {
+    "FineTunedClassifier": "estimators",
+    "FineTunedRegressor": "estimators",
+    "OptunaSearch": "search",
+    "lr_find": "lr_finder",
+}
+
+
 def __getattr__(name: str):
-    # the estimators import torch and skorch; keep ``import skft`` light
-    if name in ("FineTunedClassifier", "FineTunedRegressor"):
-        from . import estimators
+    if name in _LAZY:
+        import importlib
 
-        return getattr(estimators, name)
-    if name == "OptunaSearch":
-        from .search import OptunaSearch
-
-        return OptunaSearch
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'skft' has no attribute {name!r}")

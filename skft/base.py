@@ -80,9 +80,8 @@ class FineTuneMixin:
     def _prepare_X(self, X: Any, y: Any, initial: bool) -> torch.Tensor:
         """Check parameters and look names up on a first fit; adapt X (see ``adapt_input``)."""
         if initial and y is not None:
-            found = check_params(self)
-            self.backbone_spec_, self.input_kind_ = found.spec, found.input_kind
-            self.freeze_policy_, self.augmenter_ = found.freeze_policy, found.augmenter
+            for name, value in check_params(self, X, y).fitted_attributes().items():
+                setattr(self, name, value)
         return adapt_input(self, X, fitting=initial, y=y)
 
     def initialize_module(self):
@@ -97,7 +96,7 @@ class FineTuneMixin:
 
     def initialize_optimizer(self, triggered_directly=None):
         kwargs = self.get_params_for("optimizer")
-        lr = kwargs.pop("lr", self.lr)
+        lr = kwargs.pop("lr", self.lr_found_ if self.lr == "find" else self.lr)
         groups = param_groups(self.module_, lr, self.freeze_state_.lr_factors)
         self.optimizer_ = self.optimizer(groups, lr=lr, **kwargs)
         return self

@@ -40,6 +40,10 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         ``augment__<name>__<param>`` addresses one component (see :mod:`skft.augment`).
     augment_strength : float in [0, 1]
         Scales every augmentation; 0 is the identity. Training batches only.
+    lr : float or "find"
+        Base learning rate (layer groups may scale it: ``freeze__lr_decay``).
+        ``"find"``: run :func:`skft.lr_find` on the training data first and
+        train with its suggestion (``lr_found_``).
     image_size : int or None
         Side of the square input; None: the backbone's default.
     device : str

@@ -65,7 +65,10 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
         [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
         "an int >= 1 (or -1: all samples in one batch)",
     ),
-    "lr": ([Interval(Real, 0, None, closed="neither")], "a float > 0"),
+    "lr": (
+        [Interval(Real, 0, None, closed="neither"), StrOptions({"find"})],
+        "a float > 0 or 'find' (the learning-rate range test, skft.lr_find)",
+    ),
     "pretrained": ([bool, str, os.PathLike], "True, False or a path to a state-dict file"),
     "feature_cache": (["boolean"], "True or False"),
 }
@@ -104,10 +107,24 @@ class Resolved:
     input_kind: InputKind
     freeze_policy: Any
     augmenter: Any
+    #: the rate ``lr="find"`` found, else ``None``
+    lr: float | None = None
+
+    def fitted_attributes(self) -> dict[str, Any]:
+        """The estimator's fitted attributes these objects become."""
+        return {
+            "backbone_spec_": self.spec,
+            "input_kind_": self.input_kind,
+            "freeze_policy_": self.freeze_policy,
+            "augmenter_": self.augmenter,
+            "lr_found_": self.lr,
+        }
 
 
-def check_params(estimator: Any) -> Resolved:
+def check_params(estimator: Any, X: Any = None, y: Any = None) -> Resolved:
     """Check every skft parameter and look its names up, before any work.
+
+    With ``lr="find"``, then run the learning-rate range test on ``X``, ``y``.
 
     ``InvalidParameterError`` (a ``ValueError`` and a ``TypeError``) names a
     bad value; :class:`skft.UnknownNameError` an unknown name, with close matches.
@@ -137,7 +154,12 @@ def check_params(estimator: Any) -> Resolved:
             f"backbone {spec.name!r} takes {kind.name} input; "
             "use augment='none' or augment_strength=0"
         )
-    return Resolved(spec, kind, policy, augmenter)
+    found = Resolved(spec, kind, policy, augmenter)
+    if estimator.lr == "find":
+        from .lr_finder import lr_find
+
+        found.lr = lr_find(estimator, X, y).suggestion
+    return found
 
 
 def resolve_frozen_depth(frozen_depth: Any, group_names: list[str], backbone: str) -> int:
