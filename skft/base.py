@@ -20,15 +20,10 @@ from torch import nn
 from .cache import cache_depth, cached_input, fixed_prefix
 from .data import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
 from .device import holding_resolved_device, unpickling_device
+from .early_stopping import early_stopping_callbacks, validation_split
 from .freezing import FreezeSchedule
 from .network import build_network, export, param_groups
-from .params import (
-    FINE_TUNE_PARAMS,
-    check_params,
-    resolve_frozen_depth,
-    skorch_params,
-    store_params,
-)
+from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
 from .progress import EpochLog
 from .seeding import seeded
 from .tta import n_tta_views, predict_tta
@@ -52,7 +47,8 @@ class FineTuneMixin:
         """Store an ``__init__``'s arguments: skft's own here, the rest through skorch's."""
         defaults = {"iterator_train": ShuffledBatchLoader, "iterator_valid": BatchLoader}
         super().__init__(**{**defaults, **skorch_params(init_locals)})
-        store_params(self, init_locals)
+        for name in FINE_TUNE_PARAMS:
+            setattr(self, name, init_locals[name])
         for name in ("history_", "initialized_", "virtual_params_"):  # unset: the class's
             if not self.__dict__.get(name, True):
                 del self.__dict__[name]
@@ -75,7 +71,14 @@ class FineTuneMixin:
     def get_default_callbacks(self):
         defaults = super().get_default_callbacks()
         quiet = [(n, cb) for n, cb in defaults if not (isinstance(cb, PrintLog) or cb is PrintLog)]
-        return [*quiet, ("freeze_schedule", FreezeSchedule()), ("epoch_log", EpochLog())]
+        ours = [("freeze_schedule", FreezeSchedule()), *early_stopping_callbacks(self)]
+        return [*quiet, *ours, ("epoch_log", EpochLog())]
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        split = validation_split(self)  # early stopping's, when the user gave none
+        if split is None:
+            return super().get_split_datasets(X, y, **fit_params)
+        return split(self.get_dataset(X, y), y)
 
     def _prepare_X(self, X: Any, y: Any, initial: bool) -> torch.Tensor:
         """Check parameters and look names up on a first fit; adapt X (see ``adapt_input``)."""
@@ -181,10 +184,6 @@ class FineTuneMixin:
             super().load_params(*args, **kwargs)
         self.prefix_keys_ = {}  # new weights
         return self
-
-    def save_params(self, *args, **kwargs):
-        with holding_resolved_device(self):
-            return super().save_params(*args, **kwargs)
 
     def __setstate__(self, state):
         with unpickling_device(state) as restore:

@@ -81,7 +81,7 @@ def adapt_input(net: Any, X: Any, fitting: bool, y: Any = False) -> torch.Tensor
     Xt = adapter(X, image_size=net.image_size or spec.default_image_size)
     shape = tuple(Xt.shape[1:])
     if fitting:
-        net.input_shape_ = shape
+        net.input_shape_, net.n_samples_fit_ = shape, len(Xt)
         if kind.name == "tabular":
             net.n_features_in_ = shape[0]
     elif shape != net.input_shape_:

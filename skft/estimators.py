@@ -55,6 +55,16 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         predictions) over the first ``tta`` views of :data:`skft.tta.TTA_VIEWS`
         (original, flip, centre crop, flipped centre crop, four corner crops);
         ``True`` = 4 views. Off by default.
+    early_stopping : bool or "auto"
+        Hold out ``validation_fraction`` of the fit data (stratified), score it
+        every epoch with ``scoring``, stop after ``n_iter_no_change`` epochs
+        without an improvement above ``tol`` and restore the best epoch's
+        weights (``max_epochs`` is a cap). ``"auto"``: on from 1,000 samples
+        (see :mod:`skft.early_stopping`). Off by default.
+    validation_fraction, n_iter_no_change, tol, scoring
+        Early stopping's settings: 0.1, 5, 1e-4, None (accuracy for the
+        classifier, R² for the regressor; or a scikit-learn scorer name or
+        callable ``scorer(net, X, y)``).
     feature_cache : bool
         Compute the output of a frozen prefix once and reuse it across epochs
         and across the fits of a search (see :mod:`skft.cache`). Results are
@@ -87,6 +97,11 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         random_state=None,
         tta=False,
         feature_cache=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        tol=1e-4,
+        scoring=None,
         module=None,
         criterion=nn.CrossEntropyLoss,
         optimizer=torch.optim.AdamW,
@@ -179,6 +194,11 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         random_state=None,
         tta=False,
         feature_cache=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        tol=1e-4,
+        scoring=None,
         module=None,
         criterion="mse",
         optimizer=torch.optim.AdamW,

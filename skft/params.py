@@ -3,7 +3,7 @@
 The ten parameters skft adds to skorch's are listed once, in
 :data:`FINE_TUNE_PARAMS`; both estimators spell them out in their
 ``__init__`` signatures (scikit-learn reads parameters from there) and store
-them with :func:`store_params`. Scalar checks use scikit-learn's parameter
+them with ``FineTuneMixin._init_params``. Scalar checks use scikit-learn's parameter
 constraints; the messages name the parameter and the accepted values.
 """
 
@@ -34,7 +34,6 @@ __all__ = [
     "check_params",
     "resolve_frozen_depth",
     "skorch_params",
-    "store_params",
 ]
 
 #: The parameters skft adds to skorch's, in signature order.
@@ -49,6 +48,11 @@ FINE_TUNE_PARAMS = (
     "random_state",
     "tta",
     "feature_cache",
+    "early_stopping",
+    "validation_fraction",
+    "n_iter_no_change",
+    "tol",
+    "scoring",
 )
 
 #: ``name: (scikit-learn constraints, what the message says is accepted)``;
@@ -71,6 +75,11 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     ),
     "pretrained": ([bool, str, os.PathLike], "True, False or a path to a state-dict file"),
     "feature_cache": (["boolean"], "True or False"),
+    "early_stopping": (["boolean", StrOptions({"auto"})], "True, False or 'auto'"),
+    "validation_fraction": ([Interval(Real, 0, 1, closed="neither")], "a float in (0, 1)"),
+    "n_iter_no_change": ([Interval(Integral, 1, None, closed="left")], "an int >= 1"),
+    "tol": ([Interval(Real, 0, None, closed="left")], "a float >= 0"),
+    "scoring": ([None, str, callable], "None, a scorer name or a callable"),
 }
 
 
@@ -78,12 +87,6 @@ def skorch_params(init_locals: dict[str, Any]) -> dict[str, Any]:
     """An estimator ``__init__``'s ``locals()`` less skft's own parameters: skorch's arguments."""
     skip = {"self", "__class__", "kwargs", *FINE_TUNE_PARAMS}
     return {**{k: v for k, v in init_locals.items() if k not in skip}, **init_locals["kwargs"]}
-
-
-def store_params(estimator: Any, values: dict[str, Any]) -> None:
-    """Set each of :data:`FINE_TUNE_PARAMS` from ``values`` (an ``__init__``'s ``locals()``)."""
-    for name in FINE_TUNE_PARAMS:
-        setattr(estimator, name, values[name])
 
 
 def _check_scalars(estimator: Any) -> None:
