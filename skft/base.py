@@ -34,10 +34,11 @@ __all__ = ["FineTuneMixin"]
 class FineTuneMixin:
     """What both estimators add to skorch: plugins, data adapters, freezing, augmentation."""
 
-    prefixes_ = [*NeuralNet.prefixes_, "freeze", "augment"]
+    prefixes_ = [*NeuralNet.prefixes_, "freeze", "augment", "head"]
     #: ``partial_fit`` trains exactly one epoch (skorch's trains ``max_epochs``):
     #: :class:`skft.OptunaSearch` trains CV folds in lockstep only when this is true.
     partial_fit_is_one_epoch = True
+    own_params = FINE_TUNE_PARAMS  # skft's parameters; skorch gets the rest
     # skorch sets these in __init__; scikit-learn wants only parameters there
     history_ = None
     initialized_ = False
@@ -46,8 +47,8 @@ class FineTuneMixin:
     def _init_params(self, init_locals: dict[str, Any]) -> None:
         """Store an ``__init__``'s arguments: skft's own here, the rest through skorch's."""
         defaults = {"iterator_train": ShuffledBatchLoader, "iterator_valid": BatchLoader}
-        super().__init__(**{**defaults, **skorch_params(init_locals)})
-        for name in FINE_TUNE_PARAMS:
+        super().__init__(**{**defaults, **skorch_params(init_locals, self.own_params)})
+        for name in self.own_params:
             setattr(self, name, init_locals[name])
         for name in ("history_", "initialized_", "virtual_params_"):  # unset: the class's
             if not self.__dict__.get(name, True):
@@ -65,7 +66,7 @@ class FineTuneMixin:
 
     def _validate_params(self) -> None:
         # skorch would read augment_strength as a misspelt augment__strength
-        self._params_to_validate = set(self._params_to_validate) - set(FINE_TUNE_PARAMS)
+        self._params_to_validate = set(self._params_to_validate) - set(self.own_params)
         super()._validate_params()
 
     def get_default_callbacks(self):
@@ -89,7 +90,8 @@ class FineTuneMixin:
 
     def initialize_module(self):
         spec = self.backbone_spec_
-        self.module_ = build_network(spec, self.pretrained, self.input_shape_, self.n_outputs_)
+        args = (self.pretrained, self.input_shape_, self.n_outputs_, self.head_factory_)
+        self.module_ = build_network(spec, *args)
         names = self.module_.group_names
         self.frozen_depth_ = resolve_frozen_depth(self.frozen_depth, names, spec.name)
         self.freeze_state_ = self.freeze_policy_(names, self.frozen_depth_, 0)

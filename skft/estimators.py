@@ -12,6 +12,7 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
 from .base import FineTuneMixin
+from .params import FINE_TUNE_PARAMS
 
 __all__ = ["FineTunedClassifier", "FineTunedRegressor"]
 
@@ -55,6 +56,13 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         predictions) over the first ``tta`` views of :data:`skft.tta.TTA_VIEWS`
         (original, flip, centre crop, flipped centre crop, four corner crops);
         ``True`` = 4 views. Off by default.
+    label_smoothing : float in [0, 1)
+        Cross-entropy against targets mixed with the uniform distribution
+        (classifier only; 0 = off).
+    head : str
+        The head put on the backbone's features (a registered name):
+        ``"linear"`` (default) or ``"mlp"`` (``head__hidden=1024``,
+        ``head__dropout=0.5``, ``head__layers=1``); parameters as ``head__*``.
     early_stopping : bool or "auto"
         Hold out ``validation_fraction`` of the fit data (stratified), score it
         every epoch with ``scoring``, stop after ``n_iter_no_change`` epochs
@@ -80,6 +88,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         ``train_split=None`` by default: no hidden validation split.
     """
 
+    own_params = (*FINE_TUNE_PARAMS, "label_smoothing")
+
     def __init__(
         self,
         backbone: str = "resnet18",
@@ -97,12 +107,14 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         random_state=None,
         tta=False,
         feature_cache=True,
+        head="linear",
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=5,
         tol=1e-4,
         scoring=None,
         module=None,
+        label_smoothing=0.0,
         criterion=nn.CrossEntropyLoss,
         optimizer=torch.optim.AdamW,
         train_split=None,
@@ -139,6 +151,17 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
             )
         encoded = self.column_of_sorted_[self.label_encoder_.transform(y)]
         return Xt, torch.as_tensor(encoded, dtype=torch.long)
+
+    def initialize_criterion(self):
+        super().initialize_criterion()
+        if self.label_smoothing:
+            if not isinstance(self.criterion_, nn.CrossEntropyLoss):
+                raise ValueError(
+                    f"label_smoothing={self.label_smoothing} needs criterion="
+                    f"torch.nn.CrossEntropyLoss, got {type(self.criterion_).__name__}"
+                )
+            self.criterion_.label_smoothing = float(self.label_smoothing)
+        return self
 
     def check_data(self, X, y):
         pass  # labels were encoded in _prepare; classes_ already set
@@ -194,6 +217,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         random_state=None,
         tta=False,
         feature_cache=True,
+        head="linear",
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=5,

@@ -69,6 +69,19 @@ def register_augmenters(register: Register) -> None:
     """
 
 
+@hookspec
+def register_heads(register: Register) -> None:
+    """Register heads: what maps the backbone's features to the outputs.
+
+    Parameters
+    ----------
+    register : callable
+        ``register(name, factory, aliases=())``; ``factory(in_features, n_outputs,
+        **head__params)`` returns an ``nn.Module`` from ``(N, in_features)`` to
+        ``(N, n_outputs)``. The estimator's ``head=`` names it.
+    """
+
+
 # --------------------------------------------------------------------------
 # Resolution hooks: exactly one plugin answers
 # --------------------------------------------------------------------------

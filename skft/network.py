@@ -106,9 +106,16 @@ class FineTuneModule(nn.Module):
 
 
 def build_network(
-    spec: BackboneSpec, pretrained: Any, input_shape: tuple[int, ...], n_outputs: int
-):
-    """Build ``spec``'s backbone with weights, adapt its input, and put a new head on it."""
+    spec: BackboneSpec,
+    pretrained: Any,
+    input_shape: tuple[int, ...],
+    n_outputs: int,
+    make_head: Any = None,
+) -> FineTuneModule:
+    """Build ``spec``'s backbone with weights, adapt its input, and put a new head on it.
+
+    ``make_head(feature_dim, n_outputs)`` builds the head (default: the spec's, else Linear).
+    """
     parts = spec.build(pretrained, input_shape)
     if spec.input_kind == "image":
         channels = input_shape[0]
@@ -116,7 +123,7 @@ def build_network(
         preprocess: nn.Module = Normalize(spec.mean, spec.std, channels)
     else:
         preprocess = nn.Identity()
-    make_head = spec.make_head or nn.Linear
+    make_head = make_head or spec.make_head or nn.Linear
     return FineTuneModule(parts, make_head(parts.feature_dim, n_outputs), preprocess)
 
 

@@ -9,6 +9,7 @@ constraints; the messages name the parameter and the accepted values.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -24,7 +25,7 @@ from sklearn.utils._param_validation import (
 
 from .augment import build_augmenter
 from .freezing import build_freezer
-from .plugins import get_backbone, input_kinds
+from .plugins import get_backbone, heads, input_kinds, instantiate
 from .specs import BackboneSpec, InputKind
 from .tta import n_tta_views
 
@@ -48,6 +49,7 @@ FINE_TUNE_PARAMS = (
     "random_state",
     "tta",
     "feature_cache",
+    "head",
     "early_stopping",
     "validation_fraction",
     "n_iter_no_change",
@@ -80,17 +82,20 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     "n_iter_no_change": ([Interval(Integral, 1, None, closed="left")], "an int >= 1"),
     "tol": ([Interval(Real, 0, None, closed="left")], "a float >= 0"),
     "scoring": ([None, str, callable], "None, a scorer name or a callable"),
+    "label_smoothing": ([Interval(Real, 0, 1, closed="left")], "a float in [0, 1)"),
 }
 
 
-def skorch_params(init_locals: dict[str, Any]) -> dict[str, Any]:
-    """An estimator ``__init__``'s ``locals()`` less skft's own parameters: skorch's arguments."""
-    skip = {"self", "__class__", "kwargs", *FINE_TUNE_PARAMS}
+def skorch_params(init_locals: dict[str, Any], own: tuple[str, ...]) -> dict[str, Any]:
+    """An estimator ``__init__``'s ``locals()`` less its ``own`` parameters: skorch's arguments."""
+    skip = {"self", "__class__", "kwargs", *own}
     return {**{k: v for k, v in init_locals.items() if k not in skip}, **init_locals["kwargs"]}
 
 
 def _check_scalars(estimator: Any) -> None:
     for name, (constraints, accepted) in CONSTRAINTS.items():
+        if not hasattr(estimator, name):
+            continue  # another estimator's parameter (label_smoothing: the classifier's)
         value = getattr(estimator, name)
         try:
             if isinstance(value, bool) and "boolean" not in constraints and bool not in constraints:
@@ -110,6 +115,8 @@ class Resolved:
     input_kind: InputKind
     freeze_policy: Any
     augmenter: Any
+    #: ``(in_features, n_outputs) -> nn.Module``: the head, its ``head__*`` bound
+    head: Any = None
     #: the rate ``lr="find"`` found, else ``None``
     lr: float | None = None
 
@@ -120,6 +127,7 @@ class Resolved:
             "input_kind_": self.input_kind,
             "freeze_policy_": self.freeze_policy,
             "augmenter_": self.augmenter,
+            "head_factory_": self.head,
             "lr_found_": self.lr,
         }
 
@@ -157,12 +165,33 @@ def check_params(estimator: Any, X: Any = None, y: Any = None) -> Resolved:
             f"backbone {spec.name!r} takes {kind.name} input; "
             "use augment='none' or augment_strength=0"
         )
-    found = Resolved(spec, kind, policy, augmenter)
+    found = Resolved(spec, kind, policy, augmenter, _head(estimator, spec))
     if estimator.lr == "find":
         from .lr_finder import lr_find
 
         found.lr = lr_find(estimator, X, y).suggestion
     return found
+
+
+def _head(estimator: Any, spec: BackboneSpec) -> Any:
+    """The head factory ``head=`` names, with the ``head__*`` parameters bound (checked now)."""
+    from functools import partial
+
+    params = estimator.get_params_for("head")
+    if estimator.head == "linear" and spec.make_head is not None and not params:
+        return spec.make_head  # the backbone's own default head
+    factory = instantiate(
+        lambda **kw: partial(heads().get(estimator.head), **kw),
+        params,
+        f"head={estimator.head!r}",
+        "head__",
+    )
+    try:
+        inspect.signature(factory.func).bind(1, 1, **params)
+    except TypeError as exc:
+        given = ", ".join("head__" + k for k in params)
+        raise TypeError(f"head={estimator.head!r} does not accept {given}: {exc}") from None
+    return factory
 
 
 def resolve_frozen_depth(frozen_depth: Any, group_names: list[str], backbone: str) -> int:

@@ -22,6 +22,7 @@ __all__ = [
     "backbones",
     "freezers",
     "get_backbone",
+    "heads",
     "input_kinds",
     "instantiate",
     "load_plugins",
@@ -30,6 +31,7 @@ __all__ = [
 
 DEFAULT_PLUGINS = (
     "skft.builtin.input_kinds",
+    "skft.builtin.heads",
     "skft.builtin.torchvision_backbones",
     "skft.builtin.small_backbones",
     "skft.builtin.freezers",
@@ -151,6 +153,11 @@ def backbones() -> Registry[BackboneSpec]:
 def freezers() -> Registry[Callable[..., Any]]:
     """Every registered freezing-policy factory."""
     return _collect(pm.hook.register_freezers, Registry("freezing policy", "freeze"), None)
+
+
+def heads() -> Registry[Callable[..., Any]]:
+    """Every registered head factory."""
+    return _collect(pm.hook.register_heads, Registry("head", "head"), None)
 
 
 def augmenters() -> Registry[Callable[..., Any]]:
