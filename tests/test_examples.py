@@ -58,3 +58,19 @@ def test_readme_says_how_to_turn_progress_on():
     assert (
         "| `verbose` | `0` | silent" in readme and "`verbose=1` prints one line per epoch" in readme
     )
+
+
+@pytest.mark.slow
+@pytest.mark.example
+def test_learning_curve_quick(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "examples" / "learning_curve.py"), run_name="example")
+    results = module["main"](["--quick", "--out", str(tmp_path)])
+    assert set(results) == {
+        "fine-tune (pretrained)",
+        "linear probe (pretrained)",
+        "from scratch",
+        "SVC on pixels",
+    }
+    assert all(len(scores) == 2 and all(0 <= s <= 1 for s in scores) for scores in results.values())
+    assert (tmp_path / "learning_curve.png").stat().st_size > 10_000
+    assert "gap: pretrained - scratch" in capsys.readouterr().out
