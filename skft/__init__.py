@@ -17,6 +17,7 @@ __all__ = [
     "freezers",
     "get_backbone",
     "hookimpl",
+    "load",
 ]
 __version__ = "0.1.0"
 
@@ -31,4 +32,8 @@ def __getattr__(name: str):
         from .search import OptunaSearch
 
         return OptunaSearch
+    if name == "load":
+        from .persist import load
+
+        return load
     raise AttributeError(f"module 'skft' has no attribute {name!r}")

@@ -13,14 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import PrintLog
 from skorch.utils import to_tensor
 from torch import nn
 
 from .cache import cache_depth, cached_input, fixed_prefix
 from .data import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
 from .device import holding_resolved_device, unpickling_device
-from .freezing import FreezeSchedule
+from .faults import out_of_memory_hint
 from .network import build_network, export, param_groups
 from .params import (
     FINE_TUNE_PARAMS,
@@ -29,7 +28,8 @@ from .params import (
     skorch_params,
     store_params,
 )
-from .progress import EpochLog
+from .persist import save as save_model
+from .progress import default_callbacks
 from .seeding import seeded
 from .tta import n_tta_views, predict_tta
 
@@ -73,9 +73,7 @@ class FineTuneMixin:
         super()._validate_params()
 
     def get_default_callbacks(self):
-        defaults = super().get_default_callbacks()
-        quiet = [(n, cb) for n, cb in defaults if not (isinstance(cb, PrintLog) or cb is PrintLog)]
-        return [*quiet, ("freeze_schedule", FreezeSchedule()), ("epoch_log", EpochLog())]
+        return default_callbacks(super().get_default_callbacks())
 
     def _prepare_X(self, X: Any, y: Any, initial: bool) -> torch.Tensor:
         """Check parameters and look names up on a first fit; adapt X (see ``adapt_input``)."""
@@ -123,17 +121,18 @@ class FineTuneMixin:
 
     def _run(self, Xt, yt, initialize: bool, epochs: int | None, **fit_params):
         step = 0 if initialize else len(self.history)
-        with holding_resolved_device(self), seeded(self.random_state, step, self.device) as gen:
-            self.aug_generator_ = gen
-            try:
-                if initialize:
-                    self.initialize()
-                n_epochs = self.max_epochs if epochs is None else epochs
-                depth = cache_depth(self, len(self.history), n_epochs)
-                with cached_input(self, Xt, depth) as feats:
-                    NeuralNet.partial_fit(self, feats, yt, epochs=epochs, **fit_params)
-            finally:
-                self.aug_generator_ = None
+        with holding_resolved_device(self), out_of_memory_hint(self):
+            with seeded(self.random_state, step, self.device) as gen:
+                self.aug_generator_ = gen
+                try:
+                    if initialize:
+                        self.initialize()
+                    n_epochs = self.max_epochs if epochs is None else epochs
+                    depth = cache_depth(self, len(self.history), n_epochs)
+                    with cached_input(self, Xt, depth) as feats:
+                        NeuralNet.partial_fit(self, feats, yt, epochs=epochs, **fit_params)
+                finally:
+                    self.aug_generator_ = None
         return self
 
     def fit(self, X, y, **fit_params):
@@ -182,6 +181,8 @@ class FineTuneMixin:
             super().load_params(*args, **kwargs)
         self.prefix_keys_ = {}  # new weights
         return self
+
+    save = save_model  # to a folder: safetensors weights + JSON, see skft.persist
 
     def save_params(self, *args, **kwargs):
         with holding_resolved_device(self):

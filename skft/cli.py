@@ -76,10 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", default="skft-tune", help="folder for the model, report and plots")
 
     predict = command("predict", "predict with a saved model, writing CSV")
-    predict.add_argument("model", help="a model.joblib written by skft tune")
+    predict.add_argument("model", help="a model.skft folder written by skft tune (or save())")
     predict.add_argument("data", help="'digits', an .npz with X, or a folder of images")
     predict.add_argument("--out", default="predictions.csv", help="CSV file to write")
     predict.add_argument("--limit", type=int, default=None, help="predict at most this many")
+    predict.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="also read a pickled model (.joblib/.pkl): unpickling runs code from the file, "
+        "so only for files you made or trust",
+    )
     return parser
 
 

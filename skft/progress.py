@@ -7,9 +7,25 @@ import sys
 import time
 from typing import Any
 
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, PrintLog
 
-__all__ = ["EpochLog"]
+__all__ = ["EpochLog", "default_callbacks"]
+
+
+def default_callbacks(skorch_defaults: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """skorch's default callbacks less its epoch table, plus skft's (freezing, faults, output)."""
+    from .faults import FiniteLoss
+    from .freezing import FreezeSchedule
+
+    quiet = [
+        (n, cb) for n, cb in skorch_defaults if not (isinstance(cb, PrintLog) or cb is PrintLog)
+    ]
+    return [
+        *quiet,
+        ("freeze_schedule", FreezeSchedule()),
+        ("finite_loss", FiniteLoss()),
+        ("epoch_log", EpochLog()),
+    ]
 
 
 class EpochLog(Callback):
