@@ -117,7 +117,7 @@ def open_ended_names() -> list[str]:
 
 
 def _list_plugins() -> None:
-    from .plugins import augmenters, backbones, freezers, pm
+    from .plugins import augmenters, backbones, broken_plugins, freezers, pm
 
     for title, registry in (
         ("backbones", backbones()),
@@ -128,6 +128,8 @@ def _list_plugins() -> None:
     for line in open_ended_names():
         print(f"  also: {line}")
     print(f"plugins: {', '.join(sorted(n for n, _ in pm.list_name_plugin()))}")
+    for name, reason in sorted(broken_plugins().items()):
+        print(f"broken: {name} ({reason})")
 
 
 def main(argv: list[str] | None = None) -> int:
