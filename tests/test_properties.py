@@ -153,3 +153,10 @@ def test_images_without_pixels_are_a_value_error(X):
     """Found by Hypothesis: torchvision's resize raised ZeroDivisionError / RuntimeError."""
     with pytest.raises(ValueError, match=r"images have no pixels: X has shape \("):
         adapt_images(X, 8)
+
+
+def test_mixed_str_and_int_labels_name_the_problem(label_net):
+    """Found by the label property: numpy's sort raised "'<' not supported between ..."."""
+    y = np.array(["a", 1, "b", 2], dtype=object)
+    with pytest.raises(TypeError, match="y mixes strings and numbers; use one label type"):
+        label_net._prepare(np.zeros((4, 8, 8), np.uint8), y, initial=True)
