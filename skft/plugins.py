@@ -95,14 +95,15 @@ def load_plugins() -> None:
             _entry_points[ep.name] = ep.value
 
 
-def _call_each(hook: Any, firstresult: bool = False, **kwargs: Any) -> Any:
+def _call_each(hook: Any, firstresult: bool = False, answers: tuple = (), **kwargs: Any) -> Any:
     """Call ``hook``'s implementations in pluggy's order; an entry-point plugin that raises
-    is reported (:class:`PluginLoadWarning`) and skipped, others raise as usual."""
+    is reported (:class:`PluginLoadWarning`) and skipped, others raise as usual. Exceptions
+    of the types in ``answers`` are the hook's answer (a resolver's "unknown name"): raised."""
     for impl in reversed(hook.get_hookimpls()):
         try:
             result = impl.function(**kwargs)
         except Exception as exc:
-            if impl.plugin_name not in _entry_points:
+            if impl.plugin_name not in _entry_points or isinstance(exc, answers):
                 raise
             _mark_broken(impl.plugin_name, _entry_points[impl.plugin_name], hook.name, exc)
             continue
@@ -211,7 +212,8 @@ def get_backbone(name: str) -> BackboneSpec:
     """Look a backbone up by name, asking ``resolve_backbone`` for unregistered ones."""
     registry = backbones()
     if isinstance(name, str) and name not in registry:
-        spec = _call_each(pm.hook.resolve_backbone, firstresult=True, name=name)
+        hook, answers = pm.hook.resolve_backbone, (ValueError, TypeError)
+        spec = _call_each(hook, firstresult=True, answers=answers, name=name)
         if spec is not None:
             return spec
     return registry.get(name)

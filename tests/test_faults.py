@@ -100,6 +100,22 @@ def test_skft_plugins_lists_broken_plugins(broken_install, capsys):
     assert "healthy" in out
 
 
+def test_a_resolvers_unknown_name_error_is_its_answer(broken_install):
+    class Resolver:
+        @skft.hookimpl
+        def resolve_backbone(self, name):
+            raise ValueError(f"Unknown zoo model {name!r}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginLoadWarning)
+        plugins.load_plugins()
+        plugins.pm.register(Resolver(), "zoo")
+        plugins._entry_points["zoo"] = "skft_zoo:plugin"
+        with pytest.raises(ValueError, match="Unknown zoo model 'zoo:x'"):
+            skft.get_backbone("zoo:x")
+    assert "zoo" not in plugins.broken_plugins()
+
+
 def test_plugins_registered_in_code_still_raise():
     plugin = _RaisingPlugin()
     skft.plugins.pm.register(plugin, "raising-in-code")
