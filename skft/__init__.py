@@ -17,6 +17,7 @@ __all__ = [
     "freezers",
     "get_backbone",
     "hookimpl",
+    "load",
     "lr_find",
 ]
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ _LAZY = {
     "FineTunedRegressor": "estimators",
     "OptunaSearch": "search",
     "lr_find": "lr_finder",
+    "load": "persist",
 }
 
 

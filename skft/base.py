@@ -13,18 +13,18 @@ from typing import Any
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import PrintLog
 from skorch.utils import to_tensor
 from torch import nn
 
 from .cache import cache_depth, cached_input, fixed_prefix
 from .data import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
 from .device import holding_resolved_device, unpickling_device
-from .early_stopping import early_stopping_callbacks, validation_split
-from .freezing import FreezeSchedule
+from .early_stopping import validation_split
+from .faults import out_of_memory_hint
 from .network import build_network, export, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
-from .progress import EpochLog
+from .persist import save as save_model
+from .progress import default_callbacks
 from .seeding import seeded
 from .tta import n_tta_views, predict_tta
 
@@ -70,10 +70,7 @@ class FineTuneMixin:
         super()._validate_params()
 
     def get_default_callbacks(self):
-        defaults = super().get_default_callbacks()
-        quiet = [(n, cb) for n, cb in defaults if not (isinstance(cb, PrintLog) or cb is PrintLog)]
-        ours = [("freeze_schedule", FreezeSchedule()), *early_stopping_callbacks(self)]
-        return [*quiet, *ours, ("epoch_log", EpochLog())]
+        return default_callbacks(self, super().get_default_callbacks())
 
     def get_split_datasets(self, X, y=None, **fit_params):
         split = validation_split(self)  # early stopping's, when the user gave none
@@ -127,17 +124,18 @@ class FineTuneMixin:
 
     def _run(self, Xt, yt, initialize: bool, epochs: int | None, **fit_params):
         step = 0 if initialize else len(self.history)
-        with holding_resolved_device(self), seeded(self.random_state, step, self.device) as gen:
-            self.aug_generator_ = gen
-            try:
-                if initialize:
-                    self.initialize()
-                n_epochs = self.max_epochs if epochs is None else epochs
-                depth = cache_depth(self, len(self.history), n_epochs)
-                with cached_input(self, Xt, depth) as feats:
-                    NeuralNet.partial_fit(self, feats, yt, epochs=epochs, **fit_params)
-            finally:
-                self.aug_generator_ = None
+        with holding_resolved_device(self), out_of_memory_hint(self):
+            with seeded(self.random_state, step, self.device) as gen:
+                self.aug_generator_ = gen
+                try:
+                    if initialize:
+                        self.initialize()
+                    n_epochs = self.max_epochs if epochs is None else epochs
+                    depth = cache_depth(self, len(self.history), n_epochs)
+                    with cached_input(self, Xt, depth) as feats:
+                        NeuralNet.partial_fit(self, feats, yt, epochs=epochs, **fit_params)
+                finally:
+                    self.aug_generator_ = None
         return self
 
     def fit(self, X, y, **fit_params):
@@ -186,6 +184,8 @@ class FineTuneMixin:
             super().load_params(*args, **kwargs)
         self.prefix_keys_ = {}  # new weights
         return self
+
+    save = save_model  # to a folder: safetensors weights + JSON, see skft.persist
 
     def __setstate__(self, state):
         with unpickling_device(state) as restore:

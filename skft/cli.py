@@ -76,10 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", default="skft-tune", help="folder for the model, report and plots")
 
     predict = command("predict", "predict with a saved model, writing CSV")
-    predict.add_argument("model", help="a model.joblib written by skft tune")
+    predict.add_argument("model", help="a model.skft folder written by skft tune (or save())")
     predict.add_argument("data", help="'digits', an .npz with X, or a folder of images")
     predict.add_argument("--out", default="predictions.csv", help="CSV file to write")
     predict.add_argument("--limit", type=int, default=None, help="predict at most this many")
+    predict.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="also read a pickled model (.joblib/.pkl): unpickling runs code from the file, "
+        "so only for files you made or trust",
+    )
     return parser
 
 
@@ -111,7 +117,7 @@ def open_ended_names() -> list[str]:
 
 
 def _list_plugins() -> None:
-    from .plugins import augmenters, backbones, freezers, input_kinds, pm
+    from .plugins import augmenters, backbones, broken_plugins, freezers, input_kinds, pm
 
     print(f"backbones: {', '.join(backbones().names())}")
     for line in open_ended_names():
@@ -123,6 +129,8 @@ def _list_plugins() -> None:
     ):
         print(f"{title}: {', '.join(registry.names())}")
     print(f"plugins: {', '.join(sorted(n for n, _ in pm.list_name_plugin()))}")
+    for name, reason in sorted(broken_plugins().items()):
+        print(f"broken: {name} ({reason})")
 
 
 def main(argv: list[str] | None = None) -> int:

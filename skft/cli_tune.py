@@ -26,7 +26,6 @@ SCORING = "accuracy"
 
 def run_tune(args) -> int:
     """Run ``skft tune`` with parsed arguments (see ``skft tune --help``); 0 on success."""
-    import joblib
     import optuna
 
     from .estimators import FineTunedClassifier
@@ -76,7 +75,7 @@ def run_tune(args) -> int:
     search.fit(X, y, callbacks=[Progress(args.trials)])
     wall = time.perf_counter() - t0
     study = search.study_
-    joblib.dump(search.best_estimator_, out / "model.joblib")
+    search.best_estimator_.save(out / "model.skft")
     rows = trial_rows(study)
     report = {
         "data": args.data,
@@ -100,15 +99,13 @@ def run_tune(args) -> int:
     text = write_report(out, report)
     write_plots(study, out, f"CV {SCORING}")
     print(text, end="")
-    print(f"wrote {out / 'model.joblib'}, report.json, report.txt, history.png, importances.png")
+    print(f"wrote {out / 'model.skft'}, report.json, report.txt, history.png, importances.png")
     return 0
 
 
 def run_predict(args) -> int:
     """Run ``skft predict`` with parsed arguments (see ``skft predict --help``); 0 on success."""
-    import joblib
-
-    model = joblib.load(args.model)
+    model = _load_model(Path(args.model), args.trust_pickle)
     size = model.image_size or getattr(model.backbone_spec_, "default_image_size", None) or 224
     X, _, ids = load_reporting_skips(args.data, size, labelled=False, limit=args.limit)
     pred = model.predict(X)
@@ -129,6 +126,23 @@ def run_predict(args) -> int:
             writer.writerow(row)
     print(f"wrote {len(ids)} predictions to {out}")
     return 0
+
+
+def _load_model(path: Path, trust_pickle: bool) -> Any:
+    from .persist import load
+
+    if path.is_dir() or not path.exists():
+        return load(path)
+    if not trust_pickle:
+        raise ValueError(
+            f"{path} is a file, not a model.skft folder: if it is a pickle (.joblib/.pkl), "
+            "loading it can run any code it holds, so skft predict refuses it. Pass "
+            "--trust-pickle if you made the file or trust its source, or re-save the model "
+            "with model.save('model.skft')"
+        )
+    import joblib
+
+    return joblib.load(path)
 
 
 def _plain(v: Any) -> Any:

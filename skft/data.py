@@ -149,6 +149,8 @@ def _array_to_nchw(X: Any) -> torch.Tensor:
             f"image X must be 3-D (N,H,W) or 4-D (N,H,W,C)/(N,C,H,W); got shape {tuple(t.shape)}"
             + (". 2-D X is tabular: use backbone='mlp'" if t.ndim == 2 else "")
         )
+    if 0 in t.shape[2:]:
+        raise ValueError(f"images have no pixels: X has shape {tuple(X.shape)} (height or width 0)")
     if t.dtype == torch.bool:
         t = t.float()
     if t.dtype == torch.uint8:

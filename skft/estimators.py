@@ -129,6 +129,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         Xt = self._prepare_X(X, y, initial)
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError("Input y contains NaN or infinity.")
+        if y.dtype == object and len({isinstance(v, str) for v in y}) > 1:
+            raise TypeError("y mixes strings and numbers; use one label type (all str or all int)")
         check_classification_targets(y)
         if initial:
             given = self.classes if self.classes is not None else classes
@@ -136,7 +138,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
             if len(labels) < 2:
                 raise ValueError(
                     f"{type(self).__name__} needs at least 2 classes in y; got 1 "
-                    f"class ({labels[0]!r})"
+                    f"class ({labels.tolist()[0]!r})"
                 )
             self.classes_inferred_ = labels
             self.n_outputs_ = len(labels)

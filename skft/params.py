@@ -166,7 +166,7 @@ def check_params(estimator: Any, X: Any = None, y: Any = None) -> Resolved:
             "use augment='none' or augment_strength=0"
         )
     found = Resolved(spec, kind, policy, augmenter, _head(estimator, spec))
-    if estimator.lr == "find":
+    if estimator.lr == "find" and X is not None:
         from .lr_finder import lr_find
 
         found.lr = lr_find(estimator, X, y).suggestion

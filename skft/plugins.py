@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
@@ -18,8 +19,10 @@ __all__ = [
     "DEFAULT_PLUGINS",
     "Registry",
     "UnknownNameError",
+    "PluginLoadWarning",
     "augmenters",
     "backbones",
+    "broken_plugins",
     "freezers",
     "get_backbone",
     "heads",
@@ -43,6 +46,29 @@ DEFAULT_PLUGINS = (
 pm = pluggy.PluginManager("skft")
 pm.add_hookspecs(hookspecs)
 _loaded = False
+_entry_points: dict[str, str] = {}  # plugin name -> entry point ("module:object")
+_broken: dict[str, str] = {}  # plugin name -> why it is not (fully) loaded
+
+
+class PluginLoadWarning(UserWarning):
+    """An installed plugin failed to load or raised in a hook; the others still work."""
+
+
+def broken_plugins() -> dict[str, str]:
+    """Installed plugins that failed (name -> entry point and error), after :func:`load_plugins`."""
+    load_plugins()
+    return dict(_broken)
+
+
+def _mark_broken(name: str, entry_point: str, where: str, exc: BaseException) -> None:
+    reason = f"entry point {entry_point!r}: {where} raised {type(exc).__name__}: {exc}"
+    if name not in _broken:
+        _broken[name] = reason
+        warnings.warn(
+            f"skft plugin {name!r} is broken ({reason}); the other plugins are loaded",
+            PluginLoadWarning,
+            stacklevel=3,
+        )
 
 
 def load_plugins() -> None:
@@ -63,7 +89,29 @@ def load_plugins() -> None:
         if allowed is not None and ep.name not in allowed:
             continue
         if pm.get_plugin(ep.name) is None and not pm.is_blocked(ep.name):
-            pm.register(ep.load(), ep.name)
+            try:
+                pm.register(ep.load(), ep.name)
+            except Exception as exc:  # a broken plugin must not take skft down with it
+                _mark_broken(ep.name, ep.value, "loading it", exc)
+                continue
+            _entry_points[ep.name] = ep.value
+
+
+def _call_each(hook: Any, firstresult: bool = False, answers: tuple = (), **kwargs: Any) -> Any:
+    """Call ``hook``'s implementations in pluggy's order; an entry-point plugin that raises
+    is reported (:class:`PluginLoadWarning`) and skipped, others raise as usual. Exceptions
+    of the types in ``answers`` are the hook's answer (a resolver's "unknown name"): raised."""
+    for impl in reversed(hook.get_hookimpls()):
+        try:
+            result = impl.function(**kwargs)
+        except Exception as exc:
+            if impl.plugin_name not in _entry_points or isinstance(exc, answers):
+                raise
+            _mark_broken(impl.plugin_name, _entry_points[impl.plugin_name], hook.name, exc)
+            continue
+        if firstresult and result is not None:
+            return result
+    return None
 
 
 class UnknownNameError(ValueError, KeyError):
@@ -115,9 +163,11 @@ class Registry(Generic[T]):
         known = sorted({*self._items, *self._aliases})
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        broken = "; ".join(f"{n!r} ({why})" for n, why in _broken.items())
         return (
             f"Unknown {self.kind} {name!r} ({self.param}={name!r}).{hint} "
             f"Registered: {', '.join(known) or '(none)'}."
+            + (f" Broken plugins, which may have provided it: {broken}." if broken else "")
         )
 
 
@@ -135,7 +185,7 @@ def _collect(hook: Callable[..., Any], registry: Registry, spec_type: type | Non
             registry.add(name, factory, tuple(aliases))
 
     load_plugins()
-    hook(register=register)
+    _call_each(hook, register=register)
     return registry
 
 
@@ -169,7 +219,8 @@ def get_backbone(name: str) -> BackboneSpec:
     """Look a backbone up by name, asking ``resolve_backbone`` for unregistered ones."""
     registry = backbones()
     if isinstance(name, str) and name not in registry:
-        spec = pm.hook.resolve_backbone(name=name)
+        hook, answers = pm.hook.resolve_backbone, (ValueError, TypeError)
+        spec = _call_each(hook, firstresult=True, answers=answers, name=name)
         if spec is not None:
             return spec
     return registry.get(name)

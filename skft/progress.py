@@ -7,9 +7,30 @@ import sys
 import time
 from typing import Any
 
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, PrintLog
 
-__all__ = ["EpochLog"]
+__all__ = ["EpochLog", "default_callbacks"]
+
+
+def default_callbacks(net: Any, skorch_defaults: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """skorch's default callbacks less its epoch table, plus skft's.
+
+    Freezing schedule, early stopping (when on), the finite-loss check, output.
+    """
+    from .early_stopping import early_stopping_callbacks
+    from .faults import FiniteLoss
+    from .freezing import FreezeSchedule
+
+    quiet = [
+        (n, cb) for n, cb in skorch_defaults if not (isinstance(cb, PrintLog) or cb is PrintLog)
+    ]
+    return [
+        *quiet,
+        ("freeze_schedule", FreezeSchedule()),
+        *early_stopping_callbacks(net),
+        ("finite_loss", FiniteLoss()),
+        ("epoch_log", EpochLog()),
+    ]
 
 
 class EpochLog(Callback):

@@ -147,8 +147,9 @@ TINY = ["--backbone", "smallcnn", "--cv", "2", "--epochs", "2", "--image-size", 
 def test_tune_then_predict_digits(tmp_path, capsys):
     import csv
 
-    import joblib
     import numpy as np
+
+    import skft
 
     out = tmp_path / "run"
     assert main(["tune", *TINY, "--trials", "3", "--limit", "60", "--out", str(out)]) == 0
@@ -172,7 +173,7 @@ def test_tune_then_predict_digits(tmp_path, capsys):
     assert [int(line.split()[0]) for line in table] == [1, 2, 3]
     progress = [line for line in printed.splitlines() if line.startswith("trial ")]
     assert f"score {best_row['value']:.4f}" in progress[best - 1]
-    model = joblib.load(out / "model.joblib")
+    model = skft.load(out / "model.skft")
     assert model.get_params()["lr"] == report["best_params"]["lr"]
 
     from skft.datasets import load_digits_images
@@ -184,7 +185,7 @@ def test_tune_then_predict_digits(tmp_path, capsys):
         main(
             [
                 "predict",
-                str(out / "model.joblib"),
+                str(out / "model.skft"),
                 str(tmp_path / "new.npz"),
                 "--out",
                 str(csv_path),
@@ -223,7 +224,7 @@ def test_tune_image_folder_skips_unreadable_files(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["n_complete"] == 1
     csv_path = tmp_path / "p.csv"
-    assert main(["predict", str(out / "model.joblib"), str(data), "--out", str(csv_path)]) == 0
+    assert main(["predict", str(out / "model.skft"), str(data), "--out", str(csv_path)]) == 0
     rows = list(csv.reader(csv_path.open()))
     assert rows[0] == ["id", "prediction", "proba_blue", "proba_red"]
     assert sorted(r[0] for r in rows[1:]) == sorted(
@@ -276,3 +277,22 @@ def test_history_plot_is_labelled_with_the_metric():
     np_values = [t.value for t in study.trials]
     assert list(points[:, 1]) == pytest.approx(np_values)
     plt.close(fig)
+
+
+def test_predict_reads_pickles_only_when_trusted(tmp_path, capsys, digits, fast):
+    import joblib
+    import numpy as np
+
+    from skft import FineTunedClassifier
+
+    X, y = digits
+    joblib.dump(FineTunedClassifier(**fast).fit(X, y), tmp_path / "model.joblib")
+    np.savez(tmp_path / "new.npz", X=X[:4])
+    args = ["predict", str(tmp_path / "model.joblib"), str(tmp_path / "new.npz")]
+    csv_path = tmp_path / "p.csv"
+    assert main([*args, "--out", str(csv_path)]) == 2
+    err = capsys.readouterr().err
+    assert "loading it can run any code it holds, so skft predict refuses it" in err
+    assert "--trust-pickle" in err and not csv_path.exists()
+    assert main([*args, "--out", str(csv_path), "--trust-pickle"]) == 0
+    assert len(csv_path.read_text().splitlines()) == 5
