@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.utils import to_tensor
-from torch import nn
 
 from .cache import cache_depth, cached_input, fixed_prefix
+from .checkpoint import resume_into
 from .data import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
 from .device import holding_resolved_device, unpickling_device
 from .early_stopping import validation_split
 from .faults import out_of_memory_hint
-from .network import build_network, export, param_groups
+from .network import build_network, export_backbone, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
 from .persist import save as save_model
 from .progress import default_callbacks
@@ -131,9 +131,11 @@ class FineTuneMixin:
                     if initialize:
                         self.initialize()
                     n_epochs = self.max_epochs if epochs is None else epochs
+                    if epochs is None and self.checkpoint:  # a whole fit: resumable
+                        n_epochs -= resume_into(self, Xt, yt)
                     depth = cache_depth(self, len(self.history), n_epochs)
                     with cached_input(self, Xt, depth) as feats:
-                        NeuralNet.partial_fit(self, feats, yt, epochs=epochs, **fit_params)
+                        NeuralNet.partial_fit(self, feats, yt, epochs=n_epochs, **fit_params)
                 finally:
                     self.aug_generator_ = None
         return self
@@ -174,10 +176,7 @@ class FineTuneMixin:
                 return NeuralNet.predict_proba(self, Xt)
             return predict_tta(self, Xt, views)
 
-    def export_backbone(self) -> nn.Module:
-        """The tuned backbone as its original architecture: see :func:`skft.network.export`."""
-        self.check_is_fitted()
-        return export(self.module_, self.backbone_spec_.name)
+    export_backbone = export_backbone  # the tuned backbone as its original architecture
 
     def load_params(self, *args, **kwargs):
         with holding_resolved_device(self):

@@ -63,6 +63,10 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         The head put on the backbone's features (a registered name):
         ``"linear"`` (default) or ``"mlp"`` (``head__hidden=1024``,
         ``head__dropout=0.5``, ``head__layers=1``); parameters as ``head__*``.
+    checkpoint : None or path
+        A folder: the fit saves its state there after every epoch, and a fit
+        of the same parameters on the same data started again resumes from
+        the last completed epoch (see :mod:`skft.checkpoint`).
     early_stopping : bool or "auto"
         Hold out ``validation_fraction`` of the fit data (stratified), score it
         every epoch with ``scoring``, stop after ``n_iter_no_change`` epochs
@@ -108,6 +112,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         tta=False,
         feature_cache=True,
         head="linear",
+        checkpoint=None,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=5,
@@ -220,6 +225,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         tta=False,
         feature_cache=True,
         head="linear",
+        checkpoint=None,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=5,

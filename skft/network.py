@@ -13,7 +13,14 @@ from .data import as_float_images
 from .specs import BackboneParts, BackboneSpec, FreezeState
 from .weights import adapt_input_channels
 
-__all__ = ["FineTuneModule", "Normalize", "build_network", "export", "param_groups"]
+__all__ = [
+    "FineTuneModule",
+    "Normalize",
+    "build_network",
+    "export",
+    "export_backbone",
+    "param_groups",
+]
 
 
 class Normalize(nn.Module):
@@ -155,3 +162,9 @@ def export(module: FineTuneModule, name: str = "") -> nn.Module:
             "(its spec's build sets no BackboneParts.model)"
         )
     return copy.deepcopy(model).cpu().eval()
+
+
+def export_backbone(net: Any) -> nn.Module:
+    """A fitted estimator's tuned backbone as its original architecture (see :func:`export`)."""
+    net.check_is_fitted()
+    return export(net.module_, net.backbone_spec_.name)

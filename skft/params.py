@@ -50,6 +50,7 @@ FINE_TUNE_PARAMS = (
     "tta",
     "feature_cache",
     "head",
+    "checkpoint",
     "early_stopping",
     "validation_fraction",
     "n_iter_no_change",
@@ -82,6 +83,7 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     "n_iter_no_change": ([Interval(Integral, 1, None, closed="left")], "an int >= 1"),
     "tol": ([Interval(Real, 0, None, closed="left")], "a float >= 0"),
     "scoring": ([None, str, callable], "None, a scorer name or a callable"),
+    "checkpoint": ([None, str, os.PathLike], "None or a folder path"),
     "label_smoothing": ([Interval(Real, 0, 1, closed="left")], "a float in [0, 1)"),
 }
 
