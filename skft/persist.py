@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "load", "save"]
+__all__ = ["FORMAT_VERSION", "ModelFileError", "load", "load_search_results", "save", "save_search"]
 
 #: bumped when a change makes older files unreadable; ``load`` refuses newer ones
 FORMAT_VERSION = 1
-CONFIG, WEIGHTS = "config.json", "weights.safetensors"
+CONFIG, WEIGHTS, SEARCH = "config.json", "weights.safetensors", "search.json"
 _CLASSES = ("FineTunedClassifier", "FineTunedRegressor")
 _TRUSTED_PACKAGES = ("torch", "skorch", "skft", "sklearn")
 _IMPORT = "__import__"
@@ -87,6 +87,42 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
     (folder / (CONFIG + ".tmp")).write_text(text)
     os.replace(folder / (CONFIG + ".tmp"), folder / CONFIG)
     return folder
+
+
+def save_search(search: Any, path: str | os.PathLike) -> Path:
+    """Write an :class:`skft.OptunaSearch`: its refitted best model plus ``search.json``.
+
+    ``search.json`` holds ``best_params_``, ``best_score_``, ``cv_results_`` (as lists) and
+    the study's name; :func:`load` returns the model, :func:`load_search_results` the rest.
+    """
+    if not hasattr(search, "best_estimator_"):
+        raise ValueError("save needs a search fitted with refit=True (it saves best_estimator_)")
+    folder = save(search.best_estimator_, path)
+    results = {
+        "best_params": {k: _plain(v) for k, v in search.best_params_.items()},
+        "best_score": float(search.best_score_),
+        "study_name": search.study_.study_name,
+        "cv_results": {
+            k: [_plain(v) for v in np.ma.filled(np.ma.asarray(col, dtype=object), None)]
+            for k, col in search.cv_results_.items()
+            if k != "params"
+        },  # fmt: skip
+    }
+    (folder / SEARCH).write_text(json.dumps(results, indent=1, allow_nan=False, default=str))
+    return folder
+
+
+def load_search_results(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``search.json`` of a search saved with ``save`` (plain JSON; no code runs)."""
+    file = Path(path) / SEARCH
+    if not file.is_file():
+        raise ModelFileError(f"{path}: no {SEARCH}; not a search saved by skft")
+    return json.loads(file.read_text())
+
+
+def _plain(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
 def _encode(name: str, value: Any) -> Any:

@@ -238,6 +238,12 @@ class OptunaSearch(BaseSearchCV):
     # pickling: a study in a shared database is kept as an in-memory snapshot
     # ------------------------------------------------------------------
 
+    def save(self, path):
+        """The refitted best model and the results, safely (:func:`skft.persist.save_search`)."""
+        from .persist import save_search
+
+        return save_search(self, path)
+
     def __getstate__(self):
         state = dict(super().__getstate__())  # object.__getstate__ is not a copy
         if "study_" in state:

@@ -223,3 +223,20 @@ def test_round_trip_with_mlp_head_found_lr_and_early_stopping(digits, fast, tmp_
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), rtol=1e-5)
     loaded.partial_fit(X, y)  # trains on with the rate found, without running the test again
     assert {g["lr"] for g in loaded.optimizer_.param_groups} == {clf.lr_found_}
+
+
+def test_optuna_search_saves_its_best_model_and_results(digits, fast, tmp_path):
+    X, y = digits
+    search = skft.OptunaSearch(
+        FineTunedClassifier(**fast), {"lr": [1e-3, 1e-2]}, n_trials=2, cv=2, random_state=0
+    ).fit(X, y)
+    folder = search.save(tmp_path / "search.skft")
+    model = skft.load(folder)
+    np.testing.assert_allclose(model.predict_proba(X), search.predict_proba(X), rtol=1e-5)
+    results = skft.persist.load_search_results(folder)
+    assert results["best_params"] == search.best_params_
+    assert results["best_score"] == pytest.approx(search.best_score_)
+    assert results["cv_results"]["mean_test_score"] == pytest.approx(
+        list(search.cv_results_["mean_test_score"])
+    )
+    assert results["cv_results"]["param_lr"] == [p["lr"] for p in search.cv_results_["params"]]
