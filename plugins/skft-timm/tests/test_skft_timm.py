@@ -3,58 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
 import warnings
 from importlib.metadata import entry_points
-from pathlib import Path
 
 import pytest
 import skft
 import timm
 import torch
+from timm_helpers import apply, n_params
 from torch import nn
 
 import skft_timm
 from skft_timm import _build
-
-torch.set_num_threads(2)
-
-LITE0_GROUPS = [
-    "conv_stem+bn1",
-    *(f"blocks.{i}" for i in range(7)),
-    "conv_head+bn2",
-]
-HYMENOPTERA = Path("/work/shared/data/hymenoptera/val")
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any attempt to open a network connection fails."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-def _lite0_file() -> str:
-    return _build.lite0_package_file()
-
-
-def _apply(parts, x):
-    for _, group in parts.groups:
-        group.eval()
-        x = group(x)
-    parts.neck.eval()
-    return parts.neck(x)
-
-
-def _n_params(modules):
-    return sum(p.numel() for m in modules for p in m.parameters())
-
 
 # --------------------------------------------------------------------------
 # import and discovery
@@ -92,125 +54,6 @@ def test_other_names_are_not_resolved():
 
 
 # --------------------------------------------------------------------------
-# efficientnet_lite0
-# --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def lite0_state():
-    return torch.load(_lite0_file(), map_location="cpu", weights_only=True)
-
-
-def test_lite0_pretrained_offline(offline, lite0_state):
-    parts = skft.get_backbone("efficientnet_lite0").build(True, (3, 224, 224))
-    assert [name for name, _ in parts.groups] == LITE0_GROUPS
-    assert parts.feature_dim == 1280
-    first_conv = next(m for m in parts.groups[0][1].modules() if isinstance(m, nn.Conv2d))
-    first_tensor = next(iter(lite0_state.values()))
-    assert torch.equal(first_conv.weight, first_tensor)
-    # every packaged tensor but the classifier is in the groups, in order
-    tensors = [t for _, g in parts.groups for t in g.state_dict().values()]
-    expected = [v for k, v in lite0_state.items() if not k.startswith("_fc.")]
-    assert len(tensors) == len(expected)
-    assert all(torch.equal(a, b) for a, b in zip(tensors, expected))
-    assert _n_params([parts.neck]) == 0
-
-
-def test_lite0_groups_and_neck_equal_timm_forward(lite0_state):
-    parts = skft.get_backbone("efficientnet_lite0").build(True, (3, 224, 224))
-    model = timm.create_model(skft_timm.LITE0_TIMM_ARCH, pretrained=False, num_classes=0)
-    _build.load_efficientnet_lite0_file(model, _lite0_file())
-    model.eval()
-    # the groups hold each parameter exactly once
-    assert _n_params(g for _, g in parts.groups) == _n_params([model])
-    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        ours, theirs = _apply(parts, x), model(x)
-    assert ours.shape == (2, 1280)
-    torch.testing.assert_close(ours, theirs)
-
-
-def test_lite0_pretrained_path_formats(tmp_path, lite0_state):
-    spec = skft.get_backbone("efficientnet_lite0")
-    reference = spec.build(True, (3, 224, 224))
-    # the package's own file format, given as a path
-    from_package = spec.build(_lite0_file(), (3, 224, 224))
-    # a timm-keyed state dict (with its 1000-class classifier)
-    model = timm.create_model(skft_timm.LITE0_TIMM_ARCH, pretrained=False)
-    _build.load_efficientnet_lite0_file(model, _lite0_file())
-    torch.save(model.state_dict(), tmp_path / "timm_keys.pth")
-    from_timm = spec.build(tmp_path / "timm_keys.pth", (3, 224, 224))
-    for parts in (from_package, from_timm):
-        for (_, a), (_, b) in zip(parts.groups, reference.groups):
-            for ta, tb in zip(a.state_dict().values(), b.state_dict().values()):
-                assert torch.equal(ta, tb)
-    # a state dict of another architecture
-    torch.save(timm.create_model("resnet10t").state_dict(), tmp_path / "resnet.pth")
-    with pytest.raises(ValueError, match="does not match"):
-        spec.build(tmp_path / "resnet.pth", (3, 224, 224))
-    with pytest.raises(FileNotFoundError):
-        spec.build(tmp_path / "missing.pth", (3, 224, 224))
-
-
-@pytest.mark.parametrize(
-    ("name", "size"), [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)]
-)
-def test_lite1_lite2_load_offline_with_their_documented_normalisation(offline, name, size):
-    """Lite1/Lite2 weights come from their packages; mean = std = 0.5 as measured (README)."""
-    spec = skft.get_backbone(name)
-    assert spec.mean == spec.std == (0.5, 0.5, 0.5)
-    assert spec.default_image_size == size and spec.has_pretrained
-    state = torch.load(_build.lite_package_file(name), map_location="cpu", weights_only=True)
-    parts = spec.build(True, (3, 32, 32))
-    assert [n for n, _ in parts.groups] == LITE0_GROUPS and len(parts.groups) == spec.n_groups
-    tensors = [t for _, g in parts.groups for t in g.state_dict().values()]
-    expected = [v for k, v in state.items() if not k.startswith("_fc.")]
-    assert len(tensors) == len(expected)
-    assert all(torch.equal(a, b) for a, b in zip(tensors, expected))
-    # a wider network than Lite0: the packaged tensors differ in shape, not only in values
-    lite0 = torch.load(_lite0_file(), map_location="cpu", weights_only=True)
-    assert sum(v.numel() for v in state.values()) > sum(v.numel() for v in lite0.values())
-    x = torch.rand(2, 3, 32, 32)
-    with torch.no_grad():
-        for _, group in parts.groups:
-            x = group.eval()(x)
-        assert parts.neck(x).shape == (2, 1280)
-
-
-def test_lite_file_of_another_size_is_refused(tmp_path):
-    state = torch.load(_build.lite_package_file("efficientnet_lite1"), weights_only=True)
-    torch.save(state, tmp_path / "lite1.pth")
-    with pytest.raises(ValueError, match="not an EfficientNet-Lite0 state dict"):
-        skft.get_backbone("efficientnet_lite0").build(tmp_path / "lite1.pth", (3, 32, 32))
-
-
-@pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="needs the hymenoptera images")
-def test_lite0_weights_recognise_ants_and_bees(lite0_state):
-    from PIL import Image
-    from torchvision import transforms
-
-    spec = skft.get_backbone("efficientnet_lite0")
-    model = timm.create_model(skft_timm.LITE0_TIMM_ARCH, pretrained=False).eval()
-    _build.load_efficientnet_lite0_file(model, _lite0_file())
-    prep = transforms.Compose(
-        [
-            transforms.Resize(256),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(spec.mean, spec.std),
-        ]
-    )
-    hits = 0
-    for folder, label in (("ants", 310), ("bees", 309)):
-        files = sorted((HYMENOPTERA / folder).iterdir())[:5]
-        x = torch.stack([prep(Image.open(f).convert("RGB")) for f in files])
-        with torch.no_grad():
-            top5 = model(x).topk(5, dim=1).indices
-        hits += int((top5 == label).any(dim=1).sum())
-    assert hits >= 8  # 10/10 measured
-
-
-# --------------------------------------------------------------------------
 # any timm model
 # --------------------------------------------------------------------------
 
@@ -236,13 +79,13 @@ def test_timm_name_builds_and_matches_forward(name, groups, neck_is_pool):
     model = timm.create_model(name, pretrained=False, num_classes=0).eval()
     assert [n for n, _ in parts.groups] == groups
     assert isinstance(parts.neck, _build.TimmHead) == neck_is_pool
-    assert _n_params([parts.neck]) == 0
-    assert _n_params(g for _, g in parts.groups) == _n_params([model])
+    assert n_params([parts.neck]) == 0
+    assert n_params(g for _, g in parts.groups) == n_params([model])
     first = next(m for m in parts.groups[0][1].modules() if isinstance(m, nn.Conv2d))
     assert torch.equal(first.weight, model.state_dict()[next(iter(model.state_dict()))])
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        ours, theirs = _apply(parts, x), model(x)
+        ours, theirs = apply(parts, x), model(x)
     assert ours.shape == (2, parts.feature_dim) == theirs.shape
     torch.testing.assert_close(ours, theirs)
 
@@ -295,7 +138,7 @@ def test_model_without_module_chain_is_one_group():
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0).eval()
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
-        torch.testing.assert_close(_apply(parts, x), model(x))
+        torch.testing.assert_close(apply(parts, x), model(x))
 
 
 # --------------------------------------------------------------------------
@@ -358,7 +201,7 @@ def test_grayscale_model_has_in_chans_1_and_sees_gray_as_rgb(name, resnet10t_fil
     assert conv_gray.weight is weight
     x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
     with torch.no_grad():
-        ours, reference = _apply(gray, x), _apply(rgb, x.repeat(1, 3, 1, 1))
+        ours, reference = apply(gray, x), apply(rgb, x.repeat(1, 3, 1, 1))
     assert ours.shape == (2, gray.feature_dim)
     assert ours.abs().max() > 0.1
     torch.testing.assert_close(ours, reference)
@@ -392,7 +235,7 @@ def test_parts_model_is_the_timm_model_of_the_groups(name, pretrained, arch):
     with torch.no_grad():
         for p in parts.groups[-1][1].parameters():
             p.add_(0.01)  # a change made through the groups shows in the model
-        features = _apply(parts, x)
+        features = apply(parts, x)
         model.eval()
         torch.testing.assert_close(model(x), features)
     assert features.shape == (2, parts.feature_dim)
