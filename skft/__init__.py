@@ -7,6 +7,7 @@ from .specs import BackboneParts, BackboneSpec, FreezeState
 __all__ = [
     "BackboneParts",
     "BackboneSpec",
+    "Compressed",
     "FineTunedClassifier",
     "FineTunedRegressor",
     "FreezeState",
@@ -27,6 +28,10 @@ def __getattr__(name: str):
         from . import estimators
 
         return getattr(estimators, name)
+    if name == "Compressed":
+        from .compress import Compressed
+
+        return Compressed
     if name == "OptunaSearch":
         from .search import OptunaSearch
 
