@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
@@ -167,10 +168,9 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         out = torch.from_numpy(self.onnx_model_.run(Xt.numpy()))
         return est._get_predict_nonlinearity()(out).numpy()
 
+    @available_if(lambda self: is_classifier(self.estimator))
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities of the compressed model (classifiers only)."""
-        if not is_classifier(self.estimator):
-            raise AttributeError("predict_proba: regressors have no class probabilities")
         return self._outputs(X)
 
     def predict(self, X: Any) -> np.ndarray:
