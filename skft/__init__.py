@@ -7,6 +7,7 @@ from .specs import BackboneParts, BackboneSpec, FreezeState
 __all__ = [
     "BackboneParts",
     "BackboneSpec",
+    "Compressed",
     "FineTunedClassifier",
     "FineTunedRegressor",
     "FreezeState",
@@ -29,6 +30,7 @@ _LAZY = {
     "FineTunedRegressor": "estimators",
     "OptunaSearch": "search",
     "lr_find": "lr_finder",
+    "Compressed": "compress",
     "load": "persist",
 }
 

@@ -12,6 +12,7 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
 from .base import FineTuneMixin
+from .onnx_export import to_onnx
 from .params import FINE_TUNE_PARAMS
 
 __all__ = ["FineTunedClassifier", "FineTunedRegressor"]
@@ -128,6 +129,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     ):
         self._init_params(locals())
 
+    to_onnx = to_onnx  # to_onnx(path): the network as fp32 ONNX (skft.onnx_export.to_onnx)
+
     def _prepare(self, X, y, initial: bool, classes=None):
         y = y.cpu().numpy() if isinstance(y, torch.Tensor) else y
         y = None if y is None else column_or_1d(np.asarray(y), warn=True)
@@ -239,6 +242,8 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         **kwargs,
     ):
         self._init_params(locals())
+
+    to_onnx = to_onnx  # to_onnx(path): the network as fp32 ONNX (skft.onnx_export.to_onnx)
 
     def initialize_criterion(self):
         if isinstance(self.criterion, str):

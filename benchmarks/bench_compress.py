@@ -1,0 +1,160 @@
+"""Compression: fp32 vs 30% pruning vs int8 vs both, for a fine-tuned EfficientNet-Lite0.
+
+Fine-tunes pretrained EfficientNet-Lite0 once per data set, then compresses
+that fitted model with :class:`skft.Compressed` (``prefit=True``):
+
+* digits at 64x64 (300 train / 500 test, 5 epochs);
+* ants vs bees (``/work/shared/data/hymenoptera``, 224x224, 245 train / 153
+  val, 2 epochs) unless ``--skip-hymenoptera``.
+
+Every variant's latency is measured in ONNX Runtime on the CPU (fp32 ONNX for
+the unquantized ones, so the int8 speed-up is against the same runtime), as
+the median of repeated runs at batch 1 and batch 32; PyTorch eager fp32 is
+shown for reference. Sizes are the ONNX files (the fp32 one is within a few
+kB of the state dict). Run: ``python benchmarks/bench_compress.py``
+(about 10 minutes on 2 CPU cores; ``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skft import Compressed, FineTunedClassifier
+from skft.data import adapt_input, as_float_images
+from skft.datasets import load_digits_images, load_image_folder
+from skft.onnx_export import OnnxModel, export_onnx
+
+HYMENOPTERA = Path("/work/shared/data/hymenoptera")
+
+
+def median_ms(fn, x, repeats: int) -> float:
+    for _ in range(3):  # warm-up
+        fn(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def latencies(run, X: np.ndarray, repeats: int) -> tuple[float, float]:
+    return median_ms(run, X[:1], repeats), median_ms(run, X[:32], max(5, repeats // 5))
+
+
+def torch_runner(est):
+    module = est.module_.eval()
+
+    def run(x):
+        with torch.inference_mode():
+            return module(torch.from_numpy(x))
+
+    return run
+
+
+def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
+    """Rows (variant, accuracy, MB, ms at batch 1, ms at batch 32) for a fitted ``base``."""
+    inputs = as_float_images(adapt_input(base, X_test, fitting=False)).numpy()
+    rows = []
+
+    def add(label, comp, onnx_model, seconds):
+        acc = float(np.mean(comp.predict(X_test) == y_test))
+        b1, b32 = latencies(onnx_model.run, inputs, args.repeats)
+        rows.append((label, acc, onnx_model.nbytes / 1e6, b1, b32, seconds))
+
+    def fp32_onnx(est):
+        return OnnxModel(export_onnx(est.module_, est.input_shape_, str(est.backbone)))
+
+    start = time.perf_counter()
+    fp32 = Compressed(base, prefit=True).fit(X_train, y_train)
+    pt_b1, pt_b32 = latencies(torch_runner(fp32.estimator_), inputs, args.repeats)
+    acc = float(np.mean(fp32.predict(X_test) == y_test))
+    fp32_model = fp32_onnx(fp32.estimator_)
+    rows.append(("fp32, PyTorch eager", acc, fp32_model.nbytes / 1e6, pt_b1, pt_b32, 0.0))
+    add("fp32, ONNX Runtime", fp32, fp32_model, time.perf_counter() - start)
+
+    start = time.perf_counter()
+    pruned = Compressed(base, prune=0.3, recover_epochs=args.recover, prefit=True)
+    pruned.fit(X_train, y_train)
+    add("pruned 0.3 + recovery", pruned, fp32_onnx(pruned.estimator_), time.perf_counter() - start)
+
+    for label, est in (
+        ("int8 (static, per-channel)", base),
+        ("pruned 0.3 + int8", pruned.estimator_),
+    ):
+        start = time.perf_counter()
+        comp = Compressed(est, quantize="int8", prefit=True, random_state=0)
+        comp.fit(X_train, y_train)
+        add(label, comp, comp.onnx_model_, time.perf_counter() - start)
+    report = pruned.compression_report_
+    print(
+        f"{name}: parameters {report['params_before']:,} -> {report['params_after']:,} after "
+        f"pruning 0.3 ({report['params_after'] / report['params_before']:.2f}); layers left "
+        f"alone: {report['unhandled_layers'] or 'none'}"
+    )
+    return rows
+
+
+def print_table(name: str, rows: list[tuple]) -> None:
+    base_acc, base_mb, base_b1, base_b32 = rows[1][1:5]  # fp32 in ONNX Runtime
+    print(f"\n{name}\n")
+    print(
+        "| variant | accuracy | size (MB) | batch 1 (ms) | batch 32 (ms) "
+        "| vs fp32 ORT: size, b1, b32 | compress time (s) |"
+    )
+    print("|---|---:|---:|---:|---:|---|---:|")
+    for label, acc, mb, b1, b32, secs in rows:
+        ratio = f"{base_mb / mb:.1f}x smaller, {base_b1 / b1:.1f}x, {base_b32 / b32:.1f}x faster"
+        delta = f" ({100 * (acc - base_acc):+.1f})" if label != rows[1][0] else ""
+        cells = f"{acc:.3f}{delta} | {mb:.2f} | {b1:.2f} | {b32:.1f} | {ratio} | {secs:.0f}"
+        print(f"| {label} | {cells} |")
+
+
+def fit_base(X, y, epochs: int, size: int, batch: int):
+    start = time.perf_counter()
+    clf = FineTunedClassifier(
+        "efficientnet_lite0", image_size=size, max_epochs=epochs, batch_size=batch, random_state=0
+    ).fit(X, y)
+    return clf, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100 digits, 1 epoch, no hymenoptera")
+    parser.add_argument("--skip-hymenoptera", action="store_true")
+    parser.add_argument("--repeats", type=int, default=50, help="runs per latency (batch 1)")
+    parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    n_train, epochs = (100, 1) if args.quick else (300, 5)
+    args.recover = 1 if args.quick else 2
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; ")
+    print(f"recovery: {args.recover} epochs after pruning; calibration: 256 training images\n")
+
+    X, y = load_digits_images()
+    X_train, y_train = X[:n_train], y[:n_train]
+    X_test, y_test = X[n_train : n_train + 500], y[n_train : n_train + 500]
+    base, secs = fit_base(X_train, y_train, epochs, 64, 32)
+    name = f"digits 64x64, {n_train} train / {len(X_test)} test, {epochs} epochs ({secs:.0f} s)"
+    tables = [(name, compare("digits", base, X_train, y_train, X_test, y_test, args))]
+
+    if not (args.quick or args.skip_hymenoptera) and HYMENOPTERA.exists():
+        X_train, y_train, _ = load_image_folder(HYMENOPTERA / "train", 224)
+        X_test, y_test, _ = load_image_folder(HYMENOPTERA / "val", 224)
+        base, secs = fit_base(X_train, y_train, 2, 224, 16)
+        name = (
+            f"ants/bees 224x224, {len(X_train)} train / {len(X_test)} val, 2 epochs ({secs:.0f} s)"
+        )
+        rows = compare("ants/bees", base, X_train, y_train, X_test, y_test, args)
+        tables.append((name, rows))
+    for name, rows in tables:
+        print_table(name, rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""``Compressed``: structured pruning, a short recovery fine-tune, and int8 through ONNX Runtime."""
+
+from __future__ import annotations
+
+import copy
+import io
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from .data import adapt_input, as_float_images
+from .network import FineTuneModule
+from .onnx_export import QUANTIZE_MODES, InferenceGraph, OnnxModel, export_onnx, quantize_onnx
+from .onnx_export import to_onnx as to_onnx
+
+__all__ = ["Compressed", "prune_module", "state_dict_bytes", "to_onnx"]
+
+MAX_PRUNE = 0.9
+
+
+class Compressed(MetaEstimatorMixin, BaseEstimator):
+    """A fine-tuned estimator, pruned, briefly re-tuned and quantized for CPU inference.
+
+    Parameters
+    ----------
+    estimator : FineTunedClassifier or FineTunedRegressor
+        Cloned and fitted by :meth:`fit`, unless ``prefit=True``.
+    prune : float in [0, 0.9]
+        Fraction of the prunable width (channels) removed, by weight magnitude
+        (torch-pruning's DepGraph, so coupled layers shrink together). The new
+        head's outputs are never pruned. 0: no pruning.
+    quantize : None, "int8" or "dynamic"
+        ``"int8"``: static per-channel int8 (QDQ) calibrated on
+        ``calibration_size`` training samples; ``"dynamic"``: weights in int8,
+        activations quantized on the fly. Either runs the model in ONNX Runtime
+        on the CPU; None keeps the PyTorch model.
+    recover_epochs : int >= 0
+        Epochs of the estimator's own training loop after pruning.
+    calibration_size : int >= 1
+        Training samples (a random subset) that calibrate static quantization.
+    prefit : bool
+        True: ``estimator`` is already fitted; compress a copy of it, no refit.
+    random_state : int, RandomState or None
+        Picks the calibration subset.
+    """
+
+    def __init__(
+        self,
+        estimator: Any,
+        prune: float = 0.0,
+        quantize: str | None = None,
+        recover_epochs: int = 2,
+        calibration_size: int = 256,
+        prefit: bool = False,
+        random_state: Any = None,
+    ) -> None:
+        self.estimator = estimator
+        self.prune = prune
+        self.quantize = quantize
+        self.recover_epochs = recover_epochs
+        self.calibration_size = calibration_size
+        self.prefit = prefit
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        prune = self.prune
+        if not isinstance(prune, numbers.Real) or isinstance(prune, bool):
+            raise ValueError(f"prune must be a float in [0, {MAX_PRUNE}]; got {prune!r}")
+        if not 0.0 <= float(prune) <= MAX_PRUNE:
+            raise ValueError(f"prune must be a float in [0, {MAX_PRUNE}]; got {prune!r}")
+        if self.quantize is not None and self.quantize not in QUANTIZE_MODES:
+            raise ValueError(
+                f"quantize={self.quantize!r} is not a quantization mode; use one of "
+                f"{[None, *QUANTIZE_MODES]}"
+            )
+        for name in ("recover_epochs", "calibration_size"):
+            value, low = getattr(self, name), int(name == "calibration_size")
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
+
+    def fit(self, X: Any, y: Any, calibration_X: Any = None) -> Compressed:
+        """Fit (or copy, ``prefit=True``) the estimator, prune, recover, quantize.
+
+        ``calibration_X``: samples for static quantization instead of a subset of ``X``.
+        """
+        self._check_params()
+        if self.prefit:
+            try:
+                self.estimator.check_is_fitted()
+            except Exception as exc:
+                raise NotFittedError(
+                    f"prefit=True but the {type(self.estimator).__name__} is not fitted"
+                ) from exc
+            est = copy.deepcopy(self.estimator)
+        else:
+            est = clone(self.estimator).fit(X, y)
+        before = _size(est.module_)
+        Xt = adapt_input(est, X, fitting=False)
+        report: dict[str, Any] = {"unhandled_layers": [], "unpruned_layers": []}
+        if self.prune > 0:
+            report.update(prune_module(est.module_, Xt[:1], float(self.prune)))
+            est.module_.apply_freeze_state(est.freeze_state_)  # the pruner turned grads on
+            est.initialize_optimizer()  # new parameters
+            est.prefix_keys_ = {}  # new weights: cached features are stale
+            for _ in range(self.recover_epochs):
+                est.partial_fit(Xt, y)
+        est.module_.eval()
+        after = _size(est.module_)
+        self.onnx_model_ = None
+        if self.quantize is not None:
+            calibration = self._calibration(est, Xt, calibration_X)
+            fp32 = export_onnx(est.module_, est.input_shape_, str(est.backbone))
+            self.onnx_model_ = OnnxModel(quantize_onnx(fp32, self.quantize, calibration))
+        self.estimator_ = est
+        self.compression_report_ = {
+            "prune": float(self.prune),
+            "quantize": self.quantize,
+            "recover_epochs": self.recover_epochs if self.prune > 0 else 0,
+            "calibration_size": len(calibration) if self.quantize == "int8" else 0,
+            "params_before": before[0],
+            "params_after": after[0],
+            "fp32_bytes_before": before[1],
+            "fp32_bytes_after": after[1],
+            "onnx_bytes": None if self.onnx_model_ is None else self.onnx_model_.nbytes,
+            "ignored_layers": ["head"],
+            **report,
+        }
+        return self
+
+    def _calibration(self, est: Any, Xt: torch.Tensor, calibration_X: Any) -> np.ndarray | None:
+        if self.quantize != "int8":
+            return None
+        if calibration_X is not None:
+            try:
+                Xt = adapt_input(est, calibration_X, fitting=False)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"calibration data: {exc}") from exc
+        rng = check_random_state(self.random_state)
+        n = min(self.calibration_size, len(Xt))
+        idx = np.sort(rng.choice(len(Xt), n, replace=False))
+        return as_float_images(Xt[torch.as_tensor(idx)]).numpy()
+
+    # ----------------------------------------------------------------------
+    # prediction
+
+    @property
+    def classes_(self) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.classes_
+
+    def _outputs(self, X: Any) -> np.ndarray:
+        """The network's outputs after the estimator's predict nonlinearity (softmax)."""
+        check_is_fitted(self, "estimator_")
+        est = self.estimator_
+        if self.onnx_model_ is None:
+            return est._forward_numpy(X)
+        Xt = as_float_images(adapt_input(est, X, fitting=False))
+        out = torch.from_numpy(self.onnx_model_.run(Xt.numpy()))
+        return est._get_predict_nonlinearity()(out).numpy()
+
+    @available_if(lambda self: is_classifier(self.estimator))
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities of the compressed model (classifiers only)."""
+        return self._outputs(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels (classifier) or targets on the original scale (regressor)."""
+        out = self._outputs(X)
+        est = self.estimator_
+        if is_classifier(est):
+            return est.classes_[out.argmax(axis=1)]
+        out = est.target_scaler_.inverse_transform(out.astype(np.float64))
+        return out.ravel() if est.y_ndim_ == 1 else out
+
+    def score(self, X: Any, y: Any) -> float:
+        """Accuracy (classifier) or R^2 (regressor) of the compressed model."""
+        pred = self.predict(X)
+        return accuracy_score(y, pred) if is_classifier(self.estimator) else r2_score(y, pred)
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import get_tags
+
+        tags = copy.deepcopy(get_tags(self.estimator))
+        tags.non_deterministic = True
+        return tags
+
+
+def _size(module: nn.Module) -> tuple[int, int]:
+    return sum(p.numel() for p in module.parameters()), state_dict_bytes(module)
+
+
+def state_dict_bytes(module: nn.Module) -> int:
+    """Bytes of ``torch.save(module.state_dict())``: the fp32 model size."""
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    return buffer.tell()
+
+
+def prune_module(module: FineTuneModule, example: torch.Tensor, ratio: float) -> dict[str, list]:
+    """Remove ``ratio`` of each prunable layer's channels by magnitude, in place.
+
+    torch-pruning traces the module on ``example`` (one adapted input) and
+    groups coupled layers (a conv, its batch norm, the next layer's input,
+    residual sums). The head's outputs are never pruned. Groups that touch a
+    parameter torch-pruning has no pruning rule for (``nn.Parameter`` held by
+    a custom layer) are left alone. Returns the names of those layers
+    (``unhandled_layers``) and of every layer with parameters whose shapes did
+    not change (``unpruned_layers``).
+    """
+    import torch_pruning as tp
+
+    graph = InferenceGraph(module)
+    names = {m: n for n, m in graph.named_modules()}
+    shapes = {n: _shapes(m) for m, n in names.items() if _shapes(m)}
+    param_owner = {p: n.rsplit(".", 1)[0] for n, p in graph.named_parameters()}
+    device = next(module.parameters()).device
+    example = example.to(device).float()
+    was_training = module.training
+    module.eval().requires_grad_(True)  # DepGraph traces autograd: frozen layers too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "unwrapped parameters": reported as unhandled_layers
+        pruner = tp.pruner.MetaPruner(
+            graph,
+            example,
+            importance=tp.importance.MagnitudeImportance(p=2),
+            pruning_ratio=ratio,
+            ignored_layers=[graph.head],
+        )
+    unhandled = {id(u.parameters) for u in pruner.DG.unwrapped_parameters}
+    unhandled_layers = sorted({param_owner[p] for p in param_owner if id(p) in unhandled})
+    for group in pruner.step(interactive=True):
+        touched = {id(dep.target.module) for dep, _ in group}
+        if not touched & unhandled:
+            group.prune()
+    module.train(was_training)
+    unpruned = [n for m, n in names.items() if n in shapes and _shapes(m) == shapes[n]]
+    return {"unhandled_layers": unhandled_layers, "unpruned_layers": sorted(unpruned)}
+
+
+def _shapes(module: nn.Module) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(p.shape) for p in module.parameters(recurse=False))

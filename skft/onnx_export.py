@@ -1,0 +1,198 @@
+"""ONNX export of a tuned network, int8 quantization, and an ONNX Runtime model that pickles."""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .network import FineTuneModule
+
+__all__ = ["InferenceGraph", "OnnxModel", "export_onnx", "quantize_onnx", "to_onnx"]
+
+#: ``quantize`` values: static per-channel QDQ with calibration, or dynamic (weights only).
+QUANTIZE_MODES = ("int8", "dynamic")
+_OPSET = 17
+_CHUNK = 256
+
+
+class InferenceGraph(nn.Module):
+    """``head(neck(groups(preprocess(x))))``: :class:`FineTuneModule` without freezing or caching.
+
+    Shares the module's layers, so pruning it prunes the estimator's module.
+    """
+
+    def __init__(self, module: FineTuneModule) -> None:
+        super().__init__()
+        self.preprocess, self.groups = module.preprocess, module.groups
+        self.neck, self.head = module.neck, module.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.preprocess(x)
+        for group in self.groups:
+            x = group(x)
+        return self.head(self.neck(x))
+
+
+def export_onnx(module: FineTuneModule, input_shape: tuple[int, ...], backbone: str) -> bytes:
+    """The module as an fp32 ONNX model: input ``x`` float32 ``(N, *input_shape)``, output ``y``.
+
+    Images enter as floats in [0, 1]; the backbone's normalisation is part of
+    the graph. Uses torch's TorchScript-based exporter (opset 17): it exports
+    smallcnn and EfficientNet-Lite0 (TF "same" padding) in a fraction of the
+    time of the dynamo exporter, with the same outputs. Operations it cannot
+    export raise a ``ValueError`` naming the backbone and the operation.
+    """
+    graph = InferenceGraph(copy.deepcopy(module).cpu()).eval()
+    example = torch.rand((2, *input_shape))
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
+            torch.onnx.export(
+                graph,
+                (example,),
+                buffer,
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                opset_version=_OPSET,
+                dynamo=False,
+            )
+    except Exception as exc:
+        found = re.search(r"operator '([\w:.]+)'", str(exc))
+        op = f"operation {found.group(1)!r}" if found else "an operation"
+        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"backbone {backbone!r} cannot be exported to ONNX: {op} is not supported "
+            f"by the exporter ({first_line})"
+        ) from exc
+    return buffer.getvalue()
+
+
+def to_onnx(estimator: Any, path: str | os.PathLike) -> Path:
+    """Write a fitted estimator's network to ``path`` as fp32 ONNX; returns the path.
+
+    The model takes float32 images ``(N, C, S, S)`` in [0, 1] (``input_shape_``;
+    uint8 pixels divided by 255) and gives the network's raw outputs: logits
+    for a classifier, standardised targets for a regressor.
+    """
+    estimator.check_is_fitted()
+    data = export_onnx(estimator.module_, estimator.input_shape_, str(estimator.backbone))
+    path = Path(path)
+    path.write_bytes(data)
+    return path
+
+
+def quantize_onnx(model: bytes, mode: str, calibration: np.ndarray | None = None) -> bytes:
+    """int8 ``model``: ``"int8"`` static per-channel QDQ calibrated on ``calibration``; or dynamic.
+
+    Static: unsigned 8-bit activations and signed 8-bit per-channel weights,
+    ONNX Runtime's recommendation for x86 CPUs; min-max calibration.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if mode not in QUANTIZE_MODES:
+        raise ValueError(f"quantize={mode!r}: use one of {[None, *QUANTIZE_MODES]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, out = (os.path.join(tmp, f"{n}.onnx") for n in ("src", "pre", "out"))
+        Path(src).write_bytes(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quant_pre_process(src, pre)
+            if mode == "dynamic":
+                quantize_dynamic(pre, out, weight_type=QuantType.QInt8, per_channel=True)
+            else:
+                reader = _calibration_reader(check_calibration(calibration, _input_shape(model)))
+                quantize_static(
+                    pre,
+                    out,
+                    reader,
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                )
+        return Path(out).read_bytes()
+
+
+def _input_shape(model: bytes) -> tuple[int | None, ...]:
+    import onnx
+
+    dims = onnx.load_from_string(model).graph.input[0].type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+
+
+def check_calibration(X: Any, input_shape: tuple[int | None, ...]) -> np.ndarray:
+    """``X`` as float32 if it fits the model's input ``(N, *input_shape[1:])``; else ValueError."""
+    want = "(N, " + ", ".join(str(d) for d in input_shape[1:]) + ")"
+    shape = None if X is None else np.shape(X)
+    if shape is None or len(shape) != len(input_shape) or shape[0] == 0:
+        raise ValueError(f"calibration data must have shape {want}; got {shape}")
+    if any(d is not None and d != s for d, s in zip(input_shape[1:], shape[1:])):
+        raise ValueError(f"calibration data must have shape {want}; got {shape}")
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def _calibration_reader(X: np.ndarray):
+    """``X`` in chunks of 32, as ONNX Runtime's ``quantize_static`` reads calibration data."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.chunks = iter([{"x": X[i : i + 32]} for i in range(0, len(X), 32)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.chunks, None)
+
+    return Reader()
+
+
+class OnnxModel:
+    """ONNX model bytes and an ONNX Runtime CPU session built from them on first use.
+
+    Pickles as the bytes: the session is rebuilt after unpickling.
+    """
+
+    def __init__(self, model: bytes, threads: int | None = None) -> None:
+        self.model, self.threads = model, threads
+        self._session = None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.model)
+
+    @property
+    def session(self):
+        if self._session is None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads or torch.get_num_threads()
+            providers = ["CPUExecutionProvider"]
+            self._session = ort.InferenceSession(self.model, options, providers=providers)
+        return self._session
+
+    def run(self, X: np.ndarray) -> np.ndarray:
+        """Outputs for float32 ``X``, in chunks of 256 samples."""
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        outs = [
+            self.session.run(None, {"x": X[i : i + _CHUNK]})[0] for i in range(0, len(X), _CHUNK)
+        ]
+        return np.concatenate(outs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"model": self.model, "threads": self.threads}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["model"], state["threads"])
