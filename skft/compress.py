@@ -114,6 +114,8 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             est.prefix_keys_ = {}  # new weights: cached features are stale
             for _ in range(self.recover_epochs):
                 est.partial_fit(Xt, y)
+            recalibrate_batchnorm(est.module_, Xt, next(est.module_.parameters()).device)
+            est.prefix_keys_ = {}  # new statistics: cached features are stale
         est.module_.eval()
         after = _size(est.module_)
         self.onnx_model_ = None
@@ -193,6 +195,37 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         tags = copy.deepcopy(get_tags(self.estimator))
         tags.non_deterministic = True
         return tags
+
+
+def recalibrate_batchnorm(module: nn.Module, X: torch.Tensor, device: Any, batch: int = 64) -> int:
+    """Recompute every BatchNorm's running statistics on ``X`` (precise BN); the layers found.
+
+    Pruning changes what each BatchNorm sees, and a few recovery epochs move the running
+    averages too little (measured: a pruned EfficientNet-Lite0 classified its own training
+    digits at 0.915 in train mode, 0.115 in eval mode). One pass over ``X`` in train mode,
+    without gradients and with a cumulative average, makes eval mode match again.
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    was_training = module.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative: every batch counts the same
+    module.eval()
+    for m in norms:
+        m.train()  # only the statistics: dropout stays off
+    try:
+        with torch.no_grad():
+            for start in range(0, len(X), batch):
+                module(X[start : start + batch].to(device))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        module.__dict__.pop("_applied_mode", None)  # FineTuneModule: re-apply modes next time
+        module.train(was_training)
+    return len(norms)
 
 
 def _size(module: nn.Module) -> tuple[int, int]:

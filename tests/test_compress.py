@@ -220,3 +220,23 @@ def test_unexportable_backbone_names_the_operation(digits, odd_layers, tmp_path)
         odd_layers.to_onnx(tmp_path / "odd.onnx")
     with pytest.raises(ValueError, match="cannot be exported to ONNX"):
         Compressed(odd_layers, quantize="dynamic", prefit=True).fit(X, y)
+
+
+def test_recalibrate_batchnorm_recomputes_running_statistics():
+    from skft.compress import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4, momentum=0.1)
+    bn.running_mean.fill_(5.0)
+    bn.running_var.fill_(9.0)
+    module = torch.nn.Sequential(conv, bn, torch.nn.Dropout(0.5)).eval()
+    X = torch.rand(100, 3, 8, 8)
+    assert recalibrate_batchnorm(module, X, "cpu", batch=25) == 1  # equal batches: the data mean
+    with torch.no_grad():
+        features = conv(X)
+    torch.testing.assert_close(bn.running_mean, features.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-4)
+    assert bn.momentum == 0.1 and not module.training and not bn.training  # all restored
+    # eval mode now matches train mode on the same data (the point of recalibrating)
+    with torch.no_grad():
+        eval_out = bn(features)
+    assert abs(float(eval_out.mean())) < 1e-3
