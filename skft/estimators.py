@@ -148,12 +148,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
                     f"{type(self).__name__} needs at least 2 classes in y; got 1 "
                     f"class ({labels.tolist()[0]!r})"
                 )
-            self.classes_inferred_ = labels
-            self.n_outputs_ = len(labels)
-            # LabelEncoder sorts; columns follow the given order of classes
-            self.label_encoder_ = LabelEncoder().fit(labels)
-            self.column_of_sorted_ = np.empty(len(labels), dtype=np.int64)
-            self.column_of_sorted_[self.label_encoder_.transform(labels)] = np.arange(len(labels))
+            self._set_classes(labels)
         unseen = np.setdiff1d(np.unique(y), self.classes_)
         if unseen.size:
             raise ValueError(
@@ -161,6 +156,14 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
             )
         encoded = self.column_of_sorted_[self.label_encoder_.transform(y)]
         return Xt, torch.as_tensor(encoded, dtype=torch.long)
+
+    def _set_classes(self, labels: np.ndarray) -> None:
+        """Set ``classes_`` and the label encoding (columns keep the order given)."""
+        self.classes_inferred_ = labels
+        self.n_outputs_ = len(labels)
+        self.label_encoder_ = LabelEncoder().fit(labels)
+        self.column_of_sorted_ = np.empty(len(labels), dtype=np.int64)
+        self.column_of_sorted_[self.label_encoder_.transform(labels)] = np.arange(len(labels))
 
     def initialize_criterion(self):
         super().initialize_criterion()

@@ -25,7 +25,7 @@ from sklearn.utils._param_validation import (
 
 from .augment import build_augmenter
 from .freezing import build_freezer
-from .plugins import get_backbone, heads, input_kinds, instantiate
+from .plugins import get_backbone, heads, input_kinds
 from .specs import BackboneSpec, InputKind
 from .tta import n_tta_views
 
@@ -182,18 +182,13 @@ def _head(estimator: Any, spec: BackboneSpec) -> Any:
     params = estimator.get_params_for("head")
     if estimator.head == "linear" and spec.make_head is not None and not params:
         return spec.make_head  # the backbone's own default head
-    factory = instantiate(
-        lambda **kw: partial(heads().get(estimator.head), **kw),
-        params,
-        f"head={estimator.head!r}",
-        "head__",
-    )
+    factory = heads().get(estimator.head)
     try:
-        inspect.signature(factory.func).bind(1, 1, **params)
+        inspect.signature(factory).bind(1, 1, **params)  # (in_features, n_outputs, **head__*)
     except TypeError as exc:
         given = ", ".join("head__" + k for k in params)
         raise TypeError(f"head={estimator.head!r} does not accept {given}: {exc}") from None
-    return factory
+    return partial(factory, **params)
 
 
 def resolve_frozen_depth(frozen_depth: Any, group_names: list[str], backbone: str) -> int:

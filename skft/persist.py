@@ -308,7 +308,7 @@ def _check_plugins(config: dict[str, Any], folder: Path) -> None:
 
 
 def _restore_fitted(estimator: Any, fitted: dict[str, Any]) -> None:
-    from sklearn.preprocessing import LabelEncoder, StandardScaler
+    from sklearn.preprocessing import StandardScaler
 
     estimator.input_shape_ = tuple(int(d) for d in fitted["input_shape"])
     estimator.lr_found_ = fitted.get("lr_found")
@@ -317,13 +317,7 @@ def _restore_fitted(estimator: Any, fitted: dict[str, Any]) -> None:
     if "classes" in fitted:
         labels = fitted["classes"]
         dtype = object if labels["dtype"] == "object" else np.dtype(labels["dtype"])
-        classes = np.asarray(labels["values"], dtype=dtype)
-        estimator.classes_inferred_ = classes
-        estimator.n_outputs_ = len(classes)
-        estimator.label_encoder_ = LabelEncoder().fit(classes)
-        column = np.empty(len(classes), dtype=np.int64)
-        column[estimator.label_encoder_.transform(classes)] = np.arange(len(classes))
-        estimator.column_of_sorted_ = column
+        estimator._set_classes(np.asarray(labels["values"], dtype=dtype))
     else:
         scaler = StandardScaler()
         scaler.mean_ = np.asarray(fitted["target_scaler"]["mean"], dtype=np.float64)
