@@ -6,7 +6,9 @@ import re
 import runpy
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 import skft.datasets
 
@@ -74,3 +76,55 @@ def test_learning_curve_quick(tmp_path, capsys):
     assert all(len(scores) == 2 and all(0 <= s <= 1 for s in scores) for scores in results.values())
     assert (tmp_path / "learning_curve.png").stat().st_size > 10_000
     assert "gap: pretrained - scratch" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.example
+def test_transfer_learning_quick_falls_back_and_reports(tmp_path, capsys, monkeypatch):
+    """Without VGG weights the example says so, trains Lite0 with an MLP head, and reports."""
+    monkeypatch.setattr("torch.hub.get_dir", lambda: str(tmp_path / "hub"))  # no cached file
+    module = runpy.run_path(str(ROOT / "examples" / "transfer_learning.py"), run_name="example")
+    result = module["main"](["--quick", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "note: no vgg11 weights here" in out and "--weights" in out
+    assert result["backbone"] == "efficientnet_lite0"
+    report = result["report"]
+    assert {"0", "1", "2"} <= set(report) and 0 <= result["accuracy"] <= 1
+    assert all(0 <= report[c]["recall"] <= 1 and 0 <= report[c]["f1-score"] <= 1 for c in "012")
+    assert result["plot"].stat().st_size > 5_000
+
+
+def test_transfer_learning_takes_a_local_weights_file(tmp_path):
+    module = runpy.run_path(str(ROOT / "examples" / "transfer_learning.py"), run_name="example")
+    weights = tmp_path / "vgg11.pth"
+    assert module["choose_backbone"]("vgg11", weights) == ("vgg11", str(weights))
+    assert module["choose_backbone"]("efficientnet_lite0", None) == ("efficientnet_lite0", True)
+
+
+@pytest.mark.slow
+@pytest.mark.example
+def test_regression_quick_reports_both_losses_and_metrics(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "examples" / "regression.py"), run_name="example")
+    results = module["main"](["--quick", "--out", str(tmp_path)])
+    assert set(results) == {"MSE loss", "MAE loss", "predict the mean"}
+    for metrics in results.values():
+        assert metrics["MSE"] >= metrics["MAE"] ** 2 - 1e-6  # Jensen: MSE >= MAE^2
+    assert (tmp_path / "regression_prediction_error.png").stat().st_size > 10_000
+    assert "test MAE" in capsys.readouterr().out
+
+
+def test_regression_targets_are_the_applied_rotation():
+    """The angle a digit is turned by is recoverable: turning back restores the image."""
+    from torchvision.transforms.v2 import functional as F
+
+    module = runpy.run_path(str(ROOT / "examples" / "regression.py"), run_name="example")
+    X = np.zeros((3, 48, 48), np.float32)
+    X[:, 8:40, 22:26] = 1.0  # a vertical bar
+    out, angles = module["rotated"](X, 45.0, 32, seed=0)
+    assert out.shape == (3, 1, 32, 32) and np.all(np.abs(angles) <= 45)
+    for img, angle in zip(out, angles):
+        back = F.rotate(torch.as_tensor(img), -float(angle), F.InterpolationMode.BILINEAR)
+        upright = torch.as_tensor(X[0, 8:40, 8:40])[None]
+        assert torch.mean(torch.abs(back - upright)[:, 8:24, 8:24]) < 0.1
+        if abs(angle) > 10:  # and it really was turned
+            assert torch.mean(torch.abs(torch.as_tensor(img) - upright)[:, 8:24, 8:24]) > 0.1
