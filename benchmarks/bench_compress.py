@@ -5,7 +5,8 @@ that fitted model with :class:`skft.Compressed` (``prefit=True``):
 
 * digits at 64x64 (300 train / 500 test, 5 epochs);
 * ants vs bees (``/work/shared/data/hymenoptera``, 224x224, 245 train / 153
-  val, 2 epochs) unless ``--skip-hymenoptera``.
+  val, 3 epochs with the first 5 of Lite0's 9 layer groups frozen, so their
+  features are cached; ``--hym-frozen-depth``) unless ``--skip-hymenoptera``.
 
 Every variant's latency is measured in ONNX Runtime on the CPU (fp32 ONNX for
 the unquantized ones, so the int8 speed-up is against the same runtime), as
@@ -79,18 +80,25 @@ def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     add("fp32, ONNX Runtime", fp32, fp32_model, time.perf_counter() - start)
 
     start = time.perf_counter()
-    pruned = Compressed(base, prune=0.3, recover_epochs=args.recover, prefit=True)
+    pruned = Compressed(
+        base, prune=0.3, recover_epochs=args.recover, round_to=args.round_to, prefit=True
+    )
     pruned.fit(X_train, y_train)
     add("pruned 0.3 + recovery", pruned, fp32_onnx(pruned.estimator_), time.perf_counter() - start)
 
+    agreement = {}
     for label, est in (
         ("int8 (static, per-channel)", base),
         ("pruned 0.3 + int8", pruned.estimator_),
     ):
         start = time.perf_counter()
-        comp = Compressed(est, quantize="int8", prefit=True, random_state=0)
+        comp = Compressed(
+            est, quantize="int8", keep_fp32=args.keep_fp32, prefit=True, random_state=0
+        )
         comp.fit(X_train, y_train)
         add(label, comp, comp.onnx_model_, time.perf_counter() - start)
+        agreement[label] = comp.compression_report_["calibration_agreement"]
+    print(f"{name}: int8 vs float predictions on the calibration images: {agreement}")
     report = pruned.compression_report_
     print(
         f"{name}: parameters {report['params_before']:,} -> {report['params_after']:,} after "
@@ -115,10 +123,15 @@ def print_table(name: str, rows: list[tuple]) -> None:
         print(f"| {label} | {cells} |")
 
 
-def fit_base(X, y, epochs: int, size: int, batch: int):
+def fit_base(X, y, epochs: int, size: int, batch: int, frozen_depth: int = 0):
     start = time.perf_counter()
     clf = FineTunedClassifier(
-        "efficientnet_lite0", image_size=size, max_epochs=epochs, batch_size=batch, random_state=0
+        "efficientnet_lite0",
+        image_size=size,
+        max_epochs=epochs,
+        batch_size=batch,
+        frozen_depth=frozen_depth,
+        random_state=0,
     ).fit(X, y)
     return clf, time.perf_counter() - start
 
@@ -129,12 +142,20 @@ def main() -> None:
     parser.add_argument("--skip-hymenoptera", action="store_true")
     parser.add_argument("--repeats", type=int, default=50, help="runs per latency (batch 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads")
+    parser.add_argument("--keep-fp32", type=int, default=2, help="Compressed(keep_fp32=...)")
+    parser.add_argument("--round-to", type=int, default=8, help="Compressed(round_to=...)")
+    parser.add_argument("--recover", type=int, default=2, help="recovery epochs after pruning")
+    parser.add_argument("--hym-frozen-depth", type=int, default=5, help="ants/bees frozen_depth")
+    parser.add_argument("--hym-epochs", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n_train, epochs = (100, 1) if args.quick else (300, 5)
-    args.recover = 1 if args.quick else 2
+    args.recover = 1 if args.quick else args.recover
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; ")
-    print(f"recovery: {args.recover} epochs after pruning; calibration: 256 training images\n")
+    print(
+        f"recovery: {args.recover} epochs after pruning (round_to={args.round_to}); "
+        f"calibration: 256 training images; keep_fp32={args.keep_fp32}\n"
+    )
 
     X, y = load_digits_images()
     X_train, y_train = X[:n_train], y[:n_train]
@@ -146,9 +167,11 @@ def main() -> None:
     if not (args.quick or args.skip_hymenoptera) and HYMENOPTERA.exists():
         X_train, y_train, _ = load_image_folder(HYMENOPTERA / "train", 224)
         X_test, y_test, _ = load_image_folder(HYMENOPTERA / "val", 224)
-        base, secs = fit_base(X_train, y_train, 2, 224, 16)
+        epochs, depth = args.hym_epochs, args.hym_frozen_depth
+        base, secs = fit_base(X_train, y_train, epochs, 224, 16, depth)
         name = (
-            f"ants/bees 224x224, {len(X_train)} train / {len(X_test)} val, 2 epochs ({secs:.0f} s)"
+            f"ants/bees 224x224, {len(X_train)} train / {len(X_test)} val, {epochs} epochs, "
+            f"frozen_depth={depth} ({secs:.0f} s)"
         )
         rows = compare("ants/bees", base, X_train, y_train, X_test, y_test, args)
         tables.append((name, rows))
