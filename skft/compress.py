@@ -184,6 +184,12 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             return {"calibration_agreement": float(np.mean(ref.argmax(1) == out.argmax(1)))}
         return {"calibration_max_diff": float(np.abs(ref - out).max())}
 
+    def save(self, path: Any):
+        """Write to the folder ``path`` (JSON, safetensors, ONNX; no pickle); see skft.load."""
+        from .compress_persist import save_compressed
+
+        return save_compressed(self, path)
+
     # ----------------------------------------------------------------------
     # prediction
 

@@ -308,3 +308,22 @@ def test_round_to_keeps_channel_counts_multiples_of_it(fitted):
     kept = [g[0].out_channels for g in module.groups]
     assert all(k % 8 == 0 and 0 < k < w for k, w in zip(kept, widths)), (widths, kept)
     assert module.eval()(x).shape == (2, 3)
+
+
+@pytest.mark.parametrize(("prune", "quantize"), [(0.3, None), (0.0, "int8"), (0.3, "int8")])
+def test_save_and_load_round_trip(digits, fitted, tmp_path, prune, quantize):
+    X, y = digits
+    comp = Compressed(fitted, prune=prune, quantize=quantize, recover_epochs=1, prefit=True)
+    comp.set_params(random_state=0).fit(X, y)
+    folder = comp.save(tmp_path / "small.skft")
+    assert {p.name for p in folder.iterdir()} == {"compressed.json", "estimator"} | (
+        {"model.onnx"} if quantize else set()
+    )
+    again = skft.load(folder)
+    assert isinstance(again, Compressed) and again.get_params()["prune"] == prune
+    np.testing.assert_array_equal(again.predict_proba(X), comp.predict_proba(X))
+    assert again.compression_report_ == comp.compression_report_
+    if quantize:
+        (folder / "model.onnx").write_bytes(b"x" + (folder / "model.onnx").read_bytes()[1:])
+        with pytest.raises(skft.persist.ModelFileError, match="sha256"):
+            skft.load(folder)
