@@ -87,14 +87,14 @@ def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     add("pruned 0.3 + recovery", pruned, fp32_onnx(pruned.estimator_), time.perf_counter() - start)
 
     agreement = {}
-    for label, est in (
-        ("int8 (static, per-channel)", base),
-        ("pruned 0.3 + int8", pruned.estimator_),
+    for label, est, mode in (
+        ("int8 (static, per-channel)", base, "int8"),
+        ("pruned 0.3 + int8", pruned.estimator_, "int8"),
+        ("int8-fast", base, "int8-fast"),
+        ("pruned 0.3 + int8-fast", pruned.estimator_, "int8-fast"),
     ):
         start = time.perf_counter()
-        comp = Compressed(
-            est, quantize="int8", keep_fp32=args.keep_fp32, prefit=True, random_state=0
-        )
+        comp = Compressed(est, quantize=mode, keep_fp32=args.keep_fp32, prefit=True, random_state=0)
         comp.fit(X_train, y_train)
         add(label, comp, comp.onnx_model_, time.perf_counter() - start)
         agreement[label] = comp.compression_report_["calibration_agreement"]

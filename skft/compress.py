@@ -20,7 +20,14 @@ from torch import nn
 
 from .data import adapt_input, as_float_images
 from .network import FineTuneModule
-from .onnx_export import QUANTIZE_MODES, InferenceGraph, OnnxModel, export_onnx, quantize_onnx
+from .onnx_export import (
+    QUANTIZE_MODES,
+    STATIC_MODES,
+    InferenceGraph,
+    OnnxModel,
+    export_onnx,
+    quantize_onnx,
+)
 from .onnx_export import to_onnx as to_onnx
 
 __all__ = ["Compressed", "prune_module", "state_dict_bytes", "to_onnx"]
@@ -39,7 +46,9 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         Fraction of the prunable width (channels) removed, by weight magnitude
         (torch-pruning's DepGraph, so coupled layers shrink together). The new
         head's outputs are never pruned. 0: no pruning.
-    quantize : None, "int8" or "dynamic"
+    quantize : None, "int8", "int8-fast" or "dynamic"
+        ``"int8-fast"``: like "int8" with unsigned activations, convolutions and
+        linear layers only (faster on x86 CPUs, less accurate).
         ``"int8"``: static per-channel int8 (QDQ) calibrated on
         ``calibration_size`` training samples; ``"dynamic"``: weights in int8,
         activations quantized on the fly. Either runs the model in ONNX Runtime
@@ -144,8 +153,8 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             "prune": float(self.prune),
             "quantize": self.quantize,
             "recover_epochs": self.recover_epochs if self.prune > 0 else 0,
-            "calibration_size": len(calibration) if self.quantize == "int8" else 0,
-            "keep_fp32": self.keep_fp32 if self.quantize == "int8" else 0,
+            "calibration_size": len(calibration) if self.quantize in STATIC_MODES else 0,
+            "keep_fp32": self.keep_fp32 if self.quantize in STATIC_MODES else 0,
             "round_to": self.round_to if self.prune > 0 else None,
             "params_before": before[0],
             "params_after": after[0],
@@ -158,7 +167,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         return self
 
     def _calibration(self, est: Any, Xt: torch.Tensor, calibration_X: Any) -> np.ndarray | None:
-        if self.quantize != "int8":
+        if self.quantize not in STATIC_MODES:
             return None
         if calibration_X is not None:
             try:

@@ -115,12 +115,12 @@ def test_regressor_exports_and_compresses(digits, fast, tmp_path):
 def test_int8_agrees_with_fp32(digits, fitted, keep_fp32):
     X, y = digits
     fp32 = fitted.predict(X)
-    for mode in ("int8", "dynamic"):
+    for mode in ("int8", "int8-fast", "dynamic"):
         comp = Compressed(fitted, quantize=mode, prefit=True, random_state=0, keep_fp32=keep_fp32)
         comp.fit(X, y)
         assert np.mean(comp.predict(X) == fp32) >= 0.9, mode
         assert comp.compression_report_["calibration_agreement"] >= 0.9, mode
-        assert comp.compression_report_["keep_fp32"] == (keep_fp32 if mode == "int8" else 0)
+        assert comp.compression_report_["keep_fp32"] == (keep_fp32 if "int8" in mode else 0)
 
 
 def test_static_int8_leaves_the_first_layers_and_shape_arithmetic_in_float(digits, fitted):
@@ -187,7 +187,7 @@ def test_grid_search_over_prune(digits, fast):
         ({"prune": 0.95}, r"prune must be a float in \[0, 0.9\]"),
         ({"prune": -0.1}, r"prune must be a float in \[0, 0.9\]"),
         ({"prune": "half"}, r"prune must be a float"),
-        ({"quantize": "int4"}, r"quantize='int4'.*\[None, 'int8', 'dynamic'\]"),
+        ({"quantize": "int4"}, r"quantize='int4'.*\[None, 'int8', 'int8-fast', 'dynamic'\]"),
         ({"recover_epochs": -1}, "recover_epochs must be an int >= 0"),
         ({"calibration_size": 0}, "calibration_size must be an int >= 1"),
         ({"keep_fp32": -1}, "keep_fp32 must be an int >= 0"),
