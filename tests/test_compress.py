@@ -327,3 +327,18 @@ def test_save_and_load_round_trip(digits, fitted, tmp_path, prune, quantize):
         (folder / "model.onnx").write_bytes(b"x" + (folder / "model.onnx").read_bytes()[1:])
         with pytest.raises(skft.persist.ModelFileError, match="sha256"):
             skft.load(folder)
+
+
+def test_dynamic_int8_on_a_tabular_mlp(fast):
+    """The MatMul/Gemm path that transformer encoders take (``quantize="dynamic"``)."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    X = X.astype(np.float32)
+    settings = {**fast, "backbone": "mlp", "image_size": None, "max_epochs": 20, "lr": 1e-2}
+    clf = FineTunedClassifier(**settings).fit(X, y)
+    comp = Compressed(clf, quantize="dynamic", prefit=True).fit(X, y)
+    assert comp.compression_report_["onnx_bytes"] < comp.compression_report_["fp32_bytes_after"]
+    assert np.mean(comp.predict(X) == clf.predict(X)) >= 0.9
+    assert comp.compression_report_["calibration_agreement"] >= 0.9
+    np.testing.assert_allclose(comp.predict_proba(X), clf.predict_proba(X), atol=0.1)
