@@ -108,7 +108,7 @@ def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     return rows
 
 
-def print_table(name: str, rows: list[tuple]) -> None:
+def print_table(name: str, rows: list[tuple], flush: bool = False) -> None:
     base_acc, base_mb, base_b1, base_b32 = rows[1][1:5]  # fp32 in ONNX Runtime
     print(f"\n{name}\n")
     print(
@@ -120,7 +120,7 @@ def print_table(name: str, rows: list[tuple]) -> None:
         ratio = f"{base_mb / mb:.1f}x smaller, {base_b1 / b1:.1f}x, {base_b32 / b32:.1f}x faster"
         delta = f" ({100 * (acc - base_acc):+.1f})" if label != rows[1][0] else ""
         cells = f"{acc:.3f}{delta} | {mb:.2f} | {b1:.2f} | {b32:.1f} | {ratio} | {secs:.0f}"
-        print(f"| {label} | {cells} |")
+        print(f"| {label} | {cells} |", flush=flush)
 
 
 def fit_base(X, y, epochs: int, size: int, batch: int, frozen_depth: int = 0):
@@ -163,6 +163,7 @@ def main() -> None:
     base, secs = fit_base(X_train, y_train, epochs, 64, 32)
     name = f"digits 64x64, {n_train} train / {len(X_test)} test, {epochs} epochs ({secs:.0f} s)"
     tables = [(name, compare("digits", base, X_train, y_train, X_test, y_test, args))]
+    print_table(*tables[0], flush=True)  # now, in case the 224 px run is cut short
 
     if not (args.quick or args.skip_hymenoptera) and HYMENOPTERA.exists():
         X_train, y_train, _ = load_image_folder(HYMENOPTERA / "train", 224)
@@ -175,7 +176,7 @@ def main() -> None:
         )
         rows = compare("ants/bees", base, X_train, y_train, X_test, y_test, args)
         tables.append((name, rows))
-    for name, rows in tables:
+    for name, rows in tables[1:]:
         print_table(name, rows)
 
 
