@@ -5,7 +5,8 @@ that fitted model with :class:`skft.Compressed` (``prefit=True``):
 
 * digits at 64x64 (300 train / 500 test, 5 epochs);
 * ants vs bees (``/work/shared/data/hymenoptera``, 224x224, 245 train / 153
-  val, 2 epochs) unless ``--skip-hymenoptera``.
+  val, 3 epochs with the first 5 of Lite0's 9 layer groups frozen, so their
+  features are cached; ``--hym-frozen-depth``) unless ``--skip-hymenoptera``.
 
 Every variant's latency is measured in ONNX Runtime on the CPU (fp32 ONNX for
 the unquantized ones, so the int8 speed-up is against the same runtime), as
@@ -79,18 +80,25 @@ def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     add("fp32, ONNX Runtime", fp32, fp32_model, time.perf_counter() - start)
 
     start = time.perf_counter()
-    pruned = Compressed(base, prune=0.3, recover_epochs=args.recover, prefit=True)
+    pruned = Compressed(
+        base, prune=0.3, recover_epochs=args.recover, round_to=args.round_to, prefit=True
+    )
     pruned.fit(X_train, y_train)
     add("pruned 0.3 + recovery", pruned, fp32_onnx(pruned.estimator_), time.perf_counter() - start)
 
-    for label, est in (
-        ("int8 (static, per-channel)", base),
-        ("pruned 0.3 + int8", pruned.estimator_),
+    agreement = {}
+    for label, est, mode in (
+        ("int8 (static, per-channel)", base, "int8"),
+        ("pruned 0.3 + int8", pruned.estimator_, "int8"),
+        ("int8-fast", base, "int8-fast"),
+        ("pruned 0.3 + int8-fast", pruned.estimator_, "int8-fast"),
     ):
         start = time.perf_counter()
-        comp = Compressed(est, quantize="int8", prefit=True, random_state=0)
+        comp = Compressed(est, quantize=mode, keep_fp32=args.keep_fp32, prefit=True, random_state=0)
         comp.fit(X_train, y_train)
         add(label, comp, comp.onnx_model_, time.perf_counter() - start)
+        agreement[label] = comp.compression_report_["calibration_agreement"]
+    print(f"{name}: int8 vs float predictions on the calibration images: {agreement}")
     report = pruned.compression_report_
     print(
         f"{name}: parameters {report['params_before']:,} -> {report['params_after']:,} after "
@@ -100,7 +108,7 @@ def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     return rows
 
 
-def print_table(name: str, rows: list[tuple]) -> None:
+def print_table(name: str, rows: list[tuple], flush: bool = False) -> None:
     base_acc, base_mb, base_b1, base_b32 = rows[1][1:5]  # fp32 in ONNX Runtime
     print(f"\n{name}\n")
     print(
@@ -112,13 +120,18 @@ def print_table(name: str, rows: list[tuple]) -> None:
         ratio = f"{base_mb / mb:.1f}x smaller, {base_b1 / b1:.1f}x, {base_b32 / b32:.1f}x faster"
         delta = f" ({100 * (acc - base_acc):+.1f})" if label != rows[1][0] else ""
         cells = f"{acc:.3f}{delta} | {mb:.2f} | {b1:.2f} | {b32:.1f} | {ratio} | {secs:.0f}"
-        print(f"| {label} | {cells} |")
+        print(f"| {label} | {cells} |", flush=flush)
 
 
-def fit_base(X, y, epochs: int, size: int, batch: int):
+def fit_base(X, y, epochs: int, size: int, batch: int, frozen_depth: int = 0):
     start = time.perf_counter()
     clf = FineTunedClassifier(
-        "efficientnet_lite0", image_size=size, max_epochs=epochs, batch_size=batch, random_state=0
+        "efficientnet_lite0",
+        image_size=size,
+        max_epochs=epochs,
+        batch_size=batch,
+        frozen_depth=frozen_depth,
+        random_state=0,
     ).fit(X, y)
     return clf, time.perf_counter() - start
 
@@ -129,12 +142,20 @@ def main() -> None:
     parser.add_argument("--skip-hymenoptera", action="store_true")
     parser.add_argument("--repeats", type=int, default=50, help="runs per latency (batch 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads")
+    parser.add_argument("--keep-fp32", type=int, default=2, help="Compressed(keep_fp32=...)")
+    parser.add_argument("--round-to", type=int, default=8, help="Compressed(round_to=...)")
+    parser.add_argument("--recover", type=int, default=2, help="recovery epochs after pruning")
+    parser.add_argument("--hym-frozen-depth", type=int, default=5, help="ants/bees frozen_depth")
+    parser.add_argument("--hym-epochs", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n_train, epochs = (100, 1) if args.quick else (300, 5)
-    args.recover = 1 if args.quick else 2
+    args.recover = 1 if args.quick else args.recover
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; ")
-    print(f"recovery: {args.recover} epochs after pruning; calibration: 256 training images\n")
+    print(
+        f"recovery: {args.recover} epochs after pruning (round_to={args.round_to}); "
+        f"calibration: 256 training images; keep_fp32={args.keep_fp32}\n"
+    )
 
     X, y = load_digits_images()
     X_train, y_train = X[:n_train], y[:n_train]
@@ -142,17 +163,20 @@ def main() -> None:
     base, secs = fit_base(X_train, y_train, epochs, 64, 32)
     name = f"digits 64x64, {n_train} train / {len(X_test)} test, {epochs} epochs ({secs:.0f} s)"
     tables = [(name, compare("digits", base, X_train, y_train, X_test, y_test, args))]
+    print_table(*tables[0], flush=True)  # now, in case the 224 px run is cut short
 
     if not (args.quick or args.skip_hymenoptera) and HYMENOPTERA.exists():
         X_train, y_train, _ = load_image_folder(HYMENOPTERA / "train", 224)
         X_test, y_test, _ = load_image_folder(HYMENOPTERA / "val", 224)
-        base, secs = fit_base(X_train, y_train, 2, 224, 16)
+        epochs, depth = args.hym_epochs, args.hym_frozen_depth
+        base, secs = fit_base(X_train, y_train, epochs, 224, 16, depth)
         name = (
-            f"ants/bees 224x224, {len(X_train)} train / {len(X_test)} val, 2 epochs ({secs:.0f} s)"
+            f"ants/bees 224x224, {len(X_train)} train / {len(X_test)} val, {epochs} epochs, "
+            f"frozen_depth={depth} ({secs:.0f} s)"
         )
         rows = compare("ants/bees", base, X_train, y_train, X_test, y_test, args)
         tables.append((name, rows))
-    for name, rows in tables:
+    for name, rows in tables[1:]:
         print_table(name, rows)
 
 

@@ -20,7 +20,14 @@ from torch import nn
 
 from .data import adapt_input, as_float_images
 from .network import FineTuneModule
-from .onnx_export import QUANTIZE_MODES, InferenceGraph, OnnxModel, export_onnx, quantize_onnx
+from .onnx_export import (
+    QUANTIZE_MODES,
+    STATIC_MODES,
+    InferenceGraph,
+    OnnxModel,
+    export_onnx,
+    quantize_onnx,
+)
 from .onnx_export import to_onnx as to_onnx
 
 __all__ = ["Compressed", "prune_module", "state_dict_bytes", "to_onnx"]
@@ -39,7 +46,9 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         Fraction of the prunable width (channels) removed, by weight magnitude
         (torch-pruning's DepGraph, so coupled layers shrink together). The new
         head's outputs are never pruned. 0: no pruning.
-    quantize : None, "int8" or "dynamic"
+    quantize : None, "int8", "int8-fast" or "dynamic"
+        ``"int8-fast"``: like "int8" with unsigned activations, convolutions and
+        linear layers only (faster on x86 CPUs, less accurate).
         ``"int8"``: static per-channel int8 (QDQ) calibrated on
         ``calibration_size`` training samples; ``"dynamic"``: weights in int8,
         activations quantized on the fly. Either runs the model in ONNX Runtime
@@ -48,6 +57,13 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         Epochs of the estimator's own training loop after pruning.
     calibration_size : int >= 1
         Training samples (a random subset) that calibrate static quantization.
+    keep_fp32 : int >= 0
+        Static int8: the first ``keep_fp32`` convolution/linear layers (and what
+        comes before them) stay in float32; the layers nearest the input are the
+        most sensitive to quantization noise.
+    round_to : int >= 1 or None
+        Pruning keeps channel counts multiples of ``round_to`` (8: what CPU
+        kernels vectorise over); None: exactly ``1 - prune`` of each layer.
     prefit : bool
         True: ``estimator`` is already fitted; compress a copy of it, no refit.
     random_state : int, RandomState or None
@@ -61,6 +77,8 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         quantize: str | None = None,
         recover_epochs: int = 2,
         calibration_size: int = 256,
+        keep_fp32: int = 2,
+        round_to: int | None = 8,
         prefit: bool = False,
         random_state: Any = None,
     ) -> None:
@@ -69,6 +87,8 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         self.quantize = quantize
         self.recover_epochs = recover_epochs
         self.calibration_size = calibration_size
+        self.keep_fp32 = keep_fp32
+        self.round_to = round_to
         self.prefit = prefit
         self.random_state = random_state
 
@@ -83,8 +103,10 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
                 f"quantize={self.quantize!r} is not a quantization mode; use one of "
                 f"{[None, *QUANTIZE_MODES]}"
             )
-        for name in ("recover_epochs", "calibration_size"):
-            value, low = getattr(self, name), int(name == "calibration_size")
+        for name in ("recover_epochs", "calibration_size", "keep_fp32", "round_to"):
+            value, low = getattr(self, name), int(name in ("calibration_size", "round_to"))
+            if name == "round_to" and value is None:
+                continue
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
 
@@ -108,7 +130,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         Xt = adapt_input(est, X, fitting=False)
         report: dict[str, Any] = {"unhandled_layers": [], "unpruned_layers": []}
         if self.prune > 0:
-            report.update(prune_module(est.module_, Xt[:1], float(self.prune)))
+            report.update(prune_module(est.module_, Xt[:1], float(self.prune), self.round_to))
             est.module_.apply_freeze_state(est.freeze_state_)  # the pruner turned grads on
             est.initialize_optimizer()  # new parameters
             est.prefix_keys_ = {}  # new weights: cached features are stale
@@ -122,13 +144,18 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         if self.quantize is not None:
             calibration = self._calibration(est, Xt, calibration_X)
             fp32 = export_onnx(est.module_, est.input_shape_, str(est.backbone))
-            self.onnx_model_ = OnnxModel(quantize_onnx(fp32, self.quantize, calibration))
+            self.onnx_model_ = OnnxModel(
+                quantize_onnx(fp32, self.quantize, calibration, self.keep_fp32)
+            )
+            report.update(self._agreement(est, fp32, calibration, Xt))
         self.estimator_ = est
         self.compression_report_ = {
             "prune": float(self.prune),
             "quantize": self.quantize,
             "recover_epochs": self.recover_epochs if self.prune > 0 else 0,
-            "calibration_size": len(calibration) if self.quantize == "int8" else 0,
+            "calibration_size": len(calibration) if self.quantize in STATIC_MODES else 0,
+            "keep_fp32": self.keep_fp32 if self.quantize in STATIC_MODES else 0,
+            "round_to": self.round_to if self.prune > 0 else None,
             "params_before": before[0],
             "params_after": after[0],
             "fp32_bytes_before": before[1],
@@ -140,7 +167,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         return self
 
     def _calibration(self, est: Any, Xt: torch.Tensor, calibration_X: Any) -> np.ndarray | None:
-        if self.quantize != "int8":
+        if self.quantize not in STATIC_MODES:
             return None
         if calibration_X is not None:
             try:
@@ -151,6 +178,26 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         n = min(self.calibration_size, len(Xt))
         idx = np.sort(rng.choice(len(Xt), n, replace=False))
         return as_float_images(Xt[torch.as_tensor(idx)]).numpy()
+
+    def _agreement(self, est: Any, fp32: bytes, calibration: Any, Xt: torch.Tensor) -> dict:
+        """How closely the quantized model follows the float one, on calibration samples.
+
+        The calibration samples (static) or the first 256 training ones (dynamic).
+        Classifiers: ``calibration_agreement``, the share of samples whose predicted
+        class is kept; regressors: ``calibration_max_diff``, the largest absolute
+        difference of the standardised outputs.
+        """
+        X = calibration if calibration is not None else as_float_images(Xt[:256]).numpy()
+        ref, out = OnnxModel(fp32).run(X), self.onnx_model_.run(X)
+        if is_classifier(est):
+            return {"calibration_agreement": float(np.mean(ref.argmax(1) == out.argmax(1)))}
+        return {"calibration_max_diff": float(np.abs(ref - out).max())}
+
+    def save(self, path: Any):
+        """Write to the folder ``path`` (JSON, safetensors, ONNX; no pickle); see skft.load."""
+        from .compress_persist import save_compressed
+
+        return save_compressed(self, path)
 
     # ----------------------------------------------------------------------
     # prediction
@@ -239,12 +286,15 @@ def state_dict_bytes(module: nn.Module) -> int:
     return buffer.tell()
 
 
-def prune_module(module: FineTuneModule, example: torch.Tensor, ratio: float) -> dict[str, list]:
+def prune_module(
+    module: FineTuneModule, example: torch.Tensor, ratio: float, round_to: int | None = None
+) -> dict[str, list]:
     """Remove ``ratio`` of each prunable layer's channels by magnitude, in place.
 
     torch-pruning traces the module on ``example`` (one adapted input) and
     groups coupled layers (a conv, its batch norm, the next layer's input,
-    residual sums). The head's outputs are never pruned. Groups that touch a
+    residual sums). The head's outputs are never pruned; ``round_to`` keeps channel
+    counts multiples of it. Groups that touch a
     parameter torch-pruning has no pruning rule for (``nn.Parameter`` held by
     a custom layer) are left alone. Returns the names of those layers
     (``unhandled_layers``) and of every layer with parameters whose shapes did
@@ -268,6 +318,7 @@ def prune_module(module: FineTuneModule, example: torch.Tensor, ratio: float) ->
             importance=tp.importance.MagnitudeImportance(p=2),
             pruning_ratio=ratio,
             ignored_layers=[graph.head],
+            round_to=round_to,
         )
     unhandled = {id(u.parameters) for u in pruner.DG.unwrapped_parameters}
     unhandled_layers = sorted({param_owner[p] for p in param_owner if id(p) in unhandled})

@@ -20,7 +20,9 @@ from .network import FineTuneModule
 __all__ = ["InferenceGraph", "OnnxModel", "export_onnx", "quantize_onnx", "to_onnx"]
 
 #: ``quantize`` values: static per-channel QDQ with calibration, or dynamic (weights only).
-QUANTIZE_MODES = ("int8", "dynamic")
+QUANTIZE_MODES = ("int8", "int8-fast", "dynamic")
+#: the static modes (calibrated)
+STATIC_MODES = ("int8", "int8-fast")
 _OPSET = 17
 _CHUNK = 256
 
@@ -93,11 +95,24 @@ def to_onnx(estimator: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def quantize_onnx(model: bytes, mode: str, calibration: np.ndarray | None = None) -> bytes:
+def quantize_onnx(
+    model: bytes, mode: str, calibration: np.ndarray | None = None, keep_fp32: int = 2
+) -> bytes:
     """int8 ``model``: ``"int8"`` static per-channel QDQ calibrated on ``calibration``; or dynamic.
 
-    Static: unsigned 8-bit activations and signed 8-bit per-channel weights,
-    ONNX Runtime's recommendation for x86 CPUs; min-max calibration.
+    Static: signed 8-bit symmetric activations and per-channel weights, min-max
+    calibration. The first ``keep_fp32`` convolution/linear layers, and every node
+    before them (normalisation, padding), stay in float32, and so does the
+    arithmetic that computes shapes and paddings from the input's size. Why (measured
+    on EfficientNet-Lite0 fine-tuned on digits, fp32 accuracy 0.740, 500 test
+    images): the default unsigned asymmetric activations gave 0.304; signed
+    symmetric ones 0.706; keeping the first two convolutions in float32 too, 0.744.
+    That model flips 20% of its predictions under +-1/255 uniform input noise: the
+    layers nearest the input amplify quantization noise most.
+
+    ``"int8-fast"``: unsigned asymmetric activations (ONNX Runtime's fastest x86
+    kernels, U8S8), convolutions and linear layers only; same model: 0.702, and at
+    batch 1 about twice as fast as ``"int8"`` (whose signed activations run slower).
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -114,16 +129,51 @@ def quantize_onnx(model: bytes, mode: str, calibration: np.ndarray | None = None
                 quantize_dynamic(pre, out, weight_type=QuantType.QInt8, per_channel=True)
             else:
                 reader = _calibration_reader(check_calibration(calibration, _input_shape(model)))
+                fast = mode == "int8-fast"
                 quantize_static(
                     pre,
                     out,
                     reader,
                     quant_format=QuantFormat.QDQ,
                     per_channel=True,
-                    activation_type=QuantType.QUInt8,
+                    activation_type=QuantType.QUInt8 if fast else QuantType.QInt8,
                     weight_type=QuantType.QInt8,
+                    nodes_to_exclude=float_nodes(Path(pre).read_bytes(), keep_fp32),
+                    op_types_to_quantize=list(_WEIGHTED) if fast else None,
+                    extra_options={"ActivationSymmetric": not fast, "WeightSymmetric": True},
                 )
         return Path(out).read_bytes()
+
+
+_WEIGHTED = ("Conv", "Gemm", "MatMul")
+
+
+def float_nodes(model: bytes, keep_fp32: int) -> list[str]:
+    """Names of the nodes static quantization leaves in float32.
+
+    Every node up to and including the ``keep_fp32``-th Conv/Gemm/MatMul (in
+    topological order), and the shape arithmetic: nodes whose inputs all come
+    from ``Shape`` nodes, constants or other such nodes (TF "same" padding
+    computes its pads from the input's size in float; quantized, those sizes
+    would be rounded).
+    """
+    import onnx
+
+    graph = onnx.load_from_string(model).graph
+    constant = {i.name for i in graph.initializer}
+    shape_derived: set[str] = set()
+    names, seen = [], 0
+    for node in graph.node:
+        inputs = [i for i in node.input if i and i not in constant]
+        if node.op_type == "Constant":
+            constant.update(node.output)
+        elif node.op_type == "Shape" or (inputs and all(i in shape_derived for i in inputs)):
+            shape_derived.update(node.output)
+            names.append(node.name)
+        elif seen < keep_fp32:
+            names.append(node.name)
+            seen += node.op_type in _WEIGHTED
+    return names
 
 
 def _input_shape(model: bytes) -> tuple[int | None, ...]:

@@ -202,10 +202,21 @@ def load(path: str | os.PathLike) -> Any:
     saved model, was changed or truncated, or needs a plugin or backbone that
     is not installed (named in the message).
     """
+    folder = Path(path)
+    if (folder / "compressed.json").is_file():
+        from .compress_persist import load_compressed
+
+        return load_compressed(folder)
+    estimator, config = build_saved(folder)
+    _load_weights(estimator, folder, config["weights_sha256"])
+    return estimator
+
+
+def build_saved(folder: Path) -> tuple[Any, dict[str, Any]]:
+    """The saved estimator, fitted attributes restored and module built, before its weights."""
     from . import estimators
     from .params import check_params
 
-    folder = Path(path)
     config = _read_config(folder)
     cls = getattr(estimators, config["class"])
     try:
@@ -222,8 +233,7 @@ def load(path: str | os.PathLike) -> Any:
         estimator.initialize()
     finally:
         estimator.pretrained = pretrained
-    _load_weights(estimator, folder, config["weights_sha256"])
-    return estimator
+    return estimator, config
 
 
 def _read_config(folder: Path) -> dict[str, Any]:

@@ -111,12 +111,65 @@ def test_regressor_exports_and_compresses(digits, fast, tmp_path):
     )
 
 
-def test_int8_agrees_with_fp32(digits, fitted):
+@pytest.mark.parametrize("keep_fp32", [0, 1])
+def test_int8_agrees_with_fp32(digits, fitted, keep_fp32):
     X, y = digits
     fp32 = fitted.predict(X)
-    for mode in ("int8", "dynamic"):
-        comp = Compressed(fitted, quantize=mode, prefit=True, random_state=0).fit(X, y)
+    for mode in ("int8", "int8-fast", "dynamic"):
+        comp = Compressed(fitted, quantize=mode, prefit=True, random_state=0, keep_fp32=keep_fp32)
+        comp.fit(X, y)
         assert np.mean(comp.predict(X) == fp32) >= 0.9, mode
+        assert comp.compression_report_["calibration_agreement"] >= 0.9, mode
+        assert comp.compression_report_["keep_fp32"] == (keep_fp32 if "int8" in mode else 0)
+
+
+def test_static_int8_leaves_the_first_layers_and_shape_arithmetic_in_float(digits, fitted):
+    import onnx
+
+    from skft.onnx_export import export_onnx, float_nodes
+
+    X, y = digits
+    fp32 = export_onnx(fitted.module_, fitted.input_shape_, "smallcnn")
+    nodes = list(onnx.load_from_string(fp32).graph.node)
+    convs = [n.name for n in nodes if n.op_type == "Conv"]
+    assert float_nodes(fp32, 0) == [] and float_nodes(fp32, 3)[-1] == convs[2]
+    kept = float_nodes(fp32, 1)
+    assert convs[0] in kept and convs[1] not in kept
+    first_conv = next(i for i, n in enumerate(nodes) if n.op_type == "Conv")
+    assert {n.name for n in nodes[:first_conv]} <= set(kept)  # normalisation, padding
+    comp = Compressed(fitted, quantize="int8", keep_fp32=1, prefit=True, random_state=0).fit(X, y)
+    graph = onnx.load_from_string(comp.onnx_model_.model).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    first, second = [n for n in graph.node if n.op_type == "Conv"][:2]
+    assert producers.get(first.input[1]) != "DequantizeLinear"  # float weights
+    assert producers.get(second.input[1]) == "DequantizeLinear"  # int8 weights
+
+
+def test_shape_arithmetic_is_not_quantized():
+    """A graph that computes a pad from its input's size in float (as TF "same" padding does)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from skft.onnx_export import float_nodes
+
+    const = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"], name="shape"),
+        helper.make_node("Cast", ["s"], ["sf"], to=TensorProto.FLOAT, name="cast"),
+        helper.make_node("Div", ["sf", "two"], ["half"], name="div"),
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Add", ["r", "x"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [const],
+    )
+    model = helper.make_model(graph).SerializeToString()
+    assert float_nodes(model, 0) == ["shape", "cast", "div"]
+    onnx.checker.check_model(onnx.load_from_string(model))
 
 
 def test_grid_search_over_prune(digits, fast):
@@ -134,9 +187,11 @@ def test_grid_search_over_prune(digits, fast):
         ({"prune": 0.95}, r"prune must be a float in \[0, 0.9\]"),
         ({"prune": -0.1}, r"prune must be a float in \[0, 0.9\]"),
         ({"prune": "half"}, r"prune must be a float"),
-        ({"quantize": "int4"}, r"quantize='int4'.*\[None, 'int8', 'dynamic'\]"),
+        ({"quantize": "int4"}, r"quantize='int4'.*\[None, 'int8', 'int8-fast', 'dynamic'\]"),
         ({"recover_epochs": -1}, "recover_epochs must be an int >= 0"),
         ({"calibration_size": 0}, "calibration_size must be an int >= 1"),
+        ({"keep_fp32": -1}, "keep_fp32 must be an int >= 0"),
+        ({"round_to": 0}, "round_to must be an int >= 1"),
     ],
 )
 def test_bad_parameters_fail_before_any_work(digits, fitted, params, words, monkeypatch):
@@ -204,7 +259,8 @@ def odd_layers(digits, fast):
 
 def test_layers_the_pruner_cannot_handle_are_left_alone(digits, odd_layers):
     X, y = digits
-    comp = Compressed(odd_layers, prune=0.5, recover_epochs=0, prefit=True).fit(X, y)
+    comp = Compressed(odd_layers, prune=0.5, recover_epochs=0, round_to=None, prefit=True)
+    comp.fit(X, y)
     groups = comp.estimator_.module_.groups
     report = comp.compression_report_
     assert report["unhandled_layers"] == ["groups.1.1"]  # Scale
@@ -240,3 +296,49 @@ def test_recalibrate_batchnorm_recomputes_running_statistics():
     with torch.no_grad():
         eval_out = bn(features)
     assert abs(float(eval_out.mean())) < 1e-3
+
+
+def test_round_to_keeps_channel_counts_multiples_of_it(fitted):
+    import copy
+
+    module = copy.deepcopy(fitted.module_)
+    widths = [g[0].out_channels for g in module.groups]
+    x = torch.as_tensor(as_float_images(adapt_images(np.zeros((2, 8, 8)), 16)))
+    prune_module(module, x[:1], 0.3, round_to=8)
+    kept = [g[0].out_channels for g in module.groups]
+    assert all(k % 8 == 0 and 0 < k < w for k, w in zip(kept, widths)), (widths, kept)
+    assert module.eval()(x).shape == (2, 3)
+
+
+@pytest.mark.parametrize(("prune", "quantize"), [(0.3, None), (0.0, "int8"), (0.3, "int8")])
+def test_save_and_load_round_trip(digits, fitted, tmp_path, prune, quantize):
+    X, y = digits
+    comp = Compressed(fitted, prune=prune, quantize=quantize, recover_epochs=1, prefit=True)
+    comp.set_params(random_state=0).fit(X, y)
+    folder = comp.save(tmp_path / "small.skft")
+    assert {p.name for p in folder.iterdir()} == {"compressed.json", "estimator"} | (
+        {"model.onnx"} if quantize else set()
+    )
+    again = skft.load(folder)
+    assert isinstance(again, Compressed) and again.get_params()["prune"] == prune
+    np.testing.assert_array_equal(again.predict_proba(X), comp.predict_proba(X))
+    assert again.compression_report_ == comp.compression_report_
+    if quantize:
+        (folder / "model.onnx").write_bytes(b"x" + (folder / "model.onnx").read_bytes()[1:])
+        with pytest.raises(skft.persist.ModelFileError, match="sha256"):
+            skft.load(folder)
+
+
+def test_dynamic_int8_on_a_tabular_mlp(fast):
+    """The MatMul/Gemm path that transformer encoders take (``quantize="dynamic"``)."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    X = X.astype(np.float32)
+    settings = {**fast, "backbone": "mlp", "image_size": None, "max_epochs": 20, "lr": 1e-2}
+    clf = FineTunedClassifier(**settings).fit(X, y)
+    comp = Compressed(clf, quantize="dynamic", prefit=True).fit(X, y)
+    assert comp.compression_report_["onnx_bytes"] < comp.compression_report_["fp32_bytes_after"]
+    assert np.mean(comp.predict(X) == clf.predict(X)) >= 0.9
+    assert comp.compression_report_["calibration_agreement"] >= 0.9
+    np.testing.assert_allclose(comp.predict_proba(X), clf.predict_proba(X), atol=0.1)

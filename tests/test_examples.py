@@ -128,3 +128,17 @@ def test_regression_targets_are_the_applied_rotation():
         assert torch.mean(torch.abs(back - upright)[:, 8:24, 8:24]) < 0.1
         if abs(angle) > 10:  # and it really was turned
             assert torch.mean(torch.abs(torch.as_tensor(img) - upright)[:, 8:24, 8:24]) > 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.example
+def test_compress_deploy_quick(tmp_path, capsys):
+    module = runpy.run_path(str(ROOT / "examples" / "compress_deploy.py"), run_name="example")
+    results = module["main"](["--quick", "--out", str(tmp_path)])
+    assert list(results) == ["float32", "pruned 0.3", "int8", "pruned 0.3 + int8"]
+    assert all(0 <= r["accuracy"] <= 1 and r["latency_ms"] > 0 for r in results.values())
+    size = {name: r["size_mb"] for name, r in results.items()}
+    assert size["int8"] < size["float32"] and size["pruned 0.3 + int8"] < size["pruned 0.3"]
+    assert results["pruned 0.3"]["params"] < results["float32"]["params"]
+    assert (tmp_path / "compress_deploy.png").stat().st_size > 10_000
+    assert "x smaller" in capsys.readouterr().out
