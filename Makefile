@@ -14,11 +14,11 @@ TORCH_INDEX ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml plugins/skft-timm/pyproject.toml
+$(STAMP): pyproject.toml plugins/skft-timm/pyproject.toml plugins/skft-transformers/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) )torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -e ".[test]" -e plugins/skft-timm
+	$(PY) -m pip install -e ".[test]" -e plugins/skft-timm -e plugins/skft-transformers
 	touch $(STAMP)
 
 demo: $(STAMP)
