@@ -71,20 +71,20 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     "image_size": ([None, Interval(Integral, 8, None, closed="left")], "None or an int >= 8"),
     "max_length": (
         [None, Interval(Integral, 2, None, closed="left")],
-        "None (the backbone's default) or an int >= 2 (tokens per text, special tokens included)",
+        "an int >= 2 (tokens per text, special tokens included) or None (the backbone's default)",
     ),
     "max_epochs": (
         [None, Interval(Integral, 1, None, closed="left")],
-        "None (the backbone's default) or an int >= 1",
+        "an int >= 1 or None (the backbone's default)",
     ),
     "batch_size": (
         [None, Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
-        "None (the backbone's default), an int >= 1 or -1 (all samples in one batch)",
+        "an int >= 1 (or -1: all samples in one batch) or None (the backbone's default)",
     ),
     "lr": (
         [None, Interval(Real, 0, None, closed="neither"), StrOptions({"find"})],
-        "None (the backbone's default), a float > 0 or 'find' "
-        "(the learning-rate range test, skft.lr_find)",
+        "a float > 0 or 'find' (the learning-rate range test, skft.lr_find) "
+        "or None (the backbone's default)",
     ),
     "pretrained": ([bool, str, os.PathLike], "True, False or a path to a state-dict file"),
     "feature_cache": (["boolean"], "True or False"),

@@ -7,6 +7,7 @@ import pytest
 import skft
 import torch
 from skft import FineTunedClassifier
+from skft.testing import check_augmenter
 
 from skft_transformers import TEXT_AUGMENTERS, minilm_folder
 from skft_transformers._augment import TextAugment
@@ -47,6 +48,11 @@ def test_identity_at_zero_and_effect_grows_with_strength(op, batch):
     weak = _changed_share(batch, aug(batch, 0.2, _gen()))
     strong = _changed_share(batch, aug(batch, 1.0, _gen()))
     assert 0 < weak < strong, (weak, strong)
+
+
+@pytest.mark.parametrize("op", TEXT_AUGMENTERS)
+def test_plugin_kit_contract(op, batch):
+    check_augmenter(op, X=batch)
 
 
 @pytest.mark.parametrize("op", TEXT_AUGMENTERS)
