@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.skft-installed
 # (on a fresh .venv: `make clean` first, the install runs once)
 TORCH_INDEX ?=
 
-.PHONY: demo test lint install clean
+.PHONY: demo demo-text test lint install clean
 
 install: $(STAMP)
 
@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml plugins/skft-timm/pyproject.toml plugins/skft-transform
 
 demo: $(STAMP)
 	$(VENV)/bin/skft demo
+
+demo-text: $(STAMP)
+	$(VENV)/bin/skft demo --text
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -26,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"fine-tune vs from scratch vs linear probe on digits (offline, {DEMO_TIME})",
     )
     demo.add_argument("--backbone", default="efficientnet_lite0", help="backbone name")
+    demo.add_argument(
+        "--text",
+        action="store_true",
+        help="the text demo instead: fine-tuned MiniLM vs linear probe vs TF-IDF + LR on 1,000 "
+        "shipped SMS messages (needs the skft-transformers plugin)",
+    )
     demo.add_argument("--n-train", type=int, default=200, help="training images")
     demo.add_argument("--n-test", type=int, default=500, help="held-out test images")
     demo.add_argument("--epochs", type=int, default=10, help="epochs per run")
@@ -153,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .plugins import UnknownNameError
 
+    if args.command == "demo" and args.text:
+        try:
+            from skft_transformers.demo import run_text_demo
+        except ImportError:
+            print("skft demo --text: install plugins/skft-transformers", file=sys.stderr)
+            return 2
+        out = "skft-demo-text" if args.out == "skft-demo" else args.out
+        run_text_demo(args.n_train, out, args.seed)
+        return 0
     if args.command == "demo":
         from .demo import run_demo
 

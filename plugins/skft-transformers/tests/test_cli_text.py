@@ -58,3 +58,20 @@ def test_save_and_load_a_text_model(fast, texts, tmp_path):
     np.testing.assert_allclose(back.predict_proba(X), clf.predict_proba(X), atol=1e-6)
     with pytest.raises(TypeError, match="not str"):
         back.predict(["fine", 3])
+
+
+def test_text_demo_data_and_outputs(tmp_path, monkeypatch, capsys):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from skft_transformers import demo
+
+    X, y = demo.load_sms()
+    assert len(X) == 1000 and (y == "spam").sum() == 134 and all(isinstance(t, str) for t in X)
+    fast = [("TF-IDF + LR", make_pipeline(TfidfVectorizer(), LogisticRegression()))]
+    monkeypatch.setattr(demo, "_methods", lambda seed: iter(fast))  # the MiniLM runs: benchmark
+    assert main(["demo", "--text", "--out", str(tmp_path), "--n-train", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "TF-IDF + LR" in out and "macro F1" in out
+    assert (tmp_path / "text_demo.png").is_file() and (tmp_path / "results.json").is_file()
