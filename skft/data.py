@@ -93,7 +93,9 @@ def adapt_input(net: Any, X: Any, fitting: bool, y: Any = False) -> torch.Tensor
         return X  # skorch's own validation scoring hands back our adapted data
     spec, kind = net.backbone_spec_, net.input_kind_
     adapter = spec.adapter or kind.adapter
-    options = {name: getattr(net, name) for name in kind.options}  # e.g. max_length
+    from .defaults import effective
+
+    options = {name: effective(net, name) for name in kind.options}  # e.g. max_length
     Xt = adapter(X, image_size=net.image_size or spec.default_image_size, **options)
     shape = tuple(Xt.shape[1:])
     fixed = slice(0, -1 if kind.variable_length else None)  # text: any sequence length
