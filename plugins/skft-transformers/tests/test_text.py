@@ -266,7 +266,9 @@ def _minilm_folder():
 
 
 def test_missing_hf_model_offline_says_how_to_pass_a_folder(offline, texts, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no retries
     X, y = texts
     with pytest.raises(ValueError, match="pass a local folder instead: backbone='hf:/path"):
         FineTunedClassifier("hf:no-such-org/no-such-model", max_epochs=1).fit(X, y)
