@@ -61,6 +61,10 @@ def test_clone_and_pickle(fast, texts):
     assert twin.get_params()["backbone"] == clf.backbone and not hasattr(twin, "module_")
     back = pickle.loads(pickle.dumps(clf))
     np.testing.assert_allclose(back.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+    model = clf.export_backbone()  # the tuned encoder as a transformers BertModel
+    assert type(model).__name__ == "BertModel"
+    tuned = clf.module_.groups[1].layer.attention.self.query.weight
+    torch.testing.assert_close(model.encoder.layer[0].attention.self.query.weight, tuned)
 
 
 def test_grid_search_over_frozen_depth_and_strength(fast, texts):
