@@ -174,7 +174,20 @@ def resolve_backbone(name: str) -> BackboneSpec | None:
         raise ValueError("backbone 'hf:' needs a model id or folder, e.g. 'hf:bert-base-uncased'")
     if os.path.isdir(source):
         source = os.path.abspath(source)
-    return encoder_spec(name, source, pool)
+    return encoder_spec(name, source, pool, n_layers=_layers_in_config(source))
+
+
+def _layers_in_config(source: str) -> int | None:
+    """Encoder layers named in a local folder's config.json (None: unknown without loading)."""
+    import json
+
+    try:
+        with open(os.path.join(source, "config.json"), encoding="utf-8") as fh:
+            config = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    layers = config.get("num_hidden_layers", config.get("n_layers"))
+    return int(layers) if isinstance(layers, int) else None
 
 
 #: The text augmenters this plugin registers (see skft_transformers._augment).

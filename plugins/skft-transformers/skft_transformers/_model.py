@@ -11,7 +11,6 @@ of one length) still works.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from typing import Any
 
 import torch
@@ -19,7 +18,7 @@ from skft.specs import BackboneParts, Pretrained
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Embeddings", "EncoderLayer", "Pool", "build_encoder", "load_model", "source_name"]
+__all__ = ["Embeddings", "EncoderLayer", "Pool", "build_encoder", "load_model"]
 
 OFFLINE_HINT = (
     "pass a local folder instead: backbone='hf:/path/to/folder', where the folder holds "
@@ -27,10 +26,6 @@ OFFLINE_HINT = (
     "files (tokenizer.json), e.g. written by model.save_pretrained(folder) and "
     "tokenizer.save_pretrained(folder) on a machine with internet access"
 )
-
-
-def source_name(source: str) -> str:
-    return os.path.abspath(source) if os.path.isdir(source) else source
 
 
 def load_error(source: str, what: str, exc: BaseException) -> ValueError:
@@ -155,15 +150,3 @@ def build_encoder(source: str, pool: str, pretrained: Pretrained) -> BackbonePar
         groups.append((f"layer{i}", EncoderLayer(layer, model.config)))
     dim = int(getattr(model.config, "hidden_size", 0) or model.config.dim)
     return BackboneParts(groups=groups, neck=Pool(pool), feature_dim=dim, model=model)
-
-
-@lru_cache(maxsize=8)
-def n_layers(source: str) -> int:
-    """Encoder layers of ``source`` from its config alone (no weights)."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        raise load_error(source, "config", exc) from exc
-    return int(getattr(config, "num_hidden_layers", 0) or config.n_layers)

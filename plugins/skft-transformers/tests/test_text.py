@@ -233,6 +233,7 @@ def test_text_backbones_bring_their_training_defaults(fast, texts):
 def test_search_space_covers_encoder_layers_and_text_augmenter(fast):
     from skft.search_space import default_search_space
 
+    assert skft.get_backbone(fast["backbone"]).n_groups == 3  # from config.json, no build
     space = default_search_space(FineTunedClassifier(**fast, augment="eda"))
     assert list(space["frozen_depth"].choices) == [0, 1, 2, "all"]
     assert "augment_strength" in space and "augment__max_share" in space
