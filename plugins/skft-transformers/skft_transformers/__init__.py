@@ -35,6 +35,7 @@ from skft.specs import BackboneSpec, InputKind, Pretrained
 __all__ = [
     "HF_PREFIX",
     "MINILM_ALIASES",
+    "PREFIX",
     "TEXT",
     "TEXT_AUGMENTERS",
     "TEXT_DEFAULTS",
@@ -46,6 +47,7 @@ __version__ = "0.1.0"
 
 #: Names starting with this prefix are Hugging Face model ids or local folders.
 HF_PREFIX = "hf:"
+PREFIX = HF_PREFIX  # what `skft plugins` shows as an open-ended name
 MINILM_ALIASES = ("all-MiniLM-L6-v2",)
 POOLS = ("mean", "cls")
 
