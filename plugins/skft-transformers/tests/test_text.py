@@ -237,6 +237,7 @@ def test_search_space_covers_encoder_layers_and_text_augmenter(fast):
     space = default_search_space(FineTunedClassifier(**fast, augment="eda"))
     assert list(space["frozen_depth"].choices) == [0, 1, 2, "all"]
     assert "augment_strength" in space and "augment__max_share" in space
+    assert space["lr"].high <= 5e-4  # text encoders: small rates (skft's range goes to 0.1)
     plain = default_search_space(FineTunedClassifier(**fast))  # text default: no augmentation
     assert "augment_strength" not in plain and "augment__max_share" not in plain
 
