@@ -37,7 +37,8 @@ def _methods(seed: int):
     yield "linear probe", FineTunedClassifier(
         "minilm", frozen_depth="all", lr=5e-4, max_epochs=100, random_state=seed
     )
-    yield "TF-IDF + LR", make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000))
+    balanced = LogisticRegression(max_iter=1000, class_weight="balanced")
+    yield "TF-IDF + LR", make_pipeline(TfidfVectorizer(), balanced)
 
 
 def run_text_demo(n_train: int = 200, out: str | Path = "skft-demo-text", seed: int = 0):
