@@ -17,7 +17,7 @@ from skorch.utils import to_tensor
 from .cache import cache_depth, cached_input, fixed_prefix
 from .checkpoint import resume_into
 from .data import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
-from .defaults import holding_resolved
+from .defaults import effective, holding_resolved
 from .device import unpickling_device
 from .early_stopping import validation_split
 from .faults import out_of_memory_hint
@@ -98,7 +98,7 @@ class FineTuneMixin:
 
     def initialize_optimizer(self, triggered_directly=None):
         kwargs = self.get_params_for("optimizer")
-        lr = kwargs.pop("lr", self.lr_found_ if self.lr == "find" else self.lr)
+        lr = kwargs.pop("lr", self.lr_found_ if self.lr == "find" else effective(self, "lr"))
         groups = param_groups(self.module_, lr, self.freeze_state_.lr_factors)
         self.optimizer_ = self.optimizer(groups, lr=lr, **kwargs)
         return self
