@@ -10,19 +10,22 @@ STAMP  := $(VENV)/.skft-installed
 # (on a fresh .venv: `make clean` first, the install runs once)
 TORCH_INDEX ?=
 
-.PHONY: demo test lint install clean
+.PHONY: demo demo-text test lint install clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml plugins/skft-timm/pyproject.toml
+$(STAMP): pyproject.toml plugins/skft-timm/pyproject.toml plugins/skft-transformers/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) )torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -e ".[test]" -e plugins/skft-timm
+	$(PY) -m pip install -e ".[test]" -e plugins/skft-timm -e plugins/skft-transformers
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/skft demo
+
+demo-text: $(STAMP)
+	$(VENV)/bin/skft demo --text
 
 test: $(STAMP)
 	$(PY) -m pytest -q

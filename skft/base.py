@@ -1,8 +1,7 @@
 """What both estimators add to skorch, as a short list of skorch overrides.
 
-Parameters live in :mod:`skft.params`, seeds in :mod:`skft.seeding`, devices in
-:mod:`skft.device`, the freezing schedule in :mod:`skft.freezing`, progress output in
-:mod:`skft.progress`, the network in :mod:`skft.network`, the feature cache in :mod:`skft.cache`.
+Parameters: :mod:`skft.params` and :mod:`skft.defaults`; seeds :mod:`skft.seeding`; freezing
+:mod:`skft.freezing`; output :mod:`skft.progress`; network :mod:`skft.network`; :mod:`skft.cache`.
 """
 
 from __future__ import annotations
@@ -18,7 +17,8 @@ from skorch.utils import to_tensor
 from .cache import cache_depth, cached_input, fixed_prefix
 from .checkpoint import resume_into
 from .data import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
-from .device import holding_resolved_device, unpickling_device
+from .defaults import effective, holding_resolved
+from .device import unpickling_device
 from .early_stopping import validation_split
 from .faults import out_of_memory_hint
 from .network import build_network, export_backbone, param_groups
@@ -98,7 +98,7 @@ class FineTuneMixin:
 
     def initialize_optimizer(self, triggered_directly=None):
         kwargs = self.get_params_for("optimizer")
-        lr = kwargs.pop("lr", self.lr_found_ if self.lr == "find" else self.lr)
+        lr = kwargs.pop("lr", self.lr_found_ if self.lr == "find" else effective(self, "lr"))
         groups = param_groups(self.module_, lr, self.freeze_state_.lr_factors)
         self.optimizer_ = self.optimizer(groups, lr=lr, **kwargs)
         return self
@@ -124,7 +124,7 @@ class FineTuneMixin:
 
     def _run(self, Xt, yt, initialize: bool, epochs: int | None, **fit_params):
         step = 0 if initialize else len(self.history)
-        with holding_resolved_device(self), out_of_memory_hint(self):
+        with holding_resolved(self), out_of_memory_hint(self):
             with seeded(self.random_state, step, self.device) as gen:
                 self.aug_generator_ = gen
                 try:
@@ -143,23 +143,25 @@ class FineTuneMixin:
     def fit(self, X, y, **fit_params):
         """Fine-tune for ``max_epochs`` epochs (from scratch unless ``warm_start``)."""
         initialize = not (self.warm_start and self.initialized_)
-        Xt, yt = self._prepare(X, y, initial=initialize)
-        return self._run(Xt, yt, initialize, None, **fit_params)
+        with holding_resolved(self):  # None: the backbone's defaults (lr, batch_size, ...)
+            Xt, yt = self._prepare(X, y, initial=initialize)
+            return self._run(Xt, yt, initialize, None, **fit_params)
 
     def partial_fit(self, X, y, classes=None, **fit_params):
         """Train one more epoch (initializing on the first call)."""
         initialize = not self.initialized_
-        Xt, yt = self._prepare(X, y, initial=initialize, classes=classes)
-        return self._run(Xt, yt, initialize, 1, **fit_params)
+        with holding_resolved(self):
+            Xt, yt = self._prepare(X, y, initial=initialize, classes=classes)
+            return self._run(Xt, yt, initialize, 1, **fit_params)
 
     def initialize(self):
         if not hasattr(self, "backbone_spec_"):
             raise RuntimeError(f"{type(self).__name__} builds its module from data: call fit")
-        with holding_resolved_device(self):
+        with holding_resolved(self):
             return super().initialize()
 
     def forward_iter(self, X, training=False, device="cpu"):
-        with holding_resolved_device(self):
+        with holding_resolved(self):
             depth = 0  # the fixed prefix's features for new raw input: from the cache
             if self.feature_cache and self.input_kind_.cacheable and not self.input_depth_:
                 if isinstance(X, torch.Tensor) and tuple(X.shape[1:]) == self.input_shape_:
@@ -171,7 +173,7 @@ class FineTuneMixin:
         self.check_is_fitted()
         Xt = adapt_input(self, X, fitting=False)
         views = n_tta_views(self.tta)
-        with holding_resolved_device(self):
+        with holding_resolved(self):
             if views <= 1 or self.input_kind_.name != "image":
                 return NeuralNet.predict_proba(self, Xt)
             return predict_tta(self, Xt, views)
@@ -179,7 +181,7 @@ class FineTuneMixin:
     export_backbone = export_backbone  # the tuned backbone as its original architecture
 
     def load_params(self, *args, **kwargs):
-        with holding_resolved_device(self):
+        with holding_resolved(self):
             super().load_params(*args, **kwargs)
         self.prefix_keys_ = {}  # new weights
         return self

@@ -32,8 +32,11 @@ _IGNORED = {"checkpoint", "verbose", "callbacks", "device"}
 
 def checkpoint_path(net: Any, X: torch.Tensor, y: torch.Tensor) -> Path:
     """The file of this fit: the folder ``net.checkpoint``, a name from parameters and data."""
+    from .defaults import holding_defaults
+
     h = hashlib.blake2b(digest_size=12)
-    params = net.get_params(deep=False)
+    with holding_defaults(net):  # None and the backbone's default name the same fit
+        params = net.get_params(deep=False)
     h.update(repr(sorted((k, repr(v)) for k, v in params.items() if k not in _IGNORED)).encode())
     for t in (X, y):
         t = t.detach().cpu().contiguous()

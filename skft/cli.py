@@ -26,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"fine-tune vs from scratch vs linear probe on digits (offline, {DEMO_TIME})",
     )
     demo.add_argument("--backbone", default="efficientnet_lite0", help="backbone name")
+    demo.add_argument(
+        "--text",
+        action="store_true",
+        help="the text demo instead: fine-tuned MiniLM vs linear probe vs TF-IDF + LR on 1,000 "
+        "shipped SMS messages (needs the skft-transformers plugin)",
+    )
     demo.add_argument("--n-train", type=int, default=200, help="training images")
     demo.add_argument("--n-test", type=int, default=500, help="held-out test images")
     demo.add_argument("--epochs", type=int, default=10, help="epochs per run")
@@ -43,10 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--data",
         default="digits",
-        help="'digits' (built in), an .npz with X and y, or a folder with one sub-folder "
-        "of images per class",
+        help="'digits' (built in), an .npz with X and y, a folder with one sub-folder "
+        "of images per class, or a .csv/.tsv file of texts and labels (see --text-column)",
     )
-    tune.add_argument("--backbone", default="efficientnet_lite0", help="backbone name")
+    tune.add_argument(
+        "--backbone",
+        default=None,
+        help="backbone name (default: minilm for a .csv/.tsv of texts, else efficientnet_lite0)",
+    )
+    tune.add_argument("--text-column", default="text", help="column of a .csv/.tsv with the texts")
+    tune.add_argument("--label-column", default="label", help="column of a .csv/.tsv: labels")
     tune.add_argument(
         "--pretrained",
         action=argparse.BooleanOptionalAction,
@@ -55,9 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("--trials", type=int, default=20, help="trials in the study (all workers)")
     tune.add_argument("--cv", type=int, default=3, help="cross-validation folds per trial")
-    tune.add_argument("--epochs", type=int, default=10, help="epochs per fold (max_epochs)")
+    tune.add_argument(
+        "--epochs", type=int, default=None, help="epochs per fold (default: the backbone's, 10)"
+    )
     tune.add_argument("--image-size", type=int, default=64, help="images resized to this")
-    tune.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    tune.add_argument(
+        "--batch-size", type=int, default=None, help="batch size (default: the backbone's)"
+    )
     tune.add_argument(
         "--storage",
         default=None,
@@ -77,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = command("predict", "predict with a saved model, writing CSV")
     predict.add_argument("model", help="a model.skft folder written by skft tune (or save())")
-    predict.add_argument("data", help="'digits', an .npz with X, or a folder of images")
+    predict.add_argument(
+        "data", help="'digits', an .npz with X, a folder of images, or a .csv/.tsv of texts"
+    )
+    predict.add_argument("--text-column", default="text", help="column of a .csv/.tsv: texts")
     predict.add_argument("--out", default="predictions.csv", help="CSV file to write")
     predict.add_argument("--limit", type=int, default=None, help="predict at most this many")
     predict.add_argument(
@@ -140,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .plugins import UnknownNameError
 
+    if args.command == "demo" and args.text:
+        try:
+            from skft_transformers.demo import run_text_demo
+        except ImportError:
+            print("skft demo --text: install plugins/skft-transformers", file=sys.stderr)
+            return 2
+        out = "skft-demo-text" if args.out == "skft-demo" else args.out
+        run_text_demo(args.n_train, out, args.seed)
+        return 0
     if args.command == "demo":
         from .demo import run_demo
 

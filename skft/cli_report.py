@@ -27,10 +27,23 @@ __all__ = [
 ]
 
 
-def load_reporting_skips(source: str, image_size: int | None, labelled: bool, limit: int | None):
-    """:func:`skft.datasets.load_data`, its warnings (skipped files) printed to stderr."""
-    from .datasets import load_data
+def load_reporting_skips(
+    source: str,
+    image_size: int | None,
+    labelled: bool,
+    limit: int | None,
+    text_column: str = "text",
+    label_column: str = "label",
+):
+    """:func:`skft.datasets.load_data`, its warnings (skipped files) printed to stderr.
 
+    A ``.csv``/``.tsv`` file is a table of texts (:func:`skft.text_data.load_text_table`).
+    """
+    from .datasets import load_data
+    from .text_data import is_table, load_text_table
+
+    if is_table(source):
+        return load_text_table(source, text_column, label_column, labelled=labelled, limit=limit)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data = load_data(source, image_size, labelled=labelled, limit=limit)

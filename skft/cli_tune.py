@@ -28,33 +28,40 @@ def run_tune(args) -> int:
     """Run ``skft tune`` with parsed arguments (see ``skft tune --help``); 0 on success."""
     import optuna
 
+    from .defaults import effective
     from .estimators import FineTunedClassifier
     from .plugins import get_backbone
     from .search import OptunaSearch
     from .search_storage import make_storage
+    from .text_data import is_table
 
     out = Path(args.out)
-    spec = get_backbone(args.backbone)
+    backbone = args.backbone or ("minilm" if is_table(args.data) else "efficientnet_lite0")
+    spec = get_backbone(backbone)
     pretrained = spec.has_pretrained if args.pretrained is None else args.pretrained
-    X, y, _ = load_reporting_skips(args.data, args.image_size, labelled=True, limit=args.limit)
+    X, y, _ = load_reporting_skips(
+        args.data, args.image_size, True, args.limit, args.text_column, args.label_column
+    )
     classes = np.unique(y)
     if len(classes) < 2:
         raise ValueError(f"--data {args.data}: need at least 2 classes, found {len(classes)}")
     out.mkdir(parents=True, exist_ok=True)
-    print(
-        f"data {args.data}: {len(y)} samples, {len(classes)} classes; backbone {spec.name} "
-        f"({'pretrained' if pretrained else 'random init'}), {args.image_size}px, "
-        f"{args.epochs} epochs, {args.cv}-fold CV, {args.trials} trials, pruner {args.pruner}",
-        flush=True,
-    )
     clf = FineTunedClassifier(
-        spec.name,
+        backbone,
         pretrained=pretrained,
         image_size=args.image_size,
         max_epochs=args.epochs,
         batch_size=args.batch_size,
         verbose=0,
         random_state=args.seed,
+    )
+    epochs = effective(clf, "max_epochs")
+    size = f"{args.image_size}px" if spec.input_kind == "image" else spec.input_kind
+    print(
+        f"data {args.data}: {len(y)} samples, {len(classes)} classes; backbone {spec.name} "
+        f"({'pretrained' if pretrained else 'random init'}), {size}, "
+        f"{epochs} epochs, {args.cv}-fold CV, {args.trials} trials, pruner {args.pruner}",
+        flush=True,
     )
     storage = args.storage
     if storage is not None and "://" in storage and not storage.startswith("journal://"):
@@ -82,7 +89,7 @@ def run_tune(args) -> int:
         "backbone": spec.name,
         "pretrained": pretrained,
         "image_size": args.image_size,
-        "epochs": args.epochs,
+        "epochs": epochs,
         "cv": args.cv,
         "scoring": SCORING,
         "storage": redact(args.storage) or "in-memory",
@@ -107,7 +114,7 @@ def run_predict(args) -> int:
     """Run ``skft predict`` with parsed arguments (see ``skft predict --help``); 0 on success."""
     model = _load_model(Path(args.model), args.trust_pickle)
     size = model.image_size or getattr(model.backbone_spec_, "default_image_size", None) or 224
-    X, _, ids = load_reporting_skips(args.data, size, labelled=False, limit=args.limit)
+    X, _, ids = load_reporting_skips(args.data, size, False, args.limit, args.text_column)
     pred = model.predict(X)
     proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
     classes = list(getattr(model, "classes_", []))

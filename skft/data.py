@@ -46,6 +46,7 @@ def adapt_images(X: Any, image_size: int) -> torch.Tensor:
     """
     X = _as_sequence(X)
     if isinstance(X, (list, tuple)) and len(X) and _is_path(X[0]):
+        _refuse_text(X[0])
         return _stack_pil([_open(p) for p in X], image_size)
     if isinstance(X, (list, tuple)) and len(X) and _is_pil(X[0]):
         return _stack_pil(list(X), image_size)
@@ -54,6 +55,20 @@ def adapt_images(X: Any, image_size: int) -> torch.Tensor:
             "X must be a collection of images (a list of paths or PIL images, or an array)"
         )
     return _resize(_array_to_nchw(X), image_size)
+
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+def _refuse_text(item: Any) -> None:
+    """Strings that are neither image files nor named like them are text, not paths."""
+    if isinstance(item, str) and not os.path.exists(item):
+        if os.path.splitext(item)[1].lower() not in _IMAGE_SUFFIXES:
+            raise ValueError(
+                f"strings given to an image backbone; use a text backbone (e.g. "
+                f"backbone='minilm' from skft-transformers) or pass image file paths "
+                f"(first item: {item[:60]!r})"
+            )
 
 
 def as_float_images(X: torch.Tensor) -> torch.Tensor:
@@ -78,13 +93,17 @@ def adapt_input(net: Any, X: Any, fitting: bool, y: Any = False) -> torch.Tensor
         return X  # skorch's own validation scoring hands back our adapted data
     spec, kind = net.backbone_spec_, net.input_kind_
     adapter = spec.adapter or kind.adapter
-    Xt = adapter(X, image_size=net.image_size or spec.default_image_size)
+    from .defaults import effective
+
+    options = {name: effective(net, name) for name in kind.options}  # e.g. max_length
+    Xt = adapter(X, image_size=net.image_size or spec.default_image_size, **options)
     shape = tuple(Xt.shape[1:])
+    fixed = slice(0, -1 if kind.variable_length else None)  # text: any sequence length
     if fitting:
         net.input_shape_, net.n_samples_fit_ = shape, len(Xt)
         if kind.name == "tabular":
             net.n_features_in_ = shape[0]
-    elif shape != net.input_shape_:
+    elif shape[fixed] != net.input_shape_[fixed]:
         name = type(net).__name__
         if kind.name == "tabular":
             raise ValueError(

@@ -355,7 +355,10 @@ def load_data(
         return load_image_folder(path, image_size, labelled=labelled, limit=limit)
     if path.suffix == ".npz":
         return _first(*load_npz(path, labelled=labelled), limit)
-    raise ValueError(f"{str(source)!r} is not 'digits', an .npz file or a folder")
+    raise ValueError(
+        f"{str(source)!r} is not 'digits', an .npz file or a folder "
+        "(skft tune and predict also read a .csv/.tsv of texts)"
+    )
 
 
 def _first(X: np.ndarray, y: np.ndarray | None, limit: int | None) -> ImageData:

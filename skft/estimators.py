@@ -35,19 +35,29 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         "all" = linear probe (only the head trains).
     freeze : str
         Freezing policy name; its parameters are passed as ``freeze__*``.
-    augment : str or list of str
+    augment : None, str or list of str
         Augmenter name (``"none"``, ``"basic"``, ``"color"``, ``"randaugment"``,
-        ``"mixup"``, ``"cutmix"``, or a plugin's), or a composition: ``"basic+mixup"``
-        or ``["basic", "mixup"]``. Parameters as ``augment__*``; for a composition
-        ``augment__<name>__<param>`` addresses one component (see :mod:`skft.augment`).
+        ``"mixup"``, ``"cutmix"``, or a plugin's, e.g. skft-transformers' ``"eda"``),
+        or a composition: ``"basic+mixup"`` or ``["basic", "mixup"]``. None: the
+        backbone's default (``"basic"`` for images, ``"none"`` for text). Parameters
+        as ``augment__*``; for a composition ``augment__<name>__<param>`` addresses
+        one component (see :mod:`skft.augment`).
     augment_strength : float in [0, 1]
         Scales every augmentation; 0 is the identity. Training batches only.
-    lr : float or "find"
+    lr : None, float or "find"
         Base learning rate (layer groups may scale it: ``freeze__lr_decay``).
         ``"find"``: run :func:`skft.lr_find` on the training data first and
-        train with its suggestion (``lr_found_``).
+        train with its suggestion (``lr_found_``). None: the backbone's
+        recommended rate (1e-3 for image backbones, 5e-5 for text encoders,
+        whose new head trains 20 times faster; see :mod:`skft.defaults`).
+    max_epochs, batch_size : None or int
+        Epochs and batch size; None: the backbone's (images: 10 and 32).
     image_size : int or None
         Side of the square input; None: the backbone's default.
+    max_length : int >= 2 or None
+        Text backbones: tokens per text (special tokens included), longer texts
+        are truncated (counted, one warning); None: the backbone's default (128).
+        Batches are padded to their own longest text. Ignored for images.
     device : str
         "auto" picks CUDA when present.
     random_state : int, RandomState or None
@@ -102,12 +112,13 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         pretrained=True,
         frozen_depth=0,
         freeze: str = "depth",
-        augment: str = "basic",
+        augment=None,
         augment_strength: float = 0.5,
-        lr: float = 1e-3,
-        max_epochs: int = 10,
-        batch_size: int = 32,
+        lr=None,
+        max_epochs=None,
+        batch_size=None,
         image_size: int | None = None,
+        max_length: int | None = None,
         device="auto",
         random_state=None,
         tta=False,
@@ -220,12 +231,13 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         pretrained=True,
         frozen_depth=0,
         freeze: str = "depth",
-        augment: str = "basic",
+        augment=None,
         augment_strength: float = 0.5,
-        lr: float = 1e-3,
-        max_epochs: int = 10,
-        batch_size: int = 32,
+        lr=None,
+        max_epochs=None,
+        batch_size=None,
         image_size: int | None = None,
+        max_length: int | None = None,
         device="auto",
         random_state=None,
         tta=False,

@@ -48,7 +48,7 @@ class FreezeSchedule(Callback):
         module.apply_freeze_state(state)
         factors = dict(zip(module.group_names, state.lr_factors))
         for group in net.optimizer_.param_groups:
-            new = factors.get(group.get("name"), 1.0)
+            new = factors.get(group.get("name"), group["lr_factor"])  # the head keeps its own
             if new != group["lr_factor"]:
                 group["lr"] *= new / group["lr_factor"]
                 group["lr_factor"] = new

@@ -60,6 +60,7 @@ class FineTuneModule(nn.Module):
         self.neck = parts.neck
         self.head = head
         self.frozen_prefix = 0
+        self.head_lr_factor = 1.0  # the head's rate: lr * head_lr_factor (see param_groups)
         self.eval_groups: tuple[bool, ...] = (False,) * len(self.groups)
         # the original architecture, sharing the groups' parameters; not a
         # submodule, so the state dict keeps one name per tensor
@@ -131,18 +132,24 @@ def build_network(
     else:
         preprocess = nn.Identity()
     make_head = make_head or spec.make_head or nn.Linear
-    return FineTuneModule(parts, make_head(parts.feature_dim, n_outputs), preprocess)
+    module = FineTuneModule(parts, make_head(parts.feature_dim, n_outputs), preprocess)
+    module.head_lr_factor = float(spec.defaults.get("head_lr_factor", 1.0))
+    return module
 
 
 def param_groups(module: FineTuneModule, lr: float, lr_factors: Sequence[float]) -> list[dict]:
-    """One optimizer parameter group per layer group (rate ``lr * factor``), then the head's."""
+    """One optimizer parameter group per layer group (rate ``lr * factor``), then the head's.
+
+    The head's rate is ``lr * module.head_lr_factor`` (the backbone's ``head_lr_factor``
+    default: 1 for images, larger for text encoders whose rate is small).
+    """
     groups = []
     for name, group, factor in zip(module.group_names, module.groups, lr_factors):
         params = list(group.parameters())
         if params:
             groups.append({"params": params, "lr": lr * factor, "lr_factor": factor, "name": name})
-    head = list(module.head.parameters())
-    groups.append({"params": head, "lr": lr, "lr_factor": 1.0, "name": "head"})
+    head, factor = list(module.head.parameters()), module.head_lr_factor
+    groups.append({"params": head, "lr": lr * factor, "lr_factor": factor, "name": "head"})
     return groups
 
 

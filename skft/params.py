@@ -1,6 +1,6 @@
 """skft's own estimator parameters: their names, their checks, and the objects they name.
 
-The ten parameters skft adds to skorch's are listed once, in
+The parameters skft adds to skorch's are listed once, in
 :data:`FINE_TUNE_PARAMS`; both estimators spell them out in their
 ``__init__`` signatures (scikit-learn reads parameters from there) and store
 them with ``FineTuneMixin._init_params``. Scalar checks use scikit-learn's parameter
@@ -24,6 +24,7 @@ from sklearn.utils._param_validation import (
 )
 
 from .augment import build_augmenter
+from .defaults import effective
 from .freezing import build_freezer
 from .plugins import get_backbone, heads, input_kinds
 from .specs import BackboneSpec, InputKind
@@ -46,6 +47,7 @@ FINE_TUNE_PARAMS = (
     "augment",
     "augment_strength",
     "image_size",
+    "max_length",
     "random_state",
     "tta",
     "feature_cache",
@@ -67,14 +69,22 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
         "an int >= 0 or 'all'",
     ),
     "image_size": ([None, Interval(Integral, 8, None, closed="left")], "None or an int >= 8"),
-    "max_epochs": ([Interval(Integral, 1, None, closed="left")], "an int >= 1"),
+    "max_length": (
+        [None, Interval(Integral, 2, None, closed="left")],
+        "an int >= 2 (tokens per text, special tokens included) or None (the backbone's default)",
+    ),
+    "max_epochs": (
+        [None, Interval(Integral, 1, None, closed="left")],
+        "an int >= 1 or None (the backbone's default)",
+    ),
     "batch_size": (
-        [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
-        "an int >= 1 (or -1: all samples in one batch)",
+        [None, Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "an int >= 1 (or -1: all samples in one batch) or None (the backbone's default)",
     ),
     "lr": (
-        [Interval(Real, 0, None, closed="neither"), StrOptions({"find"})],
-        "a float > 0 or 'find' (the learning-rate range test, skft.lr_find)",
+        [None, Interval(Real, 0, None, closed="neither"), StrOptions({"find"})],
+        "a float > 0 or 'find' (the learning-rate range test, skft.lr_find) "
+        "or None (the backbone's default)",
     ),
     "pretrained": ([bool, str, os.PathLike], "True, False or a path to a state-dict file"),
     "feature_cache": (["boolean"], "True or False"),
@@ -154,16 +164,17 @@ def check_params(estimator: Any, X: Any = None, y: Any = None) -> Resolved:
         raise ValueError(f"backbone {spec.name!r} has no pretrained weights; use pretrained=False")
     kind = input_kinds().get(spec.input_kind)
     policy = build_freezer(estimator.freeze, estimator.get_params_for("freeze"))
-    augmenter = build_augmenter(estimator.augment, estimator.get_params_for("augment"))
+    augment = effective(estimator, "augment")  # None: the backbone's default augmenter
+    augmenter = build_augmenter(augment, estimator.get_params_for("augment"))
     if n_tta_views(estimator.tta) > 1 and kind.name != "image":
         raise ValueError(
             f"tta={estimator.tta!r} needs image input; {spec.name!r} takes {kind.name}"
         )
     kinds = augmenter.input_kinds
-    augments = estimator.augment != "none" and float(estimator.augment_strength) > 0
+    augments = augment != "none" and float(estimator.augment_strength) > 0
     if augments and kind.name not in kinds:
         raise ValueError(
-            f"augment={estimator.augment!r} works on {'/'.join(kinds)} input but "
+            f"augment={augment!r} works on {'/'.join(kinds)} input but "
             f"backbone {spec.name!r} takes {kind.name} input; "
             "use augment='none' or augment_strength=0"
         )

@@ -19,6 +19,7 @@ import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.utils import _safe_indexing
 
+from .defaults import effective
 from .device import DevicePool
 from .search_space import suggest
 
@@ -102,7 +103,7 @@ class CVObjective:
     def _lockstep(self, trial: Any, est: Any) -> float:
         import optuna
 
-        n_epochs = int(est.max_epochs)
+        n_epochs = int(effective(est, "max_epochs"))  # None: the backbone's default
         models = [clone(est) for _ in self.folds]
         k = len(models)
         fit_time, score_time = np.zeros(k), np.zeros(k)

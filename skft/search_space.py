@@ -66,9 +66,12 @@ def chosen_augmenters(estimator: Any) -> list[tuple[str, Callable[..., Any]]]:
     :mod:`skft.augment`). ``[]`` when the estimator has no ``augment``.
     Unknown names raise :class:`skft.UnknownNameError`.
     """
-    augment = estimator.get_params(deep=False).get("augment")
-    if augment is None:
+    params = estimator.get_params(deep=False)
+    if "augment" not in params:
         return []
+    from .defaults import effective
+
+    augment = effective(estimator, "augment")  # None: the backbone's default
     from .augment import parse_augment  # imports torch: only for estimators with ``augment``
 
     names = parse_augment(augment)

@@ -51,6 +51,11 @@ class InputKind:
     adapter: Callable[..., Any]
     #: What the adapter returns, for error messages and docs.
     batch_type: str = "tensor"
+    #: Estimator parameters handed to the adapter as keywords (text: ``("max_length",)``).
+    options: tuple[str, ...] = ()
+    #: The last axis of a sample may differ between fit and predict (text: the
+    #: longest tokenised sequence); only the other axes must match.
+    variable_length: bool = False
     #: The frozen-prefix feature cache applies (samples are fixed tensors whose
     #: prefix output does not change between epochs).
     cacheable: bool = True
@@ -117,6 +122,11 @@ class BackboneSpec:
     # structure: the number of layer groups when known without building
     # (None: skft builds the backbone once without weights to count them)
     n_groups: int | None = None
+
+    # training defaults the estimator uses where its parameter is None:
+    # "lr", "batch_size", "max_epochs", "augment", "max_length", and "head_lr_factor"
+    # (the head trains at lr * head_lr_factor); see skft.defaults
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     # free-form metadata (paper, licence, weight source, ...); skft never reads it
     extra: dict[str, Any] = field(default_factory=dict)

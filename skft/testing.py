@@ -116,13 +116,16 @@ def check_freezer(
 def check_augmenter(
     augmenter: str | Sequence[str] | Callable[..., Any],
     shape: Sequence[int] = (8, 3, 32, 32),
+    X: torch.Tensor | None = None,
     **params: Any,
 ) -> None:
     """Identity at 0, shape/dtype kept, seeded, input untouched, effect grows with strength.
 
     ``augmenter`` is a registered name (or composition, built as an estimator
     builds it) or a factory. Augmenters with ``mixes_targets = True`` are also
-    called with one-hot ``y=``.
+    called with one-hot ``y=``. ``X``: a batch as the augmenter takes it (for
+    input kinds other than images, e.g. a text plugin's token batch); default:
+    random images of ``shape``.
     """
     from .builtin.augmenters import NoAugment
 
@@ -131,8 +134,8 @@ def check_augmenter(
     else:
         aug = as_augmenter(instantiate(augmenter, params, f"augmenter {augmenter!r}", "augment__"))
     identity = isinstance(aug.wrapped if isinstance(aug, AugmenterAdapter) else aug, NoAugment)
-    gen = torch.Generator().manual_seed(0)
-    X = torch.rand(*shape, generator=gen)
+    if X is None:
+        X = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
     original = X.clone()
     assert torch.equal(aug(X, 0.0, torch.Generator().manual_seed(1)), X), (
         "strength 0 must be identity"
@@ -146,7 +149,7 @@ def check_augmenter(
         )
         assert torch.equal(out, again), f"strength {strength}: not reproducible under a seed"
         assert torch.equal(X, original), "the augmenter modified its input in place"
-        effects.append((out - X).abs().mean().item())
+        effects.append((out.float() - X.float()).abs().mean().item())
     if aug.mixes_targets:
         _check_target_mixing(aug, X)
     if not identity:

@@ -240,10 +240,13 @@ def test_tune_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not 'digits'" in err
     assert f"'{tmp_path / 'missing'}' does not exist" in err
-    (tmp_path / "table.csv").write_text("a,b\n")
-    assert main(["tune", *TINY, "--data", str(tmp_path / "table.csv"), "--out", str(tmp_path)]) == 2
+    (tmp_path / "t.json").write_text("{}")
+    assert main(["tune", *TINY, "--data", str(tmp_path / "t.json"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "is not 'digits', an .npz file or a folder" in err and "does not exist" not in err
+    (tmp_path / "table.csv").write_text("a,b\n")  # a table of texts without a 'text' column
+    assert main(["tune", *TINY, "--data", str(tmp_path / "table.csv"), "--out", str(tmp_path)]) == 2
+    assert "no column 'text' (columns: a, b)" in capsys.readouterr().err
 
 
 def test_tune_needs_two_classes(tmp_path, capsys):

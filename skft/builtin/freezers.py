@@ -12,6 +12,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
+from ..defaults import effective
 from ..hookspecs import hookimpl
 from ..specs import FreezePolicy, FreezeState
 
@@ -146,7 +147,7 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
     if policy is GradualFreezer:
         space["freeze__every"] = IntDistribution(1, 3)
     elif policy is LinearProbeFineTune:
-        epochs = max(1, int(estimator.get_params(deep=False).get("max_epochs") or 10))
+        epochs = max(1, int(effective(estimator, "max_epochs") or 10))
         space["freeze__probe_epochs"] = IntDistribution(0, max(1, epochs // 2))
     return space
 

@@ -55,6 +55,7 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     from ..augment import parse_augment
+    from ..defaults import effective
     from ..plugins import get_backbone
 
     params = estimator.get_params(deep=False)
@@ -72,7 +73,7 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
         )
     else:
         space["frozen_depth"] = CategoricalDistribution([*range(n_groups), "all"])
-    augment = params.get("augment")
-    if augment is not None and set(parse_augment(augment)) != {"none"}:
+    augment = effective(estimator, "augment")  # None: the backbone's default
+    if "augment" in params and set(parse_augment(augment)) != {"none"}:
         space["augment_strength"] = FloatDistribution(0.0, 1.0)
     return space

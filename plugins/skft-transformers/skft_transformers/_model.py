@@ -1,0 +1,152 @@
+"""Load a Hugging Face encoder and cut it into skft's layer groups.
+
+Between groups, the token states travel as one float tensor ``(B, L, H + 1)``:
+the hidden states with the attention mask as the last channel. Every group
+computes on its batch's own longest sequence (trimming the padding, *dynamic
+padding*) and pads its output back to the length it was given, so batches
+cost what their texts need while the frozen-prefix cache (which stacks rows
+of one length) still works.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from skft.specs import BackboneParts, Pretrained
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["Embeddings", "EncoderLayer", "Pool", "build_encoder", "load_model"]
+
+OFFLINE_HINT = (
+    "pass a local folder instead: backbone='hf:/path/to/folder', where the folder holds "
+    "config.json, the weights (model.safetensors or pytorch_model.bin) and the tokenizer "
+    "files (tokenizer.json), e.g. written by model.save_pretrained(folder) and "
+    "tokenizer.save_pretrained(folder) on a machine with internet access"
+)
+
+
+def load_error(source: str, what: str, exc: BaseException) -> ValueError:
+    where = "folder" if os.path.isdir(source) else "model id"
+    return ValueError(
+        f"cannot load the {what} of {where} {source!r} ({type(exc).__name__}: "
+        f"{str(exc).splitlines()[0] if str(exc) else ''}). Offline, or for a model that is "
+        f"not on the Hugging Face Hub, {OFFLINE_HINT}."
+    )
+
+
+def load_model(source: str, pretrained: Pretrained) -> nn.Module:
+    """``AutoModel`` from a folder or model id: pretrained weights, random init or a state dict."""
+    from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # skft is silent unless verbose
+    try:
+        if pretrained is True:
+            return AutoModel.from_pretrained(source)
+        model = AutoModel.from_config(AutoConfig.from_pretrained(source))
+    except (OSError, ValueError) as exc:
+        raise load_error(source, "model", exc) from exc
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+    if pretrained is not False:
+        from skft.weights import load_state_dict_file
+
+        model.load_state_dict(load_state_dict_file(pretrained), strict=False)
+    return model
+
+
+def _pack(hidden: torch.Tensor, mask: torch.Tensor, length: int) -> torch.Tensor:
+    """Hidden states and mask as ``(B, length, H + 1)``, zero-padded to ``length``."""
+    x = torch.cat([hidden, mask.unsqueeze(-1).to(hidden.dtype)], dim=-1)
+    return F.pad(x, (0, 0, 0, length - x.shape[1])) if x.shape[1] < length else x
+
+
+def _longest(mask: torch.Tensor) -> int:
+    return max(int(mask.sum(1).max()), 1) if mask.numel() else 1
+
+
+class Embeddings(nn.Module):
+    """Group 0: token ids ``(B, C, L)`` (ids, mask, ...) to packed token states."""
+
+    def __init__(self, embeddings: nn.Module) -> None:
+        super().__init__()
+        self.embeddings = embeddings
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length, mask = x.shape[-1], x[:, 1]
+        n = _longest(mask)
+        hidden = self.embeddings(input_ids=x[:, 0, :n].long())
+        return _pack(hidden, mask[:, :n], length)
+
+
+class EncoderLayer(nn.Module):
+    """One transformer layer on packed token states, on the batch's own longest sequence."""
+
+    def __init__(self, layer: nn.Module, config: Any) -> None:
+        super().__init__()
+        self.layer = layer
+        self.config = config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        length = x.shape[1]
+        n = _longest(x[..., -1])
+        hidden, mask = x[:, :n, :-1], x[:, :n, -1]
+        attn = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden, attention_mask=mask.long()
+        )
+        out = self.layer(hidden, attn)
+        out = out[0] if isinstance(out, tuple) else out
+        return _pack(out, mask, length)
+
+
+class Pool(nn.Module):
+    """The neck: mean over the attention mask (default) or the first token (``[CLS]``)."""
+
+    def __init__(self, mode: str = "mean") -> None:
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden, mask = x[..., :-1], x[..., -1:]
+        if self.mode == "cls":
+            return hidden[:, 0]
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}"
+
+
+def _layers(model: nn.Module) -> nn.ModuleList:
+    for path in ("encoder.layer", "encoder.layers", "transformer.layer", "layer"):
+        obj: Any = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, nn.ModuleList):
+            return obj
+    raise ValueError(
+        f"skft-transformers cannot find the encoder layers of {type(model).__name__}: it "
+        "supports encoders with model.embeddings and model.encoder.layer (BERT, RoBERTa, "
+        "ELECTRA, XLM-R, MiniLM, ...) or model.transformer.layer (DistilBERT)"
+    )
+
+
+def build_encoder(source: str, pool: str, pretrained: Pretrained) -> BackboneParts:
+    """Layer groups ``embeddings, layer0 .. layer{n-1}``, a pooling neck, the model for export."""
+    model = load_model(source, pretrained)
+    if getattr(model.config, "is_decoder", False):
+        raise ValueError(f"{source!r} is a decoder; skft-transformers takes encoders")
+    embeddings = getattr(model, "embeddings", None)
+    if embeddings is None:
+        _layers(model)  # the same message
+    groups: list[tuple[str, nn.Module]] = [("embeddings", Embeddings(embeddings))]
+    for i, layer in enumerate(_layers(model)):
+        groups.append((f"layer{i}", EncoderLayer(layer, model.config)))
+    dim = int(getattr(model.config, "hidden_size", 0) or model.config.dim)
+    return BackboneParts(groups=groups, neck=Pool(pool), feature_dim=dim, model=model)
