@@ -1,6 +1,6 @@
 """skft's own estimator parameters: their names, their checks, and the objects they name.
 
-The ten parameters skft adds to skorch's are listed once, in
+The parameters skft adds to skorch's are listed once, in
 :data:`FINE_TUNE_PARAMS`; both estimators spell them out in their
 ``__init__`` signatures (scikit-learn reads parameters from there) and store
 them with ``FineTuneMixin._init_params``. Scalar checks use scikit-learn's parameter
@@ -56,6 +56,9 @@ FINE_TUNE_PARAMS = (
     "n_iter_no_change",
     "tol",
     "scoring",
+    "streaming",
+    "num_workers",
+    "precision",
 )
 
 #: ``name: (scikit-learn constraints, what the message says is accepted)``;
@@ -84,6 +87,13 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     "tol": ([Interval(Real, 0, None, closed="left")], "a float >= 0"),
     "scoring": ([None, str, callable], "None, a scorer name or a callable"),
     "checkpoint": ([None, str, os.PathLike], "None or a folder path"),
+    "streaming": (["boolean", StrOptions({"auto"})], "True, False or 'auto'"),
+    "num_workers": ([None, Interval(Integral, 0, None, closed="left")], "None or an int >= 0"),
+    "precision": (
+        [StrOptions({"auto", "fp32", "bf16", "fp16"})],
+        "'auto', 'fp32', 'bf16' or 'fp16'",
+    ),
+    "compile": (["boolean"], "True or False"),
     "label_smoothing": ([Interval(Real, 0, 1, closed="left")], "a float in [0, 1)"),
 }
 
