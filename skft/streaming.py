@@ -188,5 +188,7 @@ def image_files(net: Any, X: Any, size: int) -> ImageFiles | None:
         return None
     if streaming == "auto" and len(X) * 3 * size * size <= STREAM_ABOVE_BYTES:
         return None  # fits in memory even as RGB: no need to read the headers twice
-    device = str(getattr(net, "device", "cpu") or "cpu")
+    from .device import resolve_device
+
+    device = str(resolve_device(getattr(net, "device", "cpu")) or "cpu")
     return ImageFiles(X, size, num_workers=net.num_workers, pin_memory=device.startswith("cuda"))
