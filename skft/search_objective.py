@@ -20,6 +20,7 @@ from sklearn.base import clone, is_classifier
 from sklearn.utils import _safe_indexing
 
 from .device import DevicePool
+from .progress import in_search
 from .search_space import suggest
 
 __all__ = ["CVObjective", "trains_in_lockstep"]
@@ -77,7 +78,7 @@ class CVObjective:
 
     def __call__(self, trial: Any) -> float:
         params = {name: suggest(trial, name, d) for name, d in self.space.items()}
-        with self.devices.take() as slot:
+        with self.devices.take() as slot, in_search():  # no progress bars (skft.progress)
             est = clone(self.estimator).set_params(**params)
             if slot is not None:
                 est.set_params(device=slot)
