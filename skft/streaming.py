@@ -151,6 +151,9 @@ class ImageFiles(Sequence):
         torch's global RNG: shuffling, dropout and initialization see the same
         random numbers as with in-memory data.
         """
+        import torchvision.io  # noqa: F401 - imported once here, not in every new worker
+        from torchvision.transforms.v2 import functional  # noqa: F401
+
         index_batches = [
             order[start : start + batch_size].tolist()
             for start in range(0, n_batches * batch_size, batch_size)
