@@ -50,8 +50,6 @@ def adapt_images(X: Any, image_size: int) -> torch.Tensor:
     if isinstance(X, (list, tuple)) and len(X) and _is_path(X[0]):
         if not all(_is_path(p) for p in X):
             raise TypeError("a list X must hold only PIL images or only file paths")
-        from .streaming import ImageFiles
-
         return ImageFiles(X, image_size).load()  # the decoder streaming uses: same pixels
     if isinstance(X, (list, tuple)) and len(X) and _is_pil(X[0]):
         return _stack_pil(list(X), image_size)
