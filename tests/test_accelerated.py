@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("accelerate")
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "accelerate_fit.py"
 ACCELERATE = Path(sys.executable).with_name("accelerate")
