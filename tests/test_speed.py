@@ -122,3 +122,19 @@ def test_compile_runs_the_module_through_torch_compile(digits, fast, monkeypatch
     assert len(calls) == 2  # compiled again, lazily, after unpickling
     with pytest.raises(ValueError, match="compile must be True or False"):
         FineTunedClassifier(**fast, compile="yes").fit(X, y)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_defaults_use_the_speed_paths(digits, fast, monkeypatch):
+    X, y = digits
+    X8 = (X * 255).astype(np.uint8)
+    sizes = []
+    real = skft.speed.device_budget
+    monkeypatch.setattr(skft.speed, "device_budget", lambda d: sizes.append(real(d)) or sizes[-1])
+    clf = FineTunedClassifier(**{**fast, "device": "cuda", "feature_cache": False}).fit(X8, y)
+    assert clf.__dict__["_channels_last"] and sizes and sizes[0] > X8.nbytes
+    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    assert autocast_dtype(clf.precision, "cuda") is expected
+    reference = FineTunedClassifier(**{**fast, "device": "cpu"}).fit(X8, y).predict_proba(X8)
+    assert (clf.predict_proba(X8).argmax(1) == reference.argmax(1)).mean() > 0.8
