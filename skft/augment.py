@@ -27,6 +27,7 @@ __all__ = [
     "AugmenterAdapter",
     "Compose",
     "as_augmenter",
+    "augment_batch",
     "build_augmenter",
     "parse_augment",
 ]
@@ -155,3 +156,24 @@ def build_augmenter(augment: Any, params: dict[str, Any]) -> Augmenter:
         for name, f in zip(names, factories)
     ]
     return Compose(parts, names)
+
+
+def augment_batch(net: Any, batch: tuple[Any, Any]) -> tuple[Any, Any]:
+    """``net``'s augmenter applied to a training batch ``(X, y)`` on ``net.device``.
+
+    Only for input its augmenter takes, with ``augment_strength > 0``, and not
+    on cached prefix features (``net.input_depth_``); other batches pass as they are.
+    """
+    from .speed import to_device
+
+    Xi, yi = batch
+    strength, aug = float(net.augment_strength), net.augmenter_
+    if strength > 0 and not net.input_depth_ and net.input_kind_.name in aug.input_kinds:
+        Xi = to_device(Xi, net.device)
+        if net.input_kind_.to_augmentable is not None:
+            Xi = net.input_kind_.to_augmentable(Xi)
+        if aug.mixes_targets:
+            Xi, yi = aug(Xi, strength, net.aug_generator_, y=net._mixable_targets(yi))
+        else:
+            Xi = aug(Xi, strength, net.aug_generator_)
+    return Xi, yi

@@ -1,7 +1,8 @@
 """What both estimators add to skorch, as a short list of skorch overrides.
 
 Parameters: :mod:`skft.params` and :mod:`skft.defaults`; seeds :mod:`skft.seeding`; freezing
-:mod:`skft.freezing`; output :mod:`skft.progress`; network :mod:`skft.network`; :mod:`skft.cache`.
+:mod:`skft.freezing`; output :mod:`skft.progress`; network :mod:`skft.network`; :mod:`skft.cache`;
+speed paths (precision, channels-last, resident data, compile) :mod:`skft.speed`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.utils import to_tensor
 
+from .augment import augment_batch
 from .cache import cache_depth, cached_input, fixed_prefix
 from .checkpoint import resume_into
 from .data import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
@@ -26,12 +27,13 @@ from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch
 from .persist import save as save_model
 from .progress import default_callbacks
 from .seeding import seeded
+from .speed import SpeedMixin, run_module
 from .tta import n_tta_views, predict_tta
 
 __all__ = ["FineTuneMixin"]
 
 
-class FineTuneMixin:
+class FineTuneMixin(SpeedMixin):
     """What both estimators add to skorch: plugins, data adapters, freezing, augmentation."""
 
     prefixes_ = [*NeuralNet.prefixes_, "freeze", "augment", "head"]
@@ -105,22 +107,11 @@ class FineTuneMixin:
 
     def train_step_single(self, batch, **fit_params):
         """Augment the training batch on the device (skorch: training batches only)."""
-        Xi, yi = batch
-        strength, aug = float(self.augment_strength), self.augmenter_
-        if strength > 0 and not self.input_depth_ and self.input_kind_.name in aug.input_kinds:
-            Xi = to_tensor(Xi, device=self.device)
-            if self.input_kind_.to_augmentable is not None:
-                Xi = self.input_kind_.to_augmentable(Xi)
-            if aug.mixes_targets:
-                Xi, yi = aug(Xi, strength, self.aug_generator_, y=self._mixable_targets(yi))
-            else:
-                Xi = aug(Xi, strength, self.aug_generator_)
-        return super().train_step_single((Xi, yi), **fit_params)
+        return super().train_step_single(augment_batch(self, batch), **fit_params)
 
     def infer(self, x, **fit_params):
-        """The module's output; ``input_depth_`` says which group ``x`` enters at."""
-        x = to_tensor(x, device=self.device)
-        return self.module_(x, start=self.input_depth_, **fit_params)
+        """The module's output; ``input_depth_`` says which group ``x`` enters at (skft.speed)."""
+        return run_module(self, x, **fit_params)
 
     def _run(self, Xt, yt, initialize: bool, epochs: int | None, **fit_params):
         step = 0 if initialize else len(self.history)

@@ -39,6 +39,9 @@ def checkpoint_path(net: Any, X: torch.Tensor, y: torch.Tensor) -> Path:
         params = net.get_params(deep=False)
     h.update(repr(sorted((k, repr(v)) for k, v in params.items() if k not in _IGNORED)).encode())
     for t in (X, y):
+        if hasattr(t, "fingerprint"):  # streamed image files (skft.streaming)
+            h.update(t.fingerprint())
+            continue
         t = t.detach().cpu().contiguous()
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")

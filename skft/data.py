@@ -12,6 +12,8 @@ import torch
 from sklearn.utils.validation import check_array
 from torch.utils.data import Subset
 
+from .streaming import ImageFiles, image_files
+
 __all__ = [
     "BatchLoader",
     "ShuffledBatchLoader",
@@ -47,7 +49,9 @@ def adapt_images(X: Any, image_size: int) -> torch.Tensor:
     X = _as_sequence(X)
     if isinstance(X, (list, tuple)) and len(X) and _is_path(X[0]):
         _refuse_text(X[0])
-        return _stack_pil([_open(p) for p in X], image_size)
+        if not all(_is_path(p) for p in X):
+            raise TypeError("a list X must hold only PIL images or only file paths")
+        return ImageFiles(X, image_size).load()  # the decoder streaming uses: same pixels
     if isinstance(X, (list, tuple)) and len(X) and _is_pil(X[0]):
         return _stack_pil(list(X), image_size)
     if isinstance(X, (str, os.PathLike)) or _is_pil(X):
@@ -96,7 +100,10 @@ def adapt_input(net: Any, X: Any, fitting: bool, y: Any = False) -> torch.Tensor
     from .defaults import effective
 
     options = {name: effective(net, name) for name in kind.options}  # e.g. max_length
-    Xt = adapter(X, image_size=net.image_size or spec.default_image_size, **options)
+    size = net.image_size or spec.default_image_size
+    Xt = image_files(net, X, size) if kind.name == "image" and spec.adapter is None else None
+    if Xt is None:  # not streamed (skft.streaming): adapted in memory
+        Xt = adapter(X, image_size=size, **options)
     shape = tuple(Xt.shape[1:])
     fixed = slice(0, -1 if kind.variable_length else None)  # text: any sequence length
     if fitting:
@@ -297,6 +304,7 @@ class BatchLoader:
         if isinstance(ds, Subset):
             ds, self.indices = ds.dataset, torch.as_tensor(ds.indices, dtype=torch.long)
         X, y = getattr(ds, "X", None), getattr(ds, "y", None)
+        self.files = X if isinstance(X, ImageFiles) else None  # streamed: DataLoader workers
         self.X = X if isinstance(X, torch.Tensor) else None
         self.y = y if isinstance(y, torch.Tensor) else None
         self.n = len(dataset)
@@ -313,6 +321,9 @@ class BatchLoader:
             if self.shuffle
             else torch.arange(self.n)
         )
+        if self.files is not None:
+            yield from self.files.batches(self.dataset, order, self.batch_size, len(self))
+            return
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             sel = order[start : start + self.batch_size]
             if self.X is None:

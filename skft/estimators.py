@@ -92,6 +92,23 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         Compute the output of a frozen prefix once and reuse it across epochs
         and across the fits of a search (see :mod:`skft.cache`). Results are
         the same with it on or off; only the time differs.
+    streaming : "auto", True or False
+        Image file paths: ``True`` decodes them batch by batch in DataLoader
+        worker processes (data larger than memory), ``False`` loads them all
+        into memory first; ``"auto"`` streams above 1 GiB of decoded pixels
+        (``SKFT_STREAM_ABOVE_MB``). Predictions are the same either way; the
+        feature cache is off for streamed data (see :mod:`skft.streaming`).
+    num_workers : int or None
+        Decoding worker processes for streamed files (0: in this process);
+        None: half the CPU cores, 1 to 4.
+    precision : "auto", "fp32", "bf16" or "fp16"
+        Autocast dtype of forward passes (fit and predict). ``"auto"``: bf16
+        on CUDA devices that support it, else fp32 (always fp32 on CPU).
+        ``"fp16"`` scales the loss (``torch.amp.GradScaler``). See :mod:`skft.speed`.
+    compile : bool
+        skorch's parameter: ``True`` runs the module through ``torch.compile``
+        (arguments as ``compile__*``); the module itself and its saved weights
+        stay as they are.
     verbose : int
         0 (default): silent, like scikit-learn's estimators. 1: one line per
         epoch (losses, scores, duration) and a per-batch progress bar on
@@ -130,6 +147,9 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         n_iter_no_change=5,
         tol=1e-4,
         scoring=None,
+        streaming="auto",
+        num_workers=None,
+        precision="auto",
         module=None,
         label_smoothing=0.0,
         criterion=nn.CrossEntropyLoss,
@@ -249,6 +269,9 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         n_iter_no_change=5,
         tol=1e-4,
         scoring=None,
+        streaming="auto",
+        num_workers=None,
+        precision="auto",
         module=None,
         criterion="mse",
         optimizer=torch.optim.AdamW,

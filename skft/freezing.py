@@ -41,7 +41,7 @@ class FreezeSchedule(Callback):
     """
 
     def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
-        module = net.module_
+        module = getattr(net.module_, "module", net.module_)  # inside DistributedDataParallel
         state = net.freeze_policy_(module.group_names, net.frozen_depth_, len(net.history) - 1)
         if state == net.freeze_state_:
             return

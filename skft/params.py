@@ -58,6 +58,9 @@ FINE_TUNE_PARAMS = (
     "n_iter_no_change",
     "tol",
     "scoring",
+    "streaming",
+    "num_workers",
+    "precision",
 )
 
 #: ``name: (scikit-learn constraints, what the message says is accepted)``;
@@ -94,6 +97,13 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     "tol": ([Interval(Real, 0, None, closed="left")], "a float >= 0"),
     "scoring": ([None, str, callable], "None, a scorer name or a callable"),
     "checkpoint": ([None, str, os.PathLike], "None or a folder path"),
+    "streaming": (["boolean", StrOptions({"auto"})], "True, False or 'auto'"),
+    "num_workers": ([None, Interval(Integral, 0, None, closed="left")], "None or an int >= 0"),
+    "precision": (
+        [StrOptions({"auto", "fp32", "bf16", "fp16"})],
+        "'auto', 'fp32', 'bf16' or 'fp16'",
+    ),
+    "compile": (["boolean"], "True or False"),
     "label_smoothing": ([Interval(Real, 0, 1, closed="left")], "a float in [0, 1)"),
 }
 

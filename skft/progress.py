@@ -1,15 +1,44 @@
-"""Progress output of a fit: quiet by default, one line per epoch and a bar when asked."""
+"""Progress output of a fit: quiet by default, one line per epoch and a bar when asked.
+
+``verbose=0`` (the default, and what the tests use): nothing. ``verbose=1``: one
+line per epoch and, once an epoch has run for ``bar_after`` seconds (5 by
+default; ``callbacks__epoch_log__bar_after=...``, ``None`` for never), a
+per-batch tqdm bar on stderr, except inside the trials of
+:class:`skft.OptunaSearch` (which run side by side). ``verbose=2``: the bar
+inside searches too.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from skorch.callbacks import Callback, PrintLog
 
-__all__ = ["EpochLog", "default_callbacks"]
+__all__ = ["EpochLog", "bar_wanted", "default_callbacks", "in_search"]
+
+_IN_SEARCH = contextvars.ContextVar("skft_in_search", default=False)
+
+
+@contextlib.contextmanager
+def in_search() -> Iterator[None]:
+    """Fits inside this context are a search's: no per-batch bar unless ``verbose >= 2``."""
+    token = _IN_SEARCH.set(True)
+    try:
+        yield
+    finally:
+        _IN_SEARCH.reset(token)
+
+
+def bar_wanted(net: Any) -> bool:
+    """Whether ``net``'s long epochs get a per-batch progress bar."""
+    verbose = int(net.verbose or 0)
+    return verbose >= 2 or (verbose >= 1 and not _IN_SEARCH.get())
 
 
 def default_callbacks(net: Any, skorch_defaults: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
@@ -38,10 +67,11 @@ class EpochLog(Callback):
 
     The line holds the epoch, the losses and scores skorch recorded and the
     epoch's duration. A per-batch bar (tqdm, on stderr) appears once an epoch
-    has run for ``bar_after`` seconds, so short epochs print only their line.
+    has run for ``bar_after`` seconds (``None``: never), so short epochs print
+    only their line; inside searches only with ``verbose >= 2`` (:func:`bar_wanted`).
     """
 
-    def __init__(self, bar_after: float = 5.0) -> None:
+    def __init__(self, bar_after: float | None = 5.0) -> None:
         self.bar_after = bar_after
 
     def on_epoch_begin(self, net: Any, dataset_train: Any = None, **kwargs: Any) -> None:
@@ -53,7 +83,7 @@ class EpochLog(Callback):
         self._total = math.ceil(n / size) if size and n else None
 
     def on_batch_end(self, net: Any, training: bool = False, **kwargs: Any) -> None:
-        if not (net.verbose and training):
+        if not training or self.bar_after is None or not bar_wanted(net):
             return
         self._batches += 1
         if self._bar is None and time.perf_counter() - self._start >= self.bar_after:

@@ -21,6 +21,7 @@ from sklearn.utils import _safe_indexing
 
 from .defaults import effective
 from .device import DevicePool
+from .progress import in_search
 from .search_space import suggest
 
 __all__ = ["CVObjective", "trains_in_lockstep"]
@@ -78,7 +79,7 @@ class CVObjective:
 
     def __call__(self, trial: Any) -> float:
         params = {name: suggest(trial, name, d) for name, d in self.space.items()}
-        with self.devices.take() as slot:
+        with self.devices.take() as slot, in_search():  # no progress bars (skft.progress)
             est = clone(self.estimator).set_params(**params)
             if slot is not None:
                 est.set_params(device=slot)
