@@ -21,6 +21,7 @@ __all__ = [
     "adapt_input",
     "adapt_tabular",
     "as_float_images",
+    "one_column",
     "set_input_tags",
 ]
 
@@ -259,18 +260,28 @@ def _stack_pil(images: Sequence[Any], size: int) -> torch.Tensor:
     return out
 
 
-def _as_sequence(X: Any) -> Any:
-    """Paths or PIL images held in a numpy array or a pandas object, as a list."""
+def one_column(X: Any, holds: str) -> Any:
+    """A pandas Series, or a one-column DataFrame, as a 1-D numpy array; other X unchanged.
+
+    ``holds`` completes the error for a DataFrame of several columns: "pass the one
+    column that holds ``holds``". Input adapters (plugins' too) share this.
+    """
     columns = getattr(X, "columns", None)
     if columns is not None and getattr(X, "ndim", 0) == 2:  # a DataFrame
         if len(columns) != 1:
             raise ValueError(
                 f"X is a DataFrame with {len(columns)} columns {list(columns)[:5]}; pass the "
-                "one column that holds image paths (e.g. X['path']) or an image array"
+                f"one column that holds {holds}"
             )
         X = X.iloc[:, 0]
     if hasattr(X, "to_numpy") and getattr(X, "ndim", 0) == 1:  # a Series
         X = X.to_numpy()
+    return X
+
+
+def _as_sequence(X: Any) -> Any:
+    """Paths or PIL images held in a numpy array or a pandas object, as a list."""
+    X = one_column(X, "image paths (e.g. X['path']) or an image array")
     if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "OUS":
         return [x.decode() if isinstance(x, bytes) else x for x in X.tolist()]
     return X

@@ -1,4 +1,5 @@
-"""Contract checks for plugin authors: ``check_backbone``, ``check_freezer``, ``check_augmenter``.
+"""Contract checks for plugin authors: ``check_backbone``, ``check_freezer``, ``check_augmenter``;
+``refuse_network(monkeypatch)`` makes a test prove that loading works offline.
 
 Each raises ``AssertionError`` with a readable message on the first broken rule::
 
@@ -22,7 +23,18 @@ from .freezing import build_freezer
 from .plugins import get_backbone, input_kinds, instantiate
 from .specs import BackboneParts, BackboneSpec, FreezeState
 
-__all__ = ["check_augmenter", "check_backbone", "check_freezer"]
+__all__ = ["check_augmenter", "check_backbone", "check_freezer", "refuse_network"]
+
+
+def refuse_network(monkeypatch: Any) -> None:
+    """Make every attempt to open a network connection fail (pytest's ``monkeypatch``)."""
+    import socket
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def check_backbone(

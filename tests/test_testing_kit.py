@@ -112,3 +112,15 @@ def test_kit_catches_an_unpicklable_spec():
     spec = BackboneSpec(name="bad", build=lambda p, s: build_ok(p, s), has_pretrained=False)
     with pytest.raises(AssertionError, match="cannot be pickled"):
         check_backbone(spec, fit=False)
+
+
+def test_refuse_network_makes_connections_fail(monkeypatch):
+    import socket
+
+    from skft.testing import refuse_network
+
+    refuse_network(monkeypatch)
+    with pytest.raises(OSError, match="network disabled"):
+        socket.create_connection(("127.0.0.1", 9))
+    with pytest.raises(OSError, match="network disabled"):
+        socket.socket().connect(("127.0.0.1", 9))

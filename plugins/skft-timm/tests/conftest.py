@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
+from skft.testing import refuse_network
 
 torch.set_num_threads(2)
 
@@ -13,9 +12,4 @@ torch.set_num_threads(2)
 @pytest.fixture
 def offline(monkeypatch):
     """Any attempt to open a network connection fails."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    refuse_network(monkeypatch)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from skft.data import one_column
 
 from ._model import load_error
 
@@ -32,16 +33,7 @@ IDS, MASK, WORD, SYN = 0, 1, 2, 3
 
 def check_texts(X: Any) -> list[str]:
     """X as a list of str: a list, tuple, 1-D numpy array or pandas Series of strings."""
-    columns = getattr(X, "columns", None)
-    if columns is not None and getattr(X, "ndim", 0) == 2:
-        if len(columns) != 1:
-            raise ValueError(
-                f"X is a DataFrame with {len(columns)} columns; pass the one column that "
-                "holds the texts (e.g. X['text'])"
-            )
-        X = X.iloc[:, 0]
-    if hasattr(X, "to_numpy") and getattr(X, "ndim", 0) == 1:  # a Series
-        X = X.to_numpy()
+    X = one_column(X, "the texts (e.g. X['text'])")
     if isinstance(X, str):
         raise TypeError("X must be a collection of strings (e.g. a list), got one str")
     if isinstance(X, torch.Tensor) or (isinstance(X, np.ndarray) and X.dtype.kind not in "OUS"):

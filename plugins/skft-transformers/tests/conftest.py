@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
+from skft.testing import refuse_network
 
 import skft_transformers
 
@@ -18,15 +17,32 @@ WORDS = (
 ).split()
 
 HAM = [
-    "hello how are you", "see you later tonight", "thanks for dinner", "ok see you at home",
-    "good morning friend", "love you see you tonight", "are you home now", "lunch at work ok",
-    "how was the meeting", "thanks good night friend", "see you at lunch", "good day at work",
+    "hello how are you",
+    "see you later tonight",
+    "thanks for dinner",
+    "ok see you at home",
+    "good morning friend",
+    "love you see you tonight",
+    "are you home now",
+    "lunch at work ok",
+    "how was the meeting",
+    "thanks good night friend",
+    "see you at lunch",
+    "good day at work",
 ]
 SPAM = [
-    "free prize call now", "win cash now txt claim", "urgent claim your award", "txt win to claim",
-    "free mobile offer reply", "call now to win cash", "claim free cash prize",
+    "free prize call now",
+    "win cash now txt claim",
+    "urgent claim your award",
+    "txt win to claim",
+    "free mobile offer reply",
+    "call now to win cash",
+    "claim free cash prize",
     "urgent offer reply",
-    "win a free award now", "reply stop to end offer", "cash prize call claim", "free txt win now",
+    "win a free award now",
+    "reply stop to end offer",
+    "cash prize call claim",
+    "free txt win now",
 ]
 
 
@@ -89,9 +105,4 @@ def fast(tiny_bert):
 @pytest.fixture
 def offline(monkeypatch):
     """Any attempt to open a network connection fails."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    refuse_network(monkeypatch)
