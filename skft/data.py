@@ -12,6 +12,7 @@ import torch
 from sklearn.utils.validation import check_array
 from torch.utils.data import Subset
 
+from .defaults import effective
 from .streaming import ImageFiles, image_files
 
 __all__ = [
@@ -98,8 +99,6 @@ def adapt_input(net: Any, X: Any, fitting: bool, y: Any = False) -> torch.Tensor
         return X  # skorch's own validation scoring hands back our adapted data
     spec, kind = net.backbone_spec_, net.input_kind_
     adapter = spec.adapter or kind.adapter
-    from .defaults import effective
-
     options = {name: effective(net, name) for name in kind.options}  # e.g. max_length
     size = net.image_size or spec.default_image_size
     Xt = image_files(net, X, size) if kind.name == "image" and spec.adapter is None else None
