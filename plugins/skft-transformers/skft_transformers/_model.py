@@ -10,6 +10,7 @@ of one length) still works.
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -18,7 +19,7 @@ from skft.specs import BackboneParts, Pretrained
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Embeddings", "EncoderLayer", "Pool", "build_encoder", "load_model"]
+__all__ = ["DebertaLayer", "Embeddings", "EncoderLayer", "Pool", "build_encoder", "load_model"]
 
 OFFLINE_HINT = (
     "pass a local folder instead: backbone='hf:/path/to/folder', where the folder holds "
@@ -71,16 +72,26 @@ def _longest(mask: torch.Tensor) -> int:
 
 
 class Embeddings(nn.Module):
-    """Group 0: token ids ``(B, C, L)`` (ids, mask, ...) to packed token states."""
+    """Group 0: token ids ``(B, C, L)`` (ids, mask, ...) to packed token states.
 
-    def __init__(self, embeddings: nn.Module) -> None:
+    ``relative`` holds modules the layers share (DeBERTa's relative-position embeddings
+    and their LayerNorm): they are position embeddings, so they belong to this group and
+    freeze with it; the layers read them through the encoder they were built from.
+    """
+
+    def __init__(self, embeddings: nn.Module, relative: dict[str, nn.Module] | None = None):
         super().__init__()
         self.embeddings = embeddings
+        if relative:
+            self.relative = nn.ModuleDict(relative)
+        # DeBERTa's embeddings zero the padded positions themselves: they take the mask
+        self.takes_mask = "mask" in inspect.signature(embeddings.forward).parameters
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length, mask = x.shape[-1], x[:, 1]
         n = _longest(mask)
-        hidden = self.embeddings(input_ids=x[:, 0, :n].long())
+        extra = {"mask": mask[:, :n].long()} if self.takes_mask else {}
+        hidden = self.embeddings(input_ids=x[:, 0, :n].long(), **extra)
         return _pack(hidden, mask[:, :n], length)
 
 
@@ -103,6 +114,40 @@ class EncoderLayer(nn.Module):
         )
         out = self.layer(hidden, attn)
         out = out[0] if isinstance(out, tuple) else out
+        return _pack(out, mask, length)
+
+
+class DebertaLayer(nn.Module):
+    """One DeBERTa (v1 or v2) layer: disentangled attention over relative positions.
+
+    The encoder computes the relative positions, the shared relative embeddings and the
+    pairwise mask once for all its layers; each group computes them for its own batch
+    from the encoder it was cut from (held unregistered: its shared modules are group 0's,
+    see :class:`Embeddings`). DeBERTa-v2's optional convolution after the first layer
+    belongs to that layer's group.
+    """
+
+    def __init__(self, layer: nn.Module, encoder: nn.Module, conv: nn.Module | None = None):
+        super().__init__()
+        self.layer = layer
+        if conv is not None:
+            self.conv = conv
+        self._encoder = (encoder,)  # a tuple: not registered as a submodule
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        n = _longest(x[..., -1])
+        hidden, mask = x[:, :n, :-1], x[:, :n, -1]
+        encoder = self._encoder[0]
+        out = self.layer(
+            hidden,
+            encoder.get_attention_mask(mask.long()),
+            relative_pos=encoder.get_rel_pos(hidden),
+            rel_embeddings=encoder.get_rel_embedding(),
+        )
+        out = out[0] if isinstance(out, tuple) else out
+        if getattr(self, "conv", None) is not None:
+            out = self.conv(hidden, out, mask.long())
         return _pack(out, mask, length)
 
 
@@ -133,7 +178,7 @@ def _layers(model: nn.Module) -> nn.ModuleList:
     raise ValueError(
         f"skft-transformers cannot find the encoder layers of {type(model).__name__}: it "
         "supports encoders with model.embeddings and model.encoder.layer (BERT, RoBERTa, "
-        "ELECTRA, XLM-R, MiniLM, ...) or model.transformer.layer (DistilBERT)"
+        "ELECTRA, XLM-R, MiniLM, DeBERTa, ...) or model.transformer.layer (DistilBERT)"
     )
 
 
@@ -145,8 +190,20 @@ def build_encoder(source: str, pool: str, pretrained: Pretrained) -> BackbonePar
     embeddings = getattr(model, "embeddings", None)
     if embeddings is None:
         _layers(model)  # the same message
-    groups: list[tuple[str, nn.Module]] = [("embeddings", Embeddings(embeddings))]
-    for i, layer in enumerate(_layers(model)):
-        groups.append((f"layer{i}", EncoderLayer(layer, model.config)))
+    encoder = getattr(model, "encoder", None)
+    if hasattr(encoder, "get_rel_embedding"):  # DeBERTa v1/v2: relative-position attention
+        relative = {
+            name: getattr(encoder, name)
+            for name in ("rel_embeddings", "LayerNorm")
+            if isinstance(getattr(encoder, name, None), nn.Module)
+        }
+        groups: list[tuple[str, nn.Module]] = [("embeddings", Embeddings(embeddings, relative))]
+        conv = getattr(encoder, "conv", None)
+        for i, layer in enumerate(_layers(model)):
+            groups.append((f"layer{i}", DebertaLayer(layer, encoder, conv if i == 0 else None)))
+    else:
+        groups = [("embeddings", Embeddings(embeddings))]
+        for i, layer in enumerate(_layers(model)):
+            groups.append((f"layer{i}", EncoderLayer(layer, model.config)))
     dim = int(getattr(model.config, "hidden_size", 0) or model.config.dim)
     return BackboneParts(groups=groups, neck=Pool(pool), feature_dim=dim, model=model)

@@ -57,13 +57,11 @@ def _ensure_registered() -> None:
 _ensure_registered()
 
 
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory) -> str:
-    """A 2-layer BERT (hidden 32) with a WordPiece tokenizer over :data:`WORDS`, as a folder."""
+def _save_tokenizer(folder) -> int:
+    """A WordPiece tokenizer over :data:`WORDS` saved in ``folder``; returns the vocabulary size."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
-    folder = tmp_path_factory.mktemp("tiny_bert")
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab = {t: i for i, t in enumerate(special + sorted(set(WORDS)) + ["the", "to", "a", "at",
              "for", "your", "end", "was", "##s", "##ing"])}  # fmt: skip
@@ -78,12 +76,42 @@ def tiny_bert(tmp_path_factory) -> str:
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
         sep_token="[SEP]", mask_token="[MASK]",
     ).save_pretrained(folder)  # fmt: skip
+    return len(vocab)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A 2-layer BERT (hidden 32) with a WordPiece tokenizer over :data:`WORDS`, as a folder."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    vocab_size = _save_tokenizer(folder)
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=64,
     )  # fmt: skip
     BertModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_deberta(tmp_path_factory) -> str:
+    """A 2-layer DeBERTa-v2 (relative attention, position buckets, the convolution after
+    the first layer, LayerNorm on the relative embeddings), as a folder."""
+    from transformers import DebertaV2Config, DebertaV2Model
+
+    folder = tmp_path_factory.mktemp("tiny_deberta")
+    vocab_size = _save_tokenizer(folder)
+    torch.manual_seed(0)
+    config = DebertaV2Config(
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, relative_attention=True,
+        position_buckets=8, max_relative_positions=16, norm_rel_ebd="layer_norm",
+        pos_att_type=["p2c", "c2p"], position_biased_input=False, conv_kernel_size=3,
+        share_att_key=True,
+    )  # fmt: skip
+    DebertaV2Model(config).save_pretrained(folder)
     return str(folder)
 
 

@@ -278,3 +278,50 @@ def test_missing_hf_model_offline_says_how_to_pass_a_folder(offline, texts, monk
     X, y = texts
     with pytest.raises(ValueError, match="pass a local folder instead: backbone='hf:/path"):
         FineTunedClassifier("hf:no-such-org/no-such-model", max_epochs=1).fit(X, y)
+
+
+# --------------------------------------------------------------------------
+# other encoder layouts: DeBERTa (relative-position attention)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_deberta"])
+def test_layer_groups_compute_what_the_model_computes(fixture, request):
+    """The groups chained (each on its batch's own longest text) equal the model's forward."""
+    folder = request.getfixturevalue(fixture)
+    parts = _model.build_encoder(folder, "mean", True)
+    model = parts.model.eval()
+    Xt = adapt_text(["free cash now", "see you at home tonight friend", "ok"], folder, 32)
+    x = Xt.float()
+    with torch.no_grad():
+        for _, group in parts.groups:
+            group.eval()
+            x = group(x)
+        mask = Xt[:, 1].long()
+        ref = model(input_ids=Xt[:, 0].long(), attention_mask=mask).last_hidden_state
+    assert x.shape[1] == Xt.shape[-1]  # padded back to the length it was given
+    for i, n in enumerate(mask.sum(1).tolist()):  # padded positions differ by design
+        torch.testing.assert_close(x[i, :n, :-1], ref[i, :n], atol=1e-5, rtol=1e-4)
+
+
+def test_deberta_fits_freezes_and_shares_its_relative_embeddings(tiny_deberta, texts):
+    X, y = texts
+    settings = dict(backbone="hf:" + tiny_deberta, max_epochs=3, batch_size=8, random_state=0,
+                    lr=1e-3, feature_cache=False)  # fmt: skip
+    clf = FineTunedClassifier(**settings, frozen_depth=1)
+    clf.initialize_module = _record_initial(clf.initialize_module, clf)
+    clf.fit(X, y)
+    assert clf.module_.group_names == ["embeddings", "layer0", "layer1"]
+    assert clf.score(X, y) > 0.6
+    embeddings = clf.module_.groups[0]
+    assert set(embeddings.relative) == {"rel_embeddings", "LayerNorm"}  # frozen with group 0
+    assert hasattr(clf.module_.groups[1], "conv")  # the v2 convolution: layer0's group
+    for name, group in zip(clf.module_.group_names, clf.module_.groups):
+        before = clf.initial_[name]
+        changed = any(not torch.equal(p, before[k]) for k, p in group.state_dict().items())
+        assert changed == (name != "embeddings"), name
+    del clf.initialize_module  # the recording wrapper is local: not picklable
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+    shared = restored.module_.groups[1]._encoder[0].rel_embeddings
+    assert shared is restored.module_.groups[0].relative["rel_embeddings"]  # still one module
