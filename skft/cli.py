@@ -50,12 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         default="digits",
         help="'digits' (built in), an .npz with X and y, a folder with one sub-folder "
-        "of images per class, or a .csv/.tsv file of texts and labels (see --text-column)",
+        "of images per class, a .csv/.tsv file of texts and labels (see --text-column), or "
+        "a folder with one sub-folder of .txt files (one text each) per class",
     )
     tune.add_argument(
         "--backbone",
         default=None,
-        help="backbone name (default: minilm for a .csv/.tsv of texts, else efficientnet_lite0)",
+        help="backbone name (default: minilm for texts, else efficientnet_lite0)",
     )
     tune.add_argument("--text-column", default="text", help="column of a .csv/.tsv with the texts")
     tune.add_argument("--label-column", default="label", help="column of a .csv/.tsv: labels")
@@ -94,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict = command("predict", "predict with a saved model, writing CSV")
     predict.add_argument("model", help="a model.skft folder written by skft tune (or save())")
     predict.add_argument(
-        "data", help="'digits', an .npz with X, a folder of images, or a .csv/.tsv of texts"
+        "data",
+        help="'digits', an .npz with X, a folder of images, a .csv/.tsv of texts, or a folder "
+        "of .txt files",
     )
     predict.add_argument("--text-column", default="text", help="column of a .csv/.tsv: texts")
     predict.add_argument("--out", default="predictions.csv", help="CSV file to write")

@@ -37,13 +37,14 @@ def load_reporting_skips(
 ):
     """:func:`skft.datasets.load_data`, its warnings (skipped files) printed to stderr.
 
-    A ``.csv``/``.tsv`` file is a table of texts (:func:`skft.text_data.load_text_table`).
+    A ``.csv``/``.tsv`` file or a folder of ``.txt`` files holds texts
+    (:func:`skft.text_data.load_texts`).
     """
     from .datasets import load_data
-    from .text_data import is_table, load_text_table
+    from .text_data import is_text_source, load_texts
 
-    if is_table(source):
-        return load_text_table(source, text_column, label_column, labelled=labelled, limit=limit)
+    if is_text_source(source):
+        return load_texts(source, text_column, label_column, labelled=labelled, limit=limit)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data = load_data(source, image_size, labelled=labelled, limit=limit)

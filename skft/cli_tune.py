@@ -33,10 +33,10 @@ def run_tune(args) -> int:
     from .plugins import get_backbone
     from .search import OptunaSearch
     from .search_storage import make_storage
-    from .text_data import is_table
+    from .text_data import is_text_source
 
     out = Path(args.out)
-    backbone = args.backbone or ("minilm" if is_table(args.data) else "efficientnet_lite0")
+    backbone = args.backbone or ("minilm" if is_text_source(args.data) else "efficientnet_lite0")
     spec = get_backbone(backbone)
     pretrained = spec.has_pretrained if args.pretrained is None else args.pretrained
     X, y, _ = load_reporting_skips(

@@ -1,4 +1,4 @@
-"""Labelled texts from a CSV or TSV file, for ``skft tune --data`` and ``skft predict``."""
+"""Labelled texts from a CSV/TSV file or a folder of ``.txt`` files, for ``skft tune``/``predict``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import ImageData
+from .datasets import ImageData, _spread
 
-__all__ = ["TABLE_SUFFIXES", "is_table", "load_text_table"]
+__all__ = [
+    "TABLE_SUFFIXES",
+    "is_table",
+    "is_text_folder",
+    "is_text_source",
+    "load_text_folder",
+    "load_text_table",
+    "load_texts",
+]
 
 #: File suffixes read as tables of texts (tab-separated for .tsv/.tab).
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
@@ -18,6 +26,84 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
 def is_table(source: object) -> bool:
     """``source`` names a CSV/TSV file (by its suffix)."""
     return isinstance(source, (str, Path)) and Path(source).suffix.lower() in TABLE_SUFFIXES
+
+
+def is_text_folder(source: object) -> bool:
+    """``source`` is a folder whose files (outside hidden folders) include ``.txt`` files."""
+    if not isinstance(source, (str, Path)) or not Path(source).is_dir():
+        return False
+    return any(_text_files(Path(source)))
+
+
+def is_text_source(source: object) -> bool:
+    """``source`` holds texts: a CSV/TSV table or a folder of ``.txt`` files."""
+    return is_table(source) or is_text_folder(source)
+
+
+def _text_files(root: Path):
+    for path in sorted(root.rglob("*.txt")):
+        rel = path.relative_to(root)
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+            yield path
+
+
+def load_text_folder(
+    path: str | Path, *, labelled: bool = True, limit: int | None = None
+) -> ImageData:
+    """``(texts, labels, ids)`` from a folder of ``.txt`` files, one text per file.
+
+    Labelled, the layout is scikit-learn's :func:`~sklearn.datasets.load_files`
+    (and ``ImageFolder``'s): one sub-folder per class, named as the class
+    (``spam/0001.txt``, ``ham/0002.txt``). Unlabelled, every ``.txt`` file
+    below ``path`` is read. ``ids`` are the files' paths relative to
+    ``path``; ``limit`` keeps at most that many, spread over the classes.
+    Files are read as UTF-8 with surrounding whitespace stripped; one that is
+    not valid UTF-8 is an error naming it.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{str(root)!r} is not a folder")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    files = list(_text_files(root))
+    if labelled:
+        loose = [f for f in files if len(f.relative_to(root).parts) < 2]
+        if loose:
+            raise ValueError(
+                f"{root}: {len(loose)} .txt file(s) not in a class sub-folder (e.g. "
+                f"{loose[0].name}); put each class's files in a folder named as the class"
+            )
+    groups: dict[str, list[Path]] = {}
+    for f in files:
+        groups.setdefault(f.relative_to(root).parts[0] if labelled else "", []).append(f)
+    if not groups:
+        raise ValueError(f"{root}: no .txt files")
+    if limit is not None:
+        groups = _spread(groups, limit)
+    picked = [(label, f) for label, fs in groups.items() for f in fs]
+    texts = []
+    for _, f in picked:
+        try:
+            texts.append(f.read_text(encoding="utf-8").strip())
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{f}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    ids = [f.relative_to(root).as_posix() for _, f in picked]
+    labels = np.asarray([label for label, _ in picked]) if labelled else None
+    return ImageData(texts, labels, ids)  # type: ignore[arg-type]
+
+
+def load_texts(
+    source: str | Path,
+    text_column: str = "text",
+    label_column: str | None = "label",
+    *,
+    labelled: bool = True,
+    limit: int | None = None,
+) -> ImageData:
+    """A CSV/TSV table (:func:`load_text_table`) or a ``.txt`` folder (:func:`load_text_folder`)."""
+    if is_table(source):
+        return load_text_table(source, text_column, label_column, labelled=labelled, limit=limit)
+    return load_text_folder(source, labelled=labelled, limit=limit)
 
 
 def load_text_table(

@@ -75,3 +75,46 @@ def test_text_demo_data_and_outputs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "TF-IDF + LR" in out and "macro F1" in out
     assert (tmp_path / "text_demo.png").is_file() and (tmp_path / "results.json").is_file()
+
+
+def _write_folder(root, texts, labels):
+    for i, (text, label) in enumerate(zip(texts, labels)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        (root / label / f"{i:03d}.txt").write_text(text + "\n", encoding="utf-8")
+
+
+def test_tune_and_predict_on_a_folder_of_txt_files(tiny_bert, texts, tmp_path, capsys):
+    X, y = texts
+    data = tmp_path / "messages"
+    _write_folder(data, X, y)
+    out = tmp_path / "run"
+    args = ["tune", "--data", str(data), "--backbone", "hf:" + tiny_bert, "--trials", "1",
+            "--cv", "2", "--epochs", "1", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    assert "24 samples, 2 classes" in capsys.readouterr().out
+    preds = tmp_path / "pred.csv"
+    assert main(["predict", str(out / "model.skft"), str(data), "--out", str(preds)]) == 0
+    with preds.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(X) and rows[0]["id"] == "ham/000.txt"
+
+
+def test_txt_folder_loader(texts, tmp_path):
+    from skft.text_data import is_text_source, load_text_folder
+
+    X, y = texts
+    _write_folder(tmp_path / "d", X, y)
+    got, labels, ids = load_text_folder(tmp_path / "d")
+    assert sorted(zip(got, labels)) == sorted(zip(X, y))  # whitespace stripped, labels = folders
+    assert is_text_source(tmp_path / "d") and not is_text_source(tmp_path / "nothing")
+    few = load_text_folder(tmp_path / "d", limit=4)
+    assert sorted(few.labels) == ["ham", "ham", "spam", "spam"]  # spread over the classes
+    unlabelled = load_text_folder(tmp_path / "d", labelled=False)
+    assert unlabelled.labels is None and len(unlabelled.images) == len(X)
+    (tmp_path / "d" / "loose.txt").write_text("no class", encoding="utf-8")
+    with pytest.raises(ValueError, match="not in a class sub-folder"):
+        load_text_folder(tmp_path / "d")
+    (tmp_path / "d" / "loose.txt").unlink()
+    (tmp_path / "d" / "ham" / "bad.txt").write_bytes(b"\xff\xfe bad")
+    with pytest.raises(ValueError, match="bad.txt: not UTF-8"):
+        load_text_folder(tmp_path / "d")
