@@ -143,7 +143,12 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         self.onnx_model_ = None
         if self.quantize is not None:
             calibration = self._calibration(est, Xt, calibration_X)
-            fp32 = export_onnx(est.module_, est.input_shape_, str(est.backbone))
+            fp32 = export_onnx(
+                est.module_,
+                est.input_shape_,
+                str(est.backbone),
+                est.input_kind_.variable_length,
+            )
             self.onnx_model_ = OnnxModel(
                 quantize_onnx(fp32, self.quantize, calibration, self.keep_fp32)
             )
@@ -213,7 +218,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         est = self.estimator_
         if self.onnx_model_ is None:
             return est._forward_numpy(X)
-        Xt = as_float_images(adapt_input(est, X, fitting=False))
+        Xt = as_float_images(adapt_input(est, X, fitting=False)).float()  # text: ids as floats
         out = torch.from_numpy(self.onnx_model_.run(Xt.numpy()))
         return est._get_predict_nonlinearity()(out).numpy()
 

@@ -45,17 +45,29 @@ class InferenceGraph(nn.Module):
         return self.head(self.neck(x))
 
 
-def export_onnx(module: FineTuneModule, input_shape: tuple[int, ...], backbone: str) -> bytes:
+def export_onnx(
+    module: FineTuneModule,
+    input_shape: tuple[int, ...],
+    backbone: str,
+    variable_length: bool = False,
+) -> bytes:
     """The module as an fp32 ONNX model: input ``x`` float32 ``(N, *input_shape)``, output ``y``.
 
     Images enter as floats in [0, 1]; the backbone's normalisation is part of
-    the graph. Uses torch's TorchScript-based exporter (opset 17): it exports
+    the graph. ``variable_length`` (text): ``x`` holds token batches ``(N, C, L)``
+    (ids, attention mask, ... as float32), and ``L`` is a dynamic axis too. Uses torch's TorchScript-based exporter (opset 17): it exports
     smallcnn and EfficientNet-Lite0 (TF "same" padding) in a fraction of the
     time of the dynamo exporter, with the same outputs. Operations it cannot
     export raise a ``ValueError`` naming the backbone and the operation.
     """
     graph = InferenceGraph(copy.deepcopy(module).cpu()).eval()
-    example = torch.rand((2, *input_shape))
+    axes = {0: "batch", len(input_shape): "length"} if variable_length else {0: "batch"}
+    if variable_length:  # token ids 1, the second text padded: the mask path is traced
+        example = torch.zeros((2, *input_shape))
+        example[:, 0], example[:, 1] = 1.0, 1.0
+        example[1, 1, input_shape[-1] // 2 :] = 0.0
+    else:
+        example = torch.rand((2, *input_shape))
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -66,7 +78,7 @@ def export_onnx(module: FineTuneModule, input_shape: tuple[int, ...], backbone: 
                 buffer,
                 input_names=["x"],
                 output_names=["y"],
-                dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                dynamic_axes={"x": axes, "y": {0: "batch"}},
                 opset_version=_OPSET,
                 dynamo=False,
             )
@@ -85,11 +97,17 @@ def to_onnx(estimator: Any, path: str | os.PathLike) -> Path:
     """Write a fitted estimator's network to ``path`` as fp32 ONNX; returns the path.
 
     The model takes float32 images ``(N, C, S, S)`` in [0, 1] (``input_shape_``;
-    uint8 pixels divided by 255) and gives the network's raw outputs: logits
+    uint8 pixels divided by 255), or for text the tokenised batch ``(N, C, L)``
+    as float32 (``L`` any length) and gives the network's raw outputs: logits
     for a classifier, standardised targets for a regressor.
     """
     estimator.check_is_fitted()
-    data = export_onnx(estimator.module_, estimator.input_shape_, str(estimator.backbone))
+    data = export_onnx(
+        estimator.module_,
+        estimator.input_shape_,
+        str(estimator.backbone),
+        estimator.input_kind_.variable_length,
+    )
     path = Path(path)
     path.write_bytes(data)
     return path
@@ -124,7 +142,9 @@ def quantize_onnx(
         Path(src).write_bytes(model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            quant_pre_process(src, pre)
+            # auto_merge: text models slice position ids to Min(max_positions, length),
+            # which symbolic shape inference can only reconcile with length by merging
+            quant_pre_process(src, pre, auto_merge=True)
             if mode == "dynamic":
                 quantize_dynamic(pre, out, weight_type=QuantType.QInt8, per_channel=True)
             else:

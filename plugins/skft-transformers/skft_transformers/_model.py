@@ -68,6 +68,10 @@ def _pack(hidden: torch.Tensor, mask: torch.Tensor, length: int) -> torch.Tensor
 
 
 def _longest(mask: torch.Tensor) -> int:
+    """The batch's longest text; while exporting (tracing), the whole length: a traced
+    graph must not freeze one batch's length, and padded positions are masked anyway."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return mask.shape[1]
     return max(int(mask.sum(1).max()), 1) if mask.numel() else 1
 
 
