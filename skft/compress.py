@@ -134,8 +134,11 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             est.module_.apply_freeze_state(est.freeze_state_)  # the pruner turned grads on
             est.initialize_optimizer()  # new parameters
             est.prefix_keys_ = {}  # new weights: cached features are stale
+            # images train on the adapted tensor; token batches are re-made from the texts
+            # (their adapter takes strings, and augmentation works on words)
+            recover_X = X if est.input_kind_.variable_length else Xt
             for _ in range(self.recover_epochs):
-                est.partial_fit(Xt, y)
+                est.partial_fit(recover_X, y)
             recalibrate_batchnorm(est.module_, Xt, next(est.module_.parameters()).device)
             est.prefix_keys_ = {}  # new statistics: cached features are stale
         est.module_.eval()
@@ -299,7 +302,9 @@ def prune_module(
     torch-pruning traces the module on ``example`` (one adapted input) and
     groups coupled layers (a conv, its batch norm, the next layer's input,
     residual sums). The head's outputs are never pruned; ``round_to`` keeps channel
-    counts multiples of it. Groups that touch a
+    counts multiples of it. Layer groups may describe their structure with
+    :class:`skft.specs.PruningHints` (transformer layers: whole attention heads and
+    feed-forward width go, the residual stream keeps its width). Groups that touch a
     parameter torch-pruning has no pruning rule for (``nn.Parameter`` held by
     a custom layer) are left alone. Returns the names of those layers
     (``unhandled_layers``) and of every layer with parameters whose shapes did
@@ -315,6 +320,9 @@ def prune_module(
     example = example.to(device).float()
     was_training = module.training
     module.eval().requires_grad_(True)  # DepGraph traces autograd: frozen layers too
+    hints = [m.pruning_hints() for m in graph.modules() if hasattr(m, "pruning_hints")]
+    ignored = [graph.head] + [layer for h in hints for layer in h.ignored_layers]
+    num_heads = {layer: n for h in hints for layer, n in h.num_heads.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "unwrapped parameters": reported as unhandled_layers
         pruner = tp.pruner.MetaPruner(
@@ -322,8 +330,12 @@ def prune_module(
             example,
             importance=tp.importance.MagnitudeImportance(p=2),
             pruning_ratio=ratio,
-            ignored_layers=[graph.head],
-            round_to=round_to,
+            ignored_layers=ignored,
+            round_to=None if num_heads else round_to,  # heads: whole heads, not multiples
+            num_heads=num_heads,
+            prune_num_heads=bool(num_heads),
+            prune_head_dims=False,  # a head keeps its size; the number of heads shrinks
+            head_pruning_ratio=ratio,
         )
     unhandled = {id(u.parameters) for u in pruner.DG.unwrapped_parameters}
     unhandled_layers = sorted({param_owner[p] for p in param_owner if id(p) in unhandled})
@@ -331,6 +343,9 @@ def prune_module(
         touched = {id(dep.target.module) for dep, _ in group}
         if not touched & unhandled:
             group.prune()
+    for h in hints:
+        if h.after is not None:
+            h.after()
     module.train(was_training)
     unpruned = [n for m, n in names.items() if n in shapes and _shapes(m) == shapes[n]]
     return {"unhandled_layers": unhandled_layers, "unpruned_layers": sorted(unpruned)}

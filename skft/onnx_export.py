@@ -55,7 +55,8 @@ def export_onnx(
 
     Images enter as floats in [0, 1]; the backbone's normalisation is part of
     the graph. ``variable_length`` (text): ``x`` holds token batches ``(N, C, L)``
-    (ids, attention mask, ... as float32), and ``L`` is a dynamic axis too. Uses torch's TorchScript-based exporter (opset 17): it exports
+    (ids, attention mask, ... as float32), and ``L`` is a dynamic axis too.
+    Uses torch's TorchScript-based exporter (opset 17): it exports
     smallcnn and EfficientNet-Lite0 (TF "same" padding) in a fraction of the
     time of the dynamo exporter, with the same outputs. Operations it cannot
     export raise a ``ValueError`` naming the backbone and the operation.

@@ -21,6 +21,7 @@ __all__ = [
     "FreezeState",
     "InputKind",
     "Pretrained",
+    "PruningHints",
 ]
 
 #: ``True`` (the backbone's default weights), ``False`` (random init) or a path
@@ -90,6 +91,27 @@ class BackboneParts:
     #: ``estimator.export_backbone()`` can hand the tuned network back under
     #: its own parameter names. ``None`` when the backbone has no such model.
     model: nn.Module | None = None
+
+
+@dataclass
+class PruningHints:
+    """What a layer group tells :func:`skft.compress.prune_module` about its structure.
+
+    A group module (or any module inside it) may define ``pruning_hints()``
+    returning one of these; layers without hints are pruned by channel as
+    torch-pruning's dependency graph allows. Transformer layers use it to say
+    that whole attention heads go (``num_heads``: each query/key/value
+    projection and its head count) and that the layers writing the residual
+    stream keep their width (``ignored_layers``); ``after`` runs once pruning is
+    done (e.g. to update a layer's stored head count).
+    """
+
+    #: layers whose output channels are never pruned
+    ignored_layers: list[nn.Module] = field(default_factory=list)
+    #: projections pruned by whole heads, with their head counts
+    num_heads: dict[nn.Module, int] = field(default_factory=dict)
+    #: called after pruning, to bring attributes in line with the new shapes
+    after: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Labelled texts from a CSV/TSV file or a folder of ``.txt`` files, for ``skft tune``/``predict``."""
+"""Texts (and labels) from a CSV/TSV file or a folder of ``.txt`` files, for the CLI."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 import torch
-from skft.specs import BackboneParts, Pretrained
+from skft.specs import BackboneParts, Pretrained, PruningHints
 from torch import nn
 from torch.nn import functional as F
 
@@ -91,12 +91,57 @@ class Embeddings(nn.Module):
         # DeBERTa's embeddings zero the padded positions themselves: they take the mask
         self.takes_mask = "mask" in inspect.signature(embeddings.forward).parameters
 
+    def pruning_hints(self) -> PruningHints:
+        """The embeddings write the residual stream: their width stays."""
+        return PruningHints(ignored_layers=[m for m in self.modules() if isinstance(m, nn.Linear)])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length, mask = x.shape[-1], x[:, 1]
         n = _longest(mask)
         extra = {"mask": mask[:, :n].long()} if self.takes_mask else {}
         hidden = self.embeddings(input_ids=x[:, 0, :n].long(), **extra)
         return _pack(hidden, mask[:, :n], length)
+
+
+def transformer_pruning_hints(layer: nn.Module) -> PruningHints:
+    """Structured pruning of one encoder layer: whole attention heads and feed-forward width.
+
+    The linear layers that write the residual stream (output width = the hidden size:
+    the attention output and the feed-forward output) keep their width, so every layer
+    still adds into the same stream. Query, key and value lose whole heads, found on
+    the attention module that stores ``num_attention_heads`` and ``attention_head_size``
+    (BERT, RoBERTa, ELECTRA, MiniLM, DeBERTa); its stored head count is updated after
+    pruning. An attention with other projections of the head width (DeBERTa's separate
+    relative-position projections) keeps its heads; only its feed-forward width shrinks.
+    """
+    attention = next(
+        (m for m in layer.modules() if hasattr(m, "num_attention_heads") and hasattr(
+            m, "attention_head_size")),
+        None,
+    )  # fmt: skip
+    linears = [m for m in layer.modules() if isinstance(m, nn.Linear)]
+    if attention is None or not linears:
+        return PruningHints(ignored_layers=linears)
+    projections = [
+        getattr(attention, n, None)
+        for n in ("query", "key", "value", "query_proj", "key_proj", "value_proj")
+    ]
+    projections = [m for m in projections if isinstance(m, nn.Linear)]
+    hidden = projections[0].in_features if projections else None
+    residual = [m for m in linears if m.out_features == hidden and m not in projections]
+    heads_wide = [m for m in attention.modules() if isinstance(m, nn.Linear)
+                  and m.out_features == attention.all_head_size]  # fmt: skip
+    if len(projections) != 3 or len(heads_wide) != 3:
+        return PruningHints(ignored_layers=residual + heads_wide)
+
+    def after() -> None:
+        attention.all_head_size = projections[0].out_features
+        attention.num_attention_heads = attention.all_head_size // attention.attention_head_size
+
+    heads = int(attention.num_attention_heads)
+    return PruningHints(
+        ignored_layers=residual, num_heads={m: heads for m in projections}, after=after
+    )
 
 
 class EncoderLayer(nn.Module):
@@ -106,6 +151,9 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.layer = layer
         self.config = config
+
+    def pruning_hints(self) -> PruningHints:
+        return transformer_pruning_hints(self.layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
@@ -137,6 +185,12 @@ class DebertaLayer(nn.Module):
         if conv is not None:
             self.conv = conv
         self._encoder = (encoder,)  # a tuple: not registered as a submodule
+
+    def pruning_hints(self) -> PruningHints:
+        hints = transformer_pruning_hints(self.layer)
+        if getattr(self, "conv", None) is not None:  # writes the residual stream too
+            hints.ignored_layers.append(self.conv.conv)
+        return hints
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]

@@ -37,3 +37,29 @@ def test_dynamic_int8_text_model_agrees_and_pickles(fitted, texts):
     assert comp.compression_report_["calibration_agreement"] >= 0.9
     back = pickle.loads(pickle.dumps(comp))
     np.testing.assert_allclose(back.predict_proba(X), comp.predict_proba(X), atol=1e-6)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_deberta"])
+def test_pruning_removes_heads_and_feed_forward_width(fixture, request, texts):
+    X, y = texts
+    folder = request.getfixturevalue(fixture)
+    base = FineTunedClassifier(
+        "hf:" + folder, max_epochs=2, batch_size=8, lr=1e-3, random_state=0
+    ).fit(X, y)
+    comp = Compressed(base, prune=0.5, recover_epochs=1, prefit=True).fit(X, y)
+    report = comp.compression_report_
+    assert report["params_after"] < report["params_before"]
+    for group in comp.estimator_.module_.groups[1:]:
+        attention = next(m for m in group.modules() if hasattr(m, "num_attention_heads"))
+        assert attention.num_attention_heads == 1  # 2 heads, half removed
+        assert attention.all_head_size == 16  # one head of 16
+        layer = group.layer
+        assert layer.intermediate.dense.out_features == 32  # feed-forward 64 -> 32
+        assert layer.output.dense.in_features == 32
+        assert layer.output.dense.out_features == 32  # the residual stream keeps its width
+    embeddings = comp.estimator_.module_.groups[0]
+    assert all(p.shape[-1] == 32 for p in embeddings.parameters() if p.ndim)  # residual kept
+    assert comp.predict(X).shape == (len(X),)
+    assert comp.score(X, y) >= 0.5  # runs; recovery is one epoch on a random model
+    onnx = Compressed(comp.estimator_, quantize="dynamic", prefit=True).fit(X, y)
+    assert np.mean(onnx.predict(X) == comp.predict(X)) >= 0.9  # the pruned model exports
