@@ -6,7 +6,14 @@ that fitted model with :class:`skft.Compressed` (``prefit=True``):
 * digits at 64x64 (300 train / 500 test, 5 epochs);
 * ants vs bees (``/work/shared/data/hymenoptera``, 224x224, 245 train / 153
   val, 3 epochs with the first 5 of Lite0's 9 layer groups frozen, so their
-  features are cached; ``--hym-frozen-depth``) unless ``--skip-hymenoptera``.
+  features are cached; ``--hym-frozen-depth``) unless ``--skip-hymenoptera``;
+* MiniLM (``backbone="minilm"``, its defaults) fine-tuned on 200 SMS messages
+  (``/work/shared/data/sms_spam``, the split of ``bench_text.py``, seed 0),
+  macro F1 on 1,000 held-out messages, unless ``--skip-text``: pruning removes
+  whole attention heads and feed-forward width, and int8 is ONNX Runtime's
+  dynamic quantization (``quantize="dynamic"``), the recipe for transformer
+  encoders. Latency inputs are one message (batch 1) and 32 messages padded to
+  their own longest (batch 32).
 
 Every variant's latency is measured in ONNX Runtime on the CPU (fp32 ONNX for
 the unquantized ones, so the int8 speed-up is against the same runtime), as
@@ -31,6 +38,7 @@ from skft.datasets import load_digits_images, load_image_folder
 from skft.onnx_export import OnnxModel, export_onnx
 
 HYMENOPTERA = Path("/work/shared/data/hymenoptera")
+SMS = Path("/work/shared/data/sms_spam/sms_spam.tsv")
 
 
 def median_ms(fn, x, repeats: int) -> float:
@@ -108,11 +116,60 @@ def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     return rows
 
 
-def print_table(name: str, rows: list[tuple], flush: bool = False) -> None:
+def compare_text(base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
+    """Rows as :func:`compare`, for a fitted text model: macro F1, dynamic int8."""
+    from sklearn.metrics import f1_score
+
+    def tokens(texts):
+        return as_float_images(adapt_input(base, texts, fitting=False)).float().numpy()
+
+    one, batch = tokens(X_test[:1]), tokens(X_test[:32])
+    rows = []
+
+    def timed(run):
+        return median_ms(run, one, args.repeats), median_ms(run, batch, max(5, args.repeats // 5))
+
+    def add(label, comp, onnx_model, seconds):
+        f1 = float(f1_score(y_test, comp.predict(X_test), average="macro"))
+        rows.append((label, f1, onnx_model.nbytes / 1e6, *timed(onnx_model.run), seconds))
+
+    def fp32_onnx(est):
+        return OnnxModel(export_onnx(est.module_, est.input_shape_, str(est.backbone), True))
+
+    start = time.perf_counter()
+    fp32 = Compressed(base, prefit=True).fit(X_train, y_train)
+    f1 = float(f1_score(y_test, fp32.predict(X_test), average="macro"))
+    fp32_model = fp32_onnx(fp32.estimator_)
+    rows.append(("fp32, PyTorch eager", f1, fp32_model.nbytes / 1e6,
+                 *timed(torch_runner(fp32.estimator_)), 0.0))  # fmt: skip
+    add("fp32, ONNX Runtime", fp32, fp32_model, time.perf_counter() - start)
+    start = time.perf_counter()
+    pruned = Compressed(base, prune=0.3, recover_epochs=args.recover, prefit=True)
+    pruned.fit(X_train, y_train)
+    add("pruned 0.3 + recovery", pruned, fp32_onnx(pruned.estimator_), time.perf_counter() - start)
+    for label, est in (("int8 (dynamic)", base), ("pruned 0.3 + int8", pruned.estimator_)):
+        start = time.perf_counter()
+        comp = Compressed(est, quantize="dynamic", prefit=True).fit(X_train, y_train)
+        add(label, comp, comp.onnx_model_, time.perf_counter() - start)
+    report = pruned.compression_report_
+    heads = [
+        m.num_attention_heads
+        for m in pruned.estimator_.module_.modules()
+        if hasattr(m, "num_attention_heads") and hasattr(m, "attention_head_size")
+    ]
+    print(
+        f"sms: parameters {report['params_before']:,} -> {report['params_after']:,} after "
+        f"pruning 0.3 ({report['params_after'] / report['params_before']:.2f}); attention "
+        f"heads per layer {heads}"
+    )
+    return rows
+
+
+def print_table(name: str, rows: list[tuple], flush: bool = False, metric: str = "accuracy"):
     base_acc, base_mb, base_b1, base_b32 = rows[1][1:5]  # fp32 in ONNX Runtime
     print(f"\n{name}\n")
     print(
-        "| variant | accuracy | size (MB) | batch 1 (ms) | batch 32 (ms) "
+        f"| variant | {metric} | size (MB) | batch 1 (ms) | batch 32 (ms) "
         "| vs fp32 ORT: size, b1, b32 | compress time (s) |"
     )
     print("|---|---:|---:|---:|---:|---|---:|")
@@ -140,6 +197,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 digits, 1 epoch, no hymenoptera")
     parser.add_argument("--skip-hymenoptera", action="store_true")
+    parser.add_argument("--skip-text", action="store_true", help="no MiniLM / SMS spam rows")
+    parser.add_argument("--skip-images", action="store_true", help="only the text rows")
     parser.add_argument("--repeats", type=int, default=50, help="runs per latency (batch 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads")
     parser.add_argument("--keep-fp32", type=int, default=2, help="Compressed(keep_fp32=...)")
@@ -157,15 +216,17 @@ def main() -> None:
         f"calibration: 256 training images; keep_fp32={args.keep_fp32}\n"
     )
 
-    X, y = load_digits_images()
-    X_train, y_train = X[:n_train], y[:n_train]
-    X_test, y_test = X[n_train : n_train + 500], y[n_train : n_train + 500]
-    base, secs = fit_base(X_train, y_train, epochs, 64, 32)
-    name = f"digits 64x64, {n_train} train / {len(X_test)} test, {epochs} epochs ({secs:.0f} s)"
-    tables = [(name, compare("digits", base, X_train, y_train, X_test, y_test, args))]
-    print_table(*tables[0], flush=True)  # now, in case the 224 px run is cut short
+    tables = []
+    if not args.skip_images:
+        X, y = load_digits_images()
+        X_train, y_train = X[:n_train], y[:n_train]
+        X_test, y_test = X[n_train : n_train + 500], y[n_train : n_train + 500]
+        base, secs = fit_base(X_train, y_train, epochs, 64, 32)
+        name = f"digits 64x64, {n_train} train / {len(X_test)} test, {epochs} epochs ({secs:.0f} s)"
+        tables.append((name, compare("digits", base, X_train, y_train, X_test, y_test, args)))
+        print_table(*tables[0], flush=True)  # now, in case the 224 px run is cut short
 
-    if not (args.quick or args.skip_hymenoptera) and HYMENOPTERA.exists():
+    if not (args.quick or args.skip_hymenoptera or args.skip_images) and HYMENOPTERA.exists():
         X_train, y_train, _ = load_image_folder(HYMENOPTERA / "train", 224)
         X_test, y_test, _ = load_image_folder(HYMENOPTERA / "val", 224)
         epochs, depth = args.hym_epochs, args.hym_frozen_depth
@@ -176,9 +237,26 @@ def main() -> None:
         )
         rows = compare("ants/bees", base, X_train, y_train, X_test, y_test, args)
         tables.append((name, rows))
-    for name, rows in tables[1:]:
-        print_table(name, rows)
+        print_table(name, rows, flush=True)
 
+    if not (args.quick or args.skip_text) and SMS.exists():
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bench_text import load, splits
+
+        (X_train, y_train), (X_test, y_test) = splits(*load(str(SMS)), 200, 0)
+        start = time.perf_counter()
+        base = FineTunedClassifier("minilm", random_state=0).fit(X_train, y_train)
+        name = (
+            f"SMS spam, MiniLM (defaults), {len(X_train)} train / {len(X_test)} held out "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
+        rows = compare_text(base, X_train, y_train, X_test, y_test, args)
+        tables.append((name, rows, "macro F1"))
+    print("\nall tables")
+    for table in tables:
+        print_table(*table[:2], metric=table[2] if len(table) > 2 else "accuracy")
 
 if __name__ == "__main__":
     main()

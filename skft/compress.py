@@ -64,6 +64,11 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
     round_to : int >= 1 or None
         Pruning keeps channel counts multiples of ``round_to`` (8: what CPU
         kernels vectorise over); None: exactly ``1 - prune`` of each layer.
+    prune_frozen : bool
+        False (default): layer groups the estimator kept frozen are not pruned,
+        since the recovery epochs train only what the estimator trains (a
+        probe or ``frozen_depth=k`` fit keeps its pretrained features intact and
+        cached); True: prune them too (faster, and they are not re-tuned).
     prefit : bool
         True: ``estimator`` is already fitted; compress a copy of it, no refit.
     random_state : int, RandomState or None
@@ -79,6 +84,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         calibration_size: int = 256,
         keep_fp32: int = 2,
         round_to: int | None = 8,
+        prune_frozen: bool = False,
         prefit: bool = False,
         random_state: Any = None,
     ) -> None:
@@ -89,6 +95,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         self.calibration_size = calibration_size
         self.keep_fp32 = keep_fp32
         self.round_to = round_to
+        self.prune_frozen = prune_frozen
         self.prefit = prefit
         self.random_state = random_state
 
@@ -103,6 +110,9 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
                 f"quantize={self.quantize!r} is not a quantization mode; use one of "
                 f"{[None, *QUANTIZE_MODES]}"
             )
+        for name in ("prune_frozen", "prefit"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
         for name in ("recover_epochs", "calibration_size", "keep_fp32", "round_to"):
             value, low = getattr(self, name), int(name in ("calibration_size", "round_to"))
             if name == "round_to" and value is None:
@@ -130,7 +140,11 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         Xt = adapt_input(est, X, fitting=False)
         report: dict[str, Any] = {"unhandled_layers": [], "unpruned_layers": []}
         if self.prune > 0:
-            report.update(prune_module(est.module_, Xt[:1], float(self.prune), self.round_to))
+            keep = [] if self.prune_frozen else frozen_groups(est)
+            report["kept_groups"] = [est.module_.group_names[i] for i in keep]
+            report.update(
+                prune_module(est.module_, Xt[:1], float(self.prune), self.round_to, keep)
+            )
             est.module_.apply_freeze_state(est.freeze_state_)  # the pruner turned grads on
             est.initialize_optimizer()  # new parameters
             est.prefix_keys_ = {}  # new weights: cached features are stale
@@ -139,7 +153,10 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             recover_X = X if est.input_kind_.variable_length else Xt
             for _ in range(self.recover_epochs):
                 est.partial_fit(recover_X, y)
-            recalibrate_batchnorm(est.module_, Xt, next(est.module_.parameters()).device)
+            device = next(est.module_.parameters()).device
+            recalibrate_batchnorm(
+                est.module_, Xt, device, keep=[est.module_.groups[i] for i in keep]
+            )
             est.prefix_keys_ = {}  # new statistics: cached features are stale
         est.module_.eval()
         after = _size(est.module_)
@@ -252,15 +269,25 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         return tags
 
 
-def recalibrate_batchnorm(module: nn.Module, X: torch.Tensor, device: Any, batch: int = 64) -> int:
+def recalibrate_batchnorm(
+    module: nn.Module, X: torch.Tensor, device: Any, batch: int = 64, keep: Any = ()
+) -> int:
     """Recompute every BatchNorm's running statistics on ``X`` (precise BN); the layers found.
+
+    BatchNorms inside the modules of ``keep`` (layer groups left unpruned and
+    frozen) keep their statistics.
 
     Pruning changes what each BatchNorm sees, and a few recovery epochs move the running
     averages too little (measured: a pruned EfficientNet-Lite0 classified its own training
     digits at 0.915 in train mode, 0.115 in eval mode). One pass over ``X`` in train mode,
     without gradients and with a cumulative average, makes eval mode match again.
     """
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    kept = {id(m) for k in keep for m in k.modules()}
+    norms = [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in kept
+    ]
     if not norms:
         return 0
     momenta = [m.momentum for m in norms]
@@ -294,15 +321,25 @@ def state_dict_bytes(module: nn.Module) -> int:
     return buffer.tell()
 
 
+def frozen_groups(est: Any) -> list[int]:
+    """Indices of the layer groups ``est`` kept frozen (in its last epoch)."""
+    return [i for i, trainable in enumerate(est.freeze_state_.trainable) if not trainable]
+
+
 def prune_module(
-    module: FineTuneModule, example: torch.Tensor, ratio: float, round_to: int | None = None
+    module: FineTuneModule,
+    example: torch.Tensor,
+    ratio: float,
+    round_to: int | None = None,
+    keep_groups: Any = (),
 ) -> dict[str, list]:
     """Remove ``ratio`` of each prunable layer's channels by magnitude, in place.
 
     torch-pruning traces the module on ``example`` (one adapted input) and
     groups coupled layers (a conv, its batch norm, the next layer's input,
     residual sums). The head's outputs are never pruned; ``round_to`` keeps channel
-    counts multiples of it. Layer groups may describe their structure with
+    counts multiples of it; the layers of the groups in ``keep_groups`` (indices)
+    keep their width. Layer groups may describe their structure with
     :class:`skft.specs.PruningHints` (transformer layers: whole attention heads and
     feed-forward width go, the residual stream keeps its width). Groups that touch a
     parameter torch-pruning has no pruning rule for (``nn.Parameter`` held by
@@ -322,6 +359,8 @@ def prune_module(
     module.eval().requires_grad_(True)  # DepGraph traces autograd: frozen layers too
     hints = [m.pruning_hints() for m in graph.modules() if hasattr(m, "pruning_hints")]
     ignored = [graph.head] + [layer for h in hints for layer in h.ignored_layers]
+    kept = [module.groups[i] for i in keep_groups]
+    ignored += [m for g in kept for m in g.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     num_heads = {layer: n for h in hints for layer, n in h.num_heads.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "unwrapped parameters": reported as unhandled_layers

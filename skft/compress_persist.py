@@ -67,7 +67,9 @@ def load_compressed(folder: Path) -> Any:
     inner, inner_config = build_saved(folder / INNER)
     if params["prune"] > 0:
         example = torch.zeros((1, *inner.input_shape_))
-        prune_module(inner.module_, example, float(params["prune"]), params.get("round_to"))
+        names = inner.module_.group_names
+        keep = [names.index(n) for n in report.get("kept_groups", [])]
+        prune_module(inner.module_, example, float(params["prune"]), params.get("round_to"), keep)
         inner.module_.apply_freeze_state(inner.freeze_state_)
     _load_weights(inner, folder / INNER, inner_config["weights_sha256"])
     inner.module_.eval()

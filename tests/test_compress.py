@@ -192,6 +192,7 @@ def test_grid_search_over_prune(digits, fast):
         ({"calibration_size": 0}, "calibration_size must be an int >= 1"),
         ({"keep_fp32": -1}, "keep_fp32 must be an int >= 0"),
         ({"round_to": 0}, "round_to must be an int >= 1"),
+        ({"prune_frozen": "yes"}, "prune_frozen must be True or False"),
     ],
 )
 def test_bad_parameters_fail_before_any_work(digits, fitted, params, words, monkeypatch):
@@ -342,3 +343,22 @@ def test_dynamic_int8_on_a_tabular_mlp(fast):
     assert np.mean(comp.predict(X) == clf.predict(X)) >= 0.9
     assert comp.compression_report_["calibration_agreement"] >= 0.9
     np.testing.assert_allclose(comp.predict_proba(X), clf.predict_proba(X), atol=0.1)
+
+
+@pytest.mark.parametrize("prune_frozen", [False, True])
+def test_frozen_groups_keep_their_width_unless_asked(digits, fast_settings, tmp_path, prune_frozen):
+    """Recovery trains only what the estimator trains: its frozen groups stay whole."""
+    X, y = digits
+    est = FineTunedClassifier(**{**fast_settings, "frozen_depth": 1, "max_epochs": 2}).fit(X, y)
+    before = {k: v.clone() for k, v in est.module_.groups[0].state_dict().items()}
+    comp = Compressed(est, prune=0.5, recover_epochs=1, prefit=True, prune_frozen=prune_frozen)
+    comp.fit(X, y)
+    first = comp.estimator_.module_.groups[0].state_dict()
+    unchanged = all(
+        first[k].shape == v.shape and torch.equal(first[k], v) for k, v in before.items()
+    )
+    assert unchanged != prune_frozen
+    assert comp.compression_report_["kept_groups"] == ([] if prune_frozen else ["block1"])
+    assert comp.compression_report_["params_after"] < comp.compression_report_["params_before"]
+    again = skft.load(comp.save(tmp_path / "c.skft"))  # re-pruned to the same shapes
+    np.testing.assert_array_equal(again.predict_proba(X), comp.predict_proba(X))
