@@ -151,8 +151,13 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             # images train on the adapted tensor; token batches are re-made from the texts
             # (their adapter takes strings, and augmentation works on words)
             recover_X = X if est.input_kind_.variable_length else Xt
-            for _ in range(self.recover_epochs):
-                est.partial_fit(recover_X, y)
+            schedule = est.lr_schedule  # recovery at the base rates: the fit's schedule has ended
+            est.lr_schedule = "constant"
+            try:
+                for _ in range(self.recover_epochs):
+                    est.partial_fit(recover_X, y)
+            finally:
+                est.lr_schedule = schedule
             device = next(est.module_.parameters()).device
             recalibrate_batchnorm(
                 est.module_, Xt, device, keep=[est.module_.groups[i] for i in keep]

@@ -40,10 +40,11 @@ CORE_DEFAULTS: dict[str, Any] = {
     "augment": "basic",
     "max_length": 128,
     "head_lr_factor": 1.0,
+    "lr_schedule": "constant",
 }
 
 #: Estimator parameters whose ``None`` means the backbone's default.
-BACKBONE_DEFAULTED = ("lr", "batch_size", "max_epochs", "augment", "max_length")
+BACKBONE_DEFAULTED = ("lr", "batch_size", "max_epochs", "augment", "max_length", "lr_schedule")
 
 
 def training_defaults(backbone: Any) -> dict[str, Any]:

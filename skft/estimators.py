@@ -51,7 +51,13 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         recommended rate (1e-3 for image backbones, 5e-5 for text encoders,
         whose new head trains 20 times faster; see :mod:`skft.defaults`).
     max_epochs, batch_size : None or int
-        Epochs and batch size; None: the backbone's (images: 10 and 32).
+        Epochs and batch size; None: the backbone's (images: 10 and 32; text
+        encoders: 20 and 16).
+    lr_schedule : None, "constant", "linear" or "cosine"
+        The rate over the fit (:mod:`skft.schedule`): "linear" warms up over the
+        first 10% of the steps and decays linearly to 0 at the end of
+        ``max_epochs``; "cosine" warms up the same way and follows a half cosine.
+        None: the backbone's ("constant" for images, "linear" for text encoders).
     image_size : int or None
         Side of the square input; None: the backbone's default.
     max_length : int >= 2 or None
@@ -136,6 +142,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         batch_size=None,
         image_size: int | None = None,
         max_length: int | None = None,
+        lr_schedule: str | None = None,
         device="auto",
         random_state=None,
         tta=False,
@@ -258,6 +265,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         batch_size=None,
         image_size: int | None = None,
         max_length: int | None = None,
+        lr_schedule: str | None = None,
         device="auto",
         random_state=None,
         tta=False,

@@ -108,7 +108,10 @@ def lr_find(
     finder = LRFinder(lrs)
     probe = clone(estimator)
     callbacks = [*(probe.callbacks or []), ("lr_finder", finder)]
-    probe.set_params(lr=start_lr, callbacks=callbacks, train_split=None, verbose=0)
+    # the finder sets every rate itself: no schedule on top of it
+    probe.set_params(
+        lr=start_lr, callbacks=callbacks, train_split=None, verbose=0, lr_schedule="constant"
+    )
     for _ in range(int(num_iter)):  # at least one batch an epoch
         n = len(finder.losses)
         probe.partial_fit(X, y)

@@ -27,6 +27,7 @@ from .augment import build_augmenter
 from .defaults import effective
 from .freezing import build_freezer
 from .plugins import get_backbone, heads, input_kinds
+from .schedule import LR_SCHEDULES
 from .specs import BackboneSpec, InputKind
 from .tta import n_tta_views
 
@@ -48,6 +49,7 @@ FINE_TUNE_PARAMS = (
     "augment_strength",
     "image_size",
     "max_length",
+    "lr_schedule",
     "random_state",
     "tta",
     "feature_cache",
@@ -88,6 +90,10 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
         [None, Interval(Real, 0, None, closed="neither"), StrOptions({"find"})],
         "a float > 0 or 'find' (the learning-rate range test, skft.lr_find) "
         "or None (the backbone's default)",
+    ),
+    "lr_schedule": (
+        [None, StrOptions(set(LR_SCHEDULES))],
+        "'constant', 'linear', 'cosine' or None (the backbone's default)",
     ),
     "pretrained": ([bool, str, os.PathLike], "True, False or a path to a state-dict file"),
     "feature_cache": (["boolean"], "True or False"),

@@ -44,11 +44,13 @@ def bar_wanted(net: Any) -> bool:
 def default_callbacks(net: Any, skorch_defaults: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """skorch's default callbacks less its epoch table, plus skft's.
 
-    Freezing schedule, early stopping (when on), the finite-loss check, output.
+    Freezing schedule, learning-rate schedule, early stopping (when on), the finite-loss
+    check, output.
     """
     from .early_stopping import early_stopping_callbacks
     from .faults import FiniteLoss
     from .freezing import FreezeSchedule
+    from .schedule import LRSchedule
 
     quiet = [
         (n, cb) for n, cb in skorch_defaults if not (isinstance(cb, PrintLog) or cb is PrintLog)
@@ -56,6 +58,7 @@ def default_callbacks(net: Any, skorch_defaults: list[tuple[str, Any]]) -> list[
     return [
         *quiet,
         ("freeze_schedule", FreezeSchedule()),
+        ("lr_schedule", LRSchedule()),
         *early_stopping_callbacks(net),
         ("finite_loss", FiniteLoss()),
         ("epoch_log", EpochLog()),

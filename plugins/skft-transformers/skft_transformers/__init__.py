@@ -16,7 +16,8 @@ Through skft's plugin hooks:
 
 Layer groups: ``embeddings``, ``layer0`` ... ``layer{n-1}``; the neck pools token states.
 Text backbones declare training defaults (``lr=5e-5`` for the encoder, the new head at
-20 times that rate, ``batch_size=16``, ``max_epochs=10``, no augmentation) that the
+20 times that rate, ``batch_size=16``, ``max_epochs=20``, ``lr_schedule="linear"``, no
+augmentation) that the
 estimator uses where its parameter is ``None`` (see :mod:`skft.defaults`).
 
 Importing this module imports neither torch nor transformers.
@@ -52,12 +53,14 @@ MINILM_ALIASES = ("all-MiniLM-L6-v2",)
 POOLS = ("mean", "cls")
 
 #: Training defaults of text encoders (skft.defaults): AdamW at 5e-5 for the encoder and
-#: 1e-3 for the new head, batches of 16, 10 epochs, no augmentation, 128 tokens.
+#: 1e-3 for the new head, batches of 16, 20 epochs with linear warm-up (10% of the steps)
+#: and linear decay (the BERT fine-tuning schedule), no augmentation, 128 tokens.
 TEXT_DEFAULTS = {
     "lr": 5e-5,
     "head_lr_factor": 20.0,
     "batch_size": 16,
-    "max_epochs": 10,
+    "max_epochs": 20,
+    "lr_schedule": "linear",
     "augment": "none",
     "max_length": 128,
 }

@@ -220,7 +220,10 @@ def test_text_backbones_bring_their_training_defaults(fast, texts):
     settings = {k: v for k, v in fast.items() if k not in ("lr", "batch_size", "max_epochs")}
     clf = FineTunedClassifier(**settings, max_epochs=1).fit(X, y)
     assert clf.lr is None and clf.batch_size is None and clf.augment is None  # params unchanged
-    rates = {g["name"]: g["lr"] for g in clf.optimizer_.param_groups}
+    assert clf.lr_schedule is None and TEXT_DEFAULTS["lr_schedule"] == "linear"
+    groups = clf.optimizer_.param_groups
+    assert all(0 < g["schedule_factor"] < 1 for g in groups)  # the linear schedule ran
+    rates = {g["name"]: g["lr"] / g["schedule_factor"] for g in groups}  # the base rates
     assert rates["layer0"] == pytest.approx(TEXT_DEFAULTS["lr"])
     assert rates["head"] == pytest.approx(TEXT_DEFAULTS["lr"] * TEXT_DEFAULTS["head_lr_factor"])
     assert len(clf.history[-1]["batches"]) == int(np.ceil(len(X) / TEXT_DEFAULTS["batch_size"]))
