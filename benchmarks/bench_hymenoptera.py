@@ -13,6 +13,8 @@ References: PyTorch's transfer-learning tutorial 0.935 (fine-tune) / 0.948 (fixe
 features), skorch's notebook 0.961.
 
     python benchmarks/bench_hymenoptera.py defaults probe search --budget 1800
+    python benchmarks/bench_hymenoptera.py search --budget 1800 --image-size 260 \
+        --search-backbones efficientnet_lite0 efficientnet_lite1 efficientnet_lite2
 """
 
 from __future__ import annotations
@@ -31,16 +33,26 @@ from skft.datasets import load_image_folder
 from skft.plugins import get_backbone
 
 
-def search_space(n_groups: int) -> dict:
-    return {
+def search_space(n_groups: int, backbones: list[str] | None = None) -> dict:
+    """The space searched: the upper groups and the head train on cached features.
+
+    With ``backbones`` (several names with the same number of groups, such as
+    EfficientNet-Lite0/1/2), the backbone is searched too, each at its own input size.
+    """
+    space = {
         "lr": FloatDistribution(1e-4, 3e-2, log=True),
         "frozen_depth": CategoricalDistribution([n_groups - 3, n_groups - 2, n_groups - 1, "all"]),
         "augment_strength": CategoricalDistribution([0.0]),  # keeps the cache usable
         "head": CategoricalDistribution(["linear", "mlp"]),
         "label_smoothing": FloatDistribution(0.0, 0.2),
         "max_epochs": CategoricalDistribution([5, 10, 20]),
-        "tta": CategoricalDistribution([0, 2]),  # off; the image and its mirror
     }
+    if backbones:
+        space["backbone"] = CategoricalDistribution(backbones)
+        space["lr_schedule"] = CategoricalDistribution(["constant", "cosine"])
+    else:
+        space["tta"] = CategoricalDistribution([0, 2])  # off; the image and its mirror
+    return space
 
 
 def main() -> None:
@@ -48,6 +60,13 @@ def main() -> None:
     p.add_argument("runs", nargs="+", choices=["defaults", "probe", "search"])
     p.add_argument("--data", type=Path, default=Path("../shared/data/hymenoptera"))
     p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument(
+        "--search-backbones",
+        nargs="+",
+        default=None,
+        help="search over these backbones too (e.g. efficientnet_lite0 efficientnet_lite1 "
+        "efficientnet_lite2; load the images at the largest input size, --image-size 260)",
+    )
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--budget", type=float, default=1800, help="search time limit, seconds")
     p.add_argument("--seed", type=int, default=0)
@@ -82,6 +101,10 @@ def main() -> None:
         else:
             clf = FineTunedClassifier(args.backbone, random_state=args.seed)
             n_groups = get_backbone(args.backbone).n_groups
+            if args.search_backbones:
+                sizes = {get_backbone(b).n_groups for b in args.search_backbones}
+                if sizes != {n_groups}:
+                    raise SystemExit("--search-backbones need as many groups as --backbone")
             done = []
 
             def log(study, trial, t=t0, done=done):
@@ -95,7 +118,7 @@ def main() -> None:
 
             est = OptunaSearch(
                 clf,
-                search_space(n_groups),
+                search_space(n_groups, args.search_backbones),
                 n_trials=None,
                 timeout=args.budget,
                 cv=3,
