@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import ImageData, _spread
+from .datasets import IMAGE_SUFFIXES, ImageData, _spread
 
 __all__ = [
     "TABLE_SUFFIXES",
@@ -29,10 +29,20 @@ def is_table(source: object) -> bool:
 
 
 def is_text_folder(source: object) -> bool:
-    """``source`` is a folder whose files (outside hidden folders) include ``.txt`` files."""
+    """``source`` is a folder of ``.txt`` files (outside hidden folders) and no images.
+
+    A folder of images with a stray ``notes.txt`` stays an image folder.
+    """
     if not isinstance(source, (str, Path)) or not Path(source).is_dir():
         return False
-    return any(_text_files(Path(source)))
+    root = Path(source)
+    if not any(_text_files(root)):
+        return False
+    return not any(
+        p.suffix.lower() in IMAGE_SUFFIXES
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 def is_text_source(source: object) -> bool:

@@ -107,6 +107,10 @@ def test_txt_folder_loader(texts, tmp_path):
     got, labels, ids = load_text_folder(tmp_path / "d")
     assert sorted(zip(got, labels)) == sorted(zip(X, y))  # whitespace stripped, labels = folders
     assert is_text_source(tmp_path / "d") and not is_text_source(tmp_path / "nothing")
+    (tmp_path / "img" / "a").mkdir(parents=True)
+    (tmp_path / "img" / "a" / "x.png").write_bytes(b"")
+    (tmp_path / "img" / "notes.txt").write_text("not data")
+    assert not is_text_source(tmp_path / "img")  # images with a stray .txt: an image folder
     few = load_text_folder(tmp_path / "d", limit=4)
     assert sorted(few.labels) == ["ham", "ham", "spam", "spam"]  # spread over the classes
     unlabelled = load_text_folder(tmp_path / "d", labelled=False)
