@@ -72,6 +72,11 @@ def main() -> None:
         setup = {"processes": state.num_processes, "type": str(state.distributed_type)}
         setup["backend"] = state.backend
         (args.out / f"setup{rank}.json").write_text(json.dumps(setup))
+    # leave the process group before exit: torch aborts a process torn down inside one
+    # ("terminate called without an active exception") when the machine is busy
+    accelerator.wait_for_everyone()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
