@@ -63,3 +63,18 @@ def test_pruning_removes_heads_and_feed_forward_width(fixture, request, texts):
     assert comp.score(X, y) >= 0.5  # runs; recovery is one epoch on a random model
     onnx = Compressed(comp.estimator_, quantize="dynamic", prefit=True).fit(X, y)
     assert np.mean(onnx.predict(X) == comp.predict(X)) >= 0.9  # the pruned model exports
+
+
+def test_pruned_text_model_saves_and_loads(tiny_bert, texts, tmp_path):
+    import skft
+
+    X, y = texts
+    base = FineTunedClassifier(
+        "hf:" + tiny_bert, max_epochs=2, batch_size=8, lr=1e-3, random_state=0
+    ).fit(X, y)
+    comp = Compressed(base, prune=0.5, recover_epochs=1, prefit=True).fit(X, y)
+    again = skft.load(comp.save(tmp_path / "small.skft"))  # re-pruned to the saved shapes
+    np.testing.assert_allclose(again.predict_proba(X), comp.predict_proba(X), atol=1e-6)
+    heads = [m.num_attention_heads for m in again.estimator_.module_.modules()
+             if hasattr(m, "attention_head_size")]  # fmt: skip
+    assert heads == [1, 1]
