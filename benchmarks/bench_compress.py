@@ -35,7 +35,7 @@ import torch
 from skft import Compressed, FineTunedClassifier
 from skft.data import adapt_input, as_float_images
 from skft.datasets import load_digits_images, load_image_folder
-from skft.onnx_export import OnnxModel, export_onnx
+from skft.onnx_export import OnnxModel, estimator_onnx
 
 HYMENOPTERA = Path("/work/shared/data/hymenoptera")
 SMS = Path("/work/shared/data/sms_spam/sms_spam.tsv")
@@ -66,6 +66,10 @@ def torch_runner(est):
     return run
 
 
+def fp32_onnx(est) -> OnnxModel:
+    return OnnxModel(estimator_onnx(est))
+
+
 def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     """Rows (variant, accuracy, MB, ms at batch 1, ms at batch 32) for a fitted ``base``."""
     inputs = as_float_images(adapt_input(base, X_test, fitting=False)).numpy()
@@ -75,9 +79,6 @@ def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
         acc = float(np.mean(comp.predict(X_test) == y_test))
         b1, b32 = latencies(onnx_model.run, inputs, args.repeats)
         rows.append((label, acc, onnx_model.nbytes / 1e6, b1, b32, seconds))
-
-    def fp32_onnx(est):
-        return OnnxModel(export_onnx(est.module_, est.input_shape_, str(est.backbone)))
 
     start = time.perf_counter()
     fp32 = Compressed(base, prefit=True).fit(X_train, y_train)
@@ -132,9 +133,6 @@ def compare_text(base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     def add(label, comp, onnx_model, seconds):
         f1 = float(f1_score(y_test, comp.predict(X_test), average="macro"))
         rows.append((label, f1, onnx_model.nbytes / 1e6, *timed(onnx_model.run), seconds))
-
-    def fp32_onnx(est):
-        return OnnxModel(export_onnx(est.module_, est.input_shape_, str(est.backbone), True))
 
     start = time.perf_counter()
     fp32 = Compressed(base, prefit=True).fit(X_train, y_train)

@@ -25,7 +25,7 @@ from .onnx_export import (
     STATIC_MODES,
     InferenceGraph,
     OnnxModel,
-    export_onnx,
+    estimator_onnx,
     quantize_onnx,
 )
 from .onnx_export import to_onnx as to_onnx
@@ -168,12 +168,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         self.onnx_model_ = None
         if self.quantize is not None:
             calibration = self._calibration(est, Xt, calibration_X)
-            fp32 = export_onnx(
-                est.module_,
-                est.input_shape_,
-                str(est.backbone),
-                est.input_kind_.variable_length,
-            )
+            fp32 = estimator_onnx(est)
             self.onnx_model_ = OnnxModel(
                 quantize_onnx(fp32, self.quantize, calibration, self.keep_fp32)
             )

@@ -17,7 +17,14 @@ from torch import nn
 
 from .network import FineTuneModule
 
-__all__ = ["InferenceGraph", "OnnxModel", "export_onnx", "quantize_onnx", "to_onnx"]
+__all__ = [
+    "InferenceGraph",
+    "OnnxModel",
+    "estimator_onnx",
+    "export_onnx",
+    "quantize_onnx",
+    "to_onnx",
+]
 
 #: ``quantize`` values: static per-channel QDQ with calibration, or dynamic (weights only).
 QUANTIZE_MODES = ("int8", "int8-fast", "dynamic")
@@ -94,6 +101,16 @@ def export_onnx(
     return buffer.getvalue()
 
 
+def estimator_onnx(estimator: Any) -> bytes:
+    """A fitted estimator's network as fp32 ONNX bytes (see :func:`to_onnx` for the input)."""
+    return export_onnx(
+        estimator.module_,
+        estimator.input_shape_,
+        str(estimator.backbone),
+        estimator.input_kind_.variable_length,
+    )
+
+
 def to_onnx(estimator: Any, path: str | os.PathLike) -> Path:
     """Write a fitted estimator's network to ``path`` as fp32 ONNX; returns the path.
 
@@ -103,12 +120,7 @@ def to_onnx(estimator: Any, path: str | os.PathLike) -> Path:
     for a classifier, standardised targets for a regressor.
     """
     estimator.check_is_fitted()
-    data = export_onnx(
-        estimator.module_,
-        estimator.input_shape_,
-        str(estimator.backbone),
-        estimator.input_kind_.variable_length,
-    )
+    data = estimator_onnx(estimator)
     path = Path(path)
     path.write_bytes(data)
     return path

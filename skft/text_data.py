@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import IMAGE_SUFFIXES, ImageData, _spread
+from .datasets import IMAGE_SUFFIXES, ImageData, _group, _spread
 
 __all__ = [
     "TABLE_SUFFIXES",
@@ -35,14 +35,8 @@ def is_text_folder(source: object) -> bool:
     """
     if not isinstance(source, (str, Path)) or not Path(source).is_dir():
         return False
-    root = Path(source)
-    if not any(_text_files(root)):
-        return False
-    return not any(
-        p.suffix.lower() in IMAGE_SUFFIXES
-        for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    suffixes = {p.suffix.lower() for p in _visible_files(Path(source))}
+    return ".txt" in suffixes and not suffixes & IMAGE_SUFFIXES
 
 
 def is_text_source(source: object) -> bool:
@@ -50,11 +44,13 @@ def is_text_source(source: object) -> bool:
     return is_table(source) or is_text_folder(source)
 
 
-def _text_files(root: Path):
-    for path in sorted(root.rglob("*.txt")):
-        rel = path.relative_to(root)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            yield path
+def _visible_files(root: Path) -> list[Path]:
+    """Files below ``root``, sorted, outside hidden files and folders."""
+    return [
+        path
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts)
+    ]
 
 
 def load_text_folder(
@@ -75,7 +71,7 @@ def load_text_folder(
         raise FileNotFoundError(f"{str(root)!r} is not a folder")
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1, got {limit}")
-    files = list(_text_files(root))
+    files = [f for f in _visible_files(root) if f.suffix.lower() == ".txt"]
     if labelled:
         loose = [f for f in files if len(f.relative_to(root).parts) < 2]
         if loose:
@@ -83,9 +79,7 @@ def load_text_folder(
                 f"{root}: {len(loose)} .txt file(s) not in a class sub-folder (e.g. "
                 f"{loose[0].name}); put each class's files in a folder named as the class"
             )
-    groups: dict[str, list[Path]] = {}
-    for f in files:
-        groups.setdefault(f.relative_to(root).parts[0] if labelled else "", []).append(f)
+    groups = _group(files, root, labelled)
     if not groups:
         raise ValueError(f"{root}: no .txt files")
     if limit is not None:
