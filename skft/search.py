@@ -219,11 +219,14 @@ class OptunaSearch(BaseSearchCV):
         self.scorer_ = scorer
         self.multimetric_ = False
         self.n_splits_ = len(splits)
-        self.cv_results_ = cv_results(study.get_trials(deepcopy=False), self.n_splits_)
+        # one snapshot of the trials for the results and the best: with shared storage
+        # another worker may finish a better trial between two reads of the study
+        trials = study.get_trials(deepcopy=False)
+        self.cv_results_ = cv_results(trials, self.n_splits_)
         numbers_ = self.cv_results_["trial_number"]
-        if not any(s == "COMPLETE" for s in self.cv_results_["state"]):
+        best = _best_trial(trials)
+        if best is None:
             raise ValueError(f"no trial of study {study.study_name!r} completed")
-        best = study.best_trial
         self.best_index_ = int(np.flatnonzero(numbers_ == best.number)[0])
         self.best_params_ = dict(best.params)
         self.best_score_ = float(best.value)
@@ -254,6 +257,16 @@ class OptunaSearch(BaseSearchCV):
         if "study_" in state:
             state = dict(state, study_=study_from_snapshot(state["study_"]))
         super().__setstate__(state)
+
+
+def _best_trial(trials):
+    """The complete trial with the highest value, the earliest among equals (as Optuna's)."""
+    from optuna.trial import TrialState
+
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not done:
+        return None
+    return min(done, key=lambda t: (-t.value, t.number))
 
 
 def _max_trials(n_trials: int, states: tuple):

@@ -125,6 +125,38 @@ def test_n_trials_counts_the_whole_study(clf, digits):
     assert len(third.study_.trials) == 3
 
 
+def test_best_comes_from_the_trials_in_cv_results(clf, digits, monkeypatch):
+    """Another worker on a shared study may finish a better trial right after this one
+    reads the trials: the best is chosen among the trials cv_results_ holds."""
+    X, y = digits
+    real_optimize, real_get_trials = optuna.Study.optimize, optuna.Study.get_trials
+    done = {"optimized": False}
+
+    def optimize(self, *args, **kwargs):
+        real_optimize(self, *args, **kwargs)
+        done["optimized"] = True
+
+    def get_trials(self, *args, **kwargs):
+        trials = real_get_trials(self, *args, **kwargs)
+        if done["optimized"]:  # the other worker's better trial lands after the read
+            done["optimized"] = False
+            self.add_trial(
+                optuna.trial.create_trial(
+                    params=trials[0].params, distributions=trials[0].distributions, value=2.0
+                )
+            )
+        return trials
+
+    monkeypatch.setattr(optuna.Study, "optimize", optimize)
+    monkeypatch.setattr(optuna.Study, "get_trials", get_trials)
+    search = OptunaSearch(clf, n_trials=2, cv=2, refit=False, random_state=0).fit(X, y)
+    res = search.cv_results_
+    assert len(res["params"]) == 2 and len(search.study_.trials) == 3
+    assert search.best_score_ == pytest.approx(res["mean_test_score"].max())
+    assert search.best_score_ <= 1.0 < search.study_.best_value  # not the late trial
+    assert res["rank_test_score"][search.best_index_] == 1
+
+
 # --------------------------------------------------------------------------
 # the default search space
 # --------------------------------------------------------------------------
