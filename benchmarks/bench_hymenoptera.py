@@ -15,6 +15,8 @@ features), skorch's notebook 0.961.
     python benchmarks/bench_hymenoptera.py defaults probe search --budget 1800
     python benchmarks/bench_hymenoptera.py search --budget 1800 --image-size 260 \
         --search-backbones efficientnet_lite0 efficientnet_lite1 efficientnet_lite2
+    python benchmarks/bench_hymenoptera.py search --budget 1800 --search-sizes 260 300 \
+        --search-backbones efficientnet_lite0 efficientnet_lite1 efficientnet_lite2
 """
 
 from __future__ import annotations
@@ -33,11 +35,14 @@ from skft.datasets import load_image_folder
 from skft.plugins import get_backbone
 
 
-def search_space(n_groups: int, backbones: list[str] | None = None) -> dict:
+def search_space(
+    n_groups: int, backbones: list[str] | None = None, sizes: list[int] | None = None
+) -> dict:
     """The space searched: the upper groups and the head train on cached features.
 
     With ``backbones`` (several names with the same number of groups, such as
-    EfficientNet-Lite0/1/2), the backbone is searched too, each at its own input size.
+    EfficientNet-Lite0/1/2), the backbone is searched too, each at its own input size
+    unless ``sizes`` are given: then the input size (``image_size``) is searched as well.
     """
     space = {
         "lr": FloatDistribution(1e-4, 3e-2, log=True),
@@ -50,7 +55,9 @@ def search_space(n_groups: int, backbones: list[str] | None = None) -> dict:
     if backbones:
         space["backbone"] = CategoricalDistribution(backbones)
         space["lr_schedule"] = CategoricalDistribution(["constant", "cosine"])
-    else:
+    if sizes:
+        space["image_size"] = CategoricalDistribution(sorted(sizes))
+    if not backbones and not sizes:
         space["tta"] = CategoricalDistribution([0, 2])  # off; the image and its mirror
     return space
 
@@ -67,12 +74,22 @@ def main() -> None:
         help="search over these backbones too (e.g. efficientnet_lite0 efficientnet_lite1 "
         "efficientnet_lite2; load the images at the largest input size, --image-size 260)",
     )
+    p.add_argument(
+        "--search-sizes",
+        nargs="+",
+        type=int,
+        default=None,
+        help="search the network's input size too (e.g. 260 300; the images are loaded "
+        "at the largest and resized)",
+    )
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--budget", type=float, default=1800, help="search time limit, seconds")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t0 = time.perf_counter()
+    if args.search_sizes:
+        args.image_size = max(args.image_size, *args.search_sizes)
     Xtr, ytr, _ = load_image_folder(args.data / "train", image_size=args.image_size)
     Xva, yva, _ = load_image_folder(args.data / "val", image_size=args.image_size)
     ytr, yva = np.asarray(ytr), np.asarray(yva)
@@ -118,7 +135,7 @@ def main() -> None:
 
             est = OptunaSearch(
                 clf,
-                search_space(n_groups, args.search_backbones),
+                search_space(n_groups, args.search_backbones, args.search_sizes),
                 n_trials=None,
                 timeout=args.budget,
                 cv=3,

@@ -76,6 +76,12 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     label_smoothing : float in [0, 1)
         Cross-entropy against targets mixed with the uniform distribution
         (classifier only; 0 = off).
+    class_weight : None, "balanced" or dict
+        Weights of the classes in the cross-entropy, as in scikit-learn's
+        linear models: ``"balanced"`` weights each class by
+        ``n_samples / (n_classes * count)`` in the ``y`` of the first fit;
+        a dict maps labels to weights (labels left out weigh 1). The
+        weights are kept as ``class_weight_``, in the order of ``classes_``.
     head : str
         The head put on the backbone's features (a registered name):
         ``"linear"`` (default) or ``"mlp"`` (``head__hidden=1024``,
@@ -126,7 +132,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         ``train_split=None`` by default: no hidden validation split.
     """
 
-    own_params = (*FINE_TUNE_PARAMS, "label_smoothing")
+    own_params = (*FINE_TUNE_PARAMS, "label_smoothing", "class_weight")
 
     def __init__(
         self,
@@ -159,6 +165,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         precision="auto",
         module=None,
         label_smoothing=0.0,
+        class_weight=None,
         criterion=nn.CrossEntropyLoss,
         optimizer=torch.optim.AdamW,
         train_split=None,
@@ -187,6 +194,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
                     f"class ({labels.tolist()[0]!r})"
                 )
             self._set_classes(labels)
+            self.class_weight_ = self._class_weights(y)
         unseen = np.setdiff1d(np.unique(y), self.classes_)
         if unseen.size:
             raise ValueError(
@@ -203,8 +211,34 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         self.column_of_sorted_ = np.empty(len(labels), dtype=np.int64)
         self.column_of_sorted_[self.label_encoder_.transform(labels)] = np.arange(len(labels))
 
+    def _class_weights(self, y: np.ndarray) -> np.ndarray | None:
+        """``class_weight`` as one weight per column of ``classes_`` (None: unweighted)."""
+        if self.class_weight is None:
+            return None
+        from sklearn.utils.class_weight import compute_class_weight
+
+        ordered = self.label_encoder_.classes_  # sorted, as compute_class_weight needs
+        if isinstance(self.class_weight, dict):
+            unknown = [k for k in self.class_weight if k not in set(ordered.tolist())]
+            if unknown:
+                raise ValueError(
+                    f"class_weight names labels not in classes_ {ordered.tolist()}: {unknown}"
+                )
+        sorted_weights = compute_class_weight(self.class_weight, classes=ordered, y=y)
+        weights = np.empty(len(ordered), dtype=np.float64)
+        weights[self.column_of_sorted_] = sorted_weights
+        return weights
+
     def initialize_criterion(self):
         super().initialize_criterion()
+        weights = getattr(self, "class_weight_", None)
+        if weights is not None:
+            if not isinstance(self.criterion_, nn.CrossEntropyLoss):
+                raise ValueError(
+                    f"class_weight={self.class_weight!r} needs criterion="
+                    f"torch.nn.CrossEntropyLoss, got {type(self.criterion_).__name__}"
+                )
+            self.criterion_.weight = torch.as_tensor(weights, dtype=torch.float32)
         if self.label_smoothing:
             if not isinstance(self.criterion_, nn.CrossEntropyLoss):
                 raise ValueError(

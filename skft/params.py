@@ -111,6 +111,7 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     ),
     "compile": (["boolean"], "True or False"),
     "label_smoothing": ([Interval(Real, 0, 1, closed="left")], "a float in [0, 1)"),
+    "class_weight": ([None, dict, StrOptions({"balanced"})], "None, 'balanced' or a dict"),
 }
 
 
@@ -123,7 +124,7 @@ def skorch_params(init_locals: dict[str, Any], own: tuple[str, ...]) -> dict[str
 def _check_scalars(estimator: Any) -> None:
     for name, (constraints, accepted) in CONSTRAINTS.items():
         if not hasattr(estimator, name):
-            continue  # another estimator's parameter (label_smoothing: the classifier's)
+            continue  # the classifier's label_smoothing and class_weight
         value = getattr(estimator, name)
         try:
             if isinstance(value, bool) and "boolean" not in constraints and bool not in constraints:
