@@ -82,6 +82,12 @@ def main() -> None:
         help="search the network's input size too (e.g. 260 300; the images are loaded "
         "at the largest and resized)",
     )
+    p.add_argument(
+        "--scoring",
+        default=None,
+        help="the search's CV score (default: accuracy); neg_log_loss separates candidates "
+        "that tie on accuracy",
+    )
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--budget", type=float, default=1800, help="search time limit, seconds")
     p.add_argument("--seed", type=int, default=0)
@@ -139,6 +145,7 @@ def main() -> None:
                 n_trials=None,
                 timeout=args.budget,
                 cv=3,
+                scoring=args.scoring,
                 random_state=args.seed,
             ).fit(Xtr, ytr, callbacks=[log])
             detail = f"{len(done)} trials, best CV {est.best_score_:.3f}: {est.best_params_}"
