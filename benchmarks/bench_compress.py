@@ -99,8 +99,7 @@ def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     for label, est, mode in (
         ("int8 (static, per-channel)", base, "int8"),
         ("pruned 0.3 + int8", pruned.estimator_, "int8"),
-        ("int8-fast", base, "int8-fast"),
-        ("pruned 0.3 + int8-fast", pruned.estimator_, "int8-fast"),
+        ("int8-signed", base, "int8-signed"),
     ):
         start = time.perf_counter()
         comp = Compressed(est, quantize=mode, keep_fp32=args.keep_fp32, prefit=True, random_state=0)
@@ -201,7 +200,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads")
     parser.add_argument("--keep-fp32", type=int, default=2, help="Compressed(keep_fp32=...)")
     parser.add_argument("--round-to", type=int, default=8, help="Compressed(round_to=...)")
-    parser.add_argument("--recover", type=int, default=2, help="recovery epochs after pruning")
+    parser.add_argument("--recover", type=int, default=5, help="recovery epochs after pruning")
     parser.add_argument("--hym-frozen-depth", type=int, default=5, help="ants/bees frozen_depth")
     parser.add_argument("--hym-epochs", type=int, default=3)
     args = parser.parse_args()

@@ -46,15 +46,19 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         Fraction of the prunable width (channels) removed, by weight magnitude
         (torch-pruning's DepGraph, so coupled layers shrink together). The new
         head's outputs are never pruned. 0: no pruning.
-    quantize : None, "int8", "int8-fast" or "dynamic"
-        ``"int8-fast"``: like "int8" with unsigned activations, convolutions and
-        linear layers only (faster on x86 CPUs, less accurate).
-        ``"int8"``: static per-channel int8 (QDQ) calibrated on
-        ``calibration_size`` training samples; ``"dynamic"``: weights in int8,
-        activations quantized on the fly. Either runs the model in ONNX Runtime
-        on the CPU; None keeps the PyTorch model.
+    quantize : None, "int8", "int8-signed" or "dynamic"
+        ``"int8"``: static int8 (QDQ) calibrated on ``calibration_size``
+        training samples: per-channel weights, unsigned activations (ONNX
+        Runtime's fast x86 path), every operator it can quantize;
+        ``"int8-signed"``: the same with signed symmetric activations (S8S8,
+        slower on x86); ``"dynamic"``: weights in int8, activations quantized
+        on the fly (the transformer-encoder path). Each runs the model in ONNX
+        Runtime on the CPU; None keeps the PyTorch model. See
+        :func:`skft.onnx_export.quantize_onnx`.
     recover_epochs : int >= 0
-        Epochs of the estimator's own training loop after pruning.
+        Epochs of the estimator's own training loop after pruning (5: on
+        ``bench_compress.py``'s digits model, 30% pruning lost 4.0 points after
+        2 epochs and none after 5).
     calibration_size : int >= 1
         Training samples (a random subset) that calibrate static quantization.
     keep_fp32 : int >= 0
@@ -80,7 +84,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         estimator: Any,
         prune: float = 0.0,
         quantize: str | None = None,
-        recover_epochs: int = 2,
+        recover_epochs: int = 5,
         calibration_size: int = 256,
         keep_fp32: int = 2,
         round_to: int | None = 8,

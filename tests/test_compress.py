@@ -115,7 +115,7 @@ def test_regressor_exports_and_compresses(digits, fast, tmp_path):
 def test_int8_agrees_with_fp32(digits, fitted, keep_fp32):
     X, y = digits
     fp32 = fitted.predict(X)
-    for mode in ("int8", "int8-fast", "dynamic"):
+    for mode in ("int8", "int8-signed", "dynamic"):
         comp = Compressed(fitted, quantize=mode, prefit=True, random_state=0, keep_fp32=keep_fp32)
         comp.fit(X, y)
         assert np.mean(comp.predict(X) == fp32) >= 0.9, mode
@@ -143,6 +143,31 @@ def test_static_int8_leaves_the_first_layers_and_shape_arithmetic_in_float(digit
     first, second = [n for n in graph.node if n.op_type == "Conv"][:2]
     assert producers.get(first.input[1]) != "DequantizeLinear"  # float weights
     assert producers.get(second.input[1]) == "DequantizeLinear"  # int8 weights
+
+
+def test_int8_activations_unsigned_and_signed(digits, fitted):
+    """"int8": uint8 activations on every quantizable operator; "int8-signed": int8 ones."""
+    import onnx
+    from onnx import TensorProto
+
+    X, y = digits
+    kinds = {}
+    for mode in ("int8", "int8-signed"):
+        comp = Compressed(fitted, quantize=mode, keep_fp32=0, prefit=True, random_state=0)
+        graph = onnx.load_from_string(comp.fit(X, y).onnx_model_.model).graph
+        inits = {i.name: i for i in graph.initializer}
+        producers = {o: n for n in graph.node for o in n.output}
+        act = [  # zero points of the activations' QuantizeLinear nodes (not weights)
+            inits[n.input[2]].data_type
+            for n in graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] not in inits
+        ]
+        kinds[mode] = set(act)
+        pooled = [n for n in graph.node if n.op_type in ("GlobalAveragePool", "MaxPool")]
+        assert pooled and all(
+            producers[n.input[0]].op_type == "DequantizeLinear" for n in pooled
+        ), mode  # pooling runs on quantized tensors too
+    assert kinds == {"int8": {TensorProto.UINT8}, "int8-signed": {TensorProto.INT8}}
 
 
 def test_shape_arithmetic_is_not_quantized():
@@ -187,7 +212,7 @@ def test_grid_search_over_prune(digits, fast):
         ({"prune": 0.95}, r"prune must be a float in \[0, 0.9\]"),
         ({"prune": -0.1}, r"prune must be a float in \[0, 0.9\]"),
         ({"prune": "half"}, r"prune must be a float"),
-        ({"quantize": "int4"}, r"quantize='int4'.*\[None, 'int8', 'int8-fast', 'dynamic'\]"),
+        ({"quantize": "int4"}, r"quantize='int4'.*\[None, 'int8', 'int8-signed', 'dynamic'\]"),
         ({"recover_epochs": -1}, "recover_epochs must be an int >= 0"),
         ({"calibration_size": 0}, "calibration_size must be an int >= 1"),
         ({"keep_fp32": -1}, "keep_fp32 must be an int >= 0"),
