@@ -1,0 +1,101 @@
+"""One-off: static int8 variants of bench_compress.py's fine-tuned Lite0 (digits, or ants/bees with
+``hym``): accuracy and ONNX Runtime latency at batch 1 / 32, 1 thread, each variant against
+fp32 in the same run. ``python benchmarks/quantize_variants.py [hym]``."""
+
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path  # noqa: E402
+
+import numpy as np
+import torch
+
+torch.set_num_threads(1)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_compress import fit_base, latencies  # noqa: E402
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # noqa: E402
+from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: E402
+
+from skft.data import adapt_input, as_float_images  # noqa: E402
+from skft.datasets import load_digits_images  # noqa: E402
+from skft.onnx_export import OnnxModel, _calibration_reader, estimator_onnx, float_nodes  # noqa: E402
+
+X, y = load_digits_images()
+Xtr, ytr, Xte, yte = X[:300], y[:300], X[300:800], y[300:800]  # bench_compress's split
+if len(sys.argv) > 1 and sys.argv[1] == "hym":
+    from skft.datasets import load_image_folder
+
+    root = Path("/work/shared/data/hymenoptera")
+    Xtr, ytr, _ = load_image_folder(root / "train", image_size=224)
+    Xte, yte, _ = load_image_folder(root / "val", image_size=224)
+    ytr, yte = np.asarray(ytr), np.asarray(yte)
+    base = fit_base(Xtr, ytr, 3, 224, 16, frozen_depth=5)[0]
+else:
+    base = fit_base(Xtr, ytr, 5, 64, 32)[0]
+inp = as_float_images(adapt_input(base, Xte, fitting=False)).numpy()
+cal = as_float_images(adapt_input(base, Xtr, fitting=False)).numpy()[:256]
+fp = estimator_onnx(base)
+classes = base.classes_
+
+
+def acc(m):
+    return float(np.mean(classes[m.run(inp).argmax(1)] == yte))
+
+
+f = OnnxModel(fp, threads=1)
+print("fp32", acc(f), latencies(f.run, inp, 50), flush=True)
+tmp = tempfile.mkdtemp()
+src, pre = f"{tmp}/s.onnx", f"{tmp}/p.onnx"
+Path(src).write_bytes(fp)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    quant_pre_process(src, pre, auto_merge=True)
+W = ["Conv", "Gemm", "MatMul"]
+variants = {
+    "int8 now (s8 all sym k2)": dict(act=QuantType.QInt8, ops=None, sym=True, k=2),
+    "int8-fast now (u8 w k2)": dict(act=QuantType.QUInt8, ops=W, sym=False, k=2),
+    "u8 all k2": dict(act=QuantType.QUInt8, ops=None, sym=False, k=2),
+    "u8 all k3": dict(act=QuantType.QUInt8, ops=None, sym=False, k=3),
+    "u8 all k4": dict(act=QuantType.QUInt8, ops=None, sym=False, k=4),
+    "u8 all k2 pct": dict(
+        act=QuantType.QUInt8,
+        ops=None,
+        sym=False,
+        k=2,
+        cm=CalibrationMethod.Percentile,
+        ex={"CalibPercentile": 99.99},
+    ),
+    "u8 all k0": dict(act=QuantType.QUInt8, ops=None, sym=False, k=0),
+}
+for name, v in variants.items():
+    out = f"{tmp}/{name.replace(' ', '_')}.onnx"
+    t0 = time.perf_counter()
+    try:
+        quantize_static(
+            pre,
+            out,
+            _calibration_reader(cal),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=v["act"],
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=float_nodes(Path(pre).read_bytes(), v["k"]),
+            op_types_to_quantize=v["ops"],
+            calibrate_method=v.get("cm", CalibrationMethod.MinMax),
+            reduce_range=v.get("reduce", False),
+            extra_options={
+                "ActivationSymmetric": v["sym"],
+                "WeightSymmetric": True,
+                **v.get("ex", {}),
+            },
+        )
+    except Exception as e:
+        print(name, "failed", e)
+        continue
+    m = OnnxModel(Path(out).read_bytes(), threads=1)
+    print(
+        f"{name}: acc {acc(m):.3f} b1/b32 ms {latencies(m.run, inp, 50)} "
+        f"({time.perf_counter() - t0:.0f}s)",
+        flush=True,
+    )
