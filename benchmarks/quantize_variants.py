@@ -6,20 +6,21 @@ import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
 import numpy as np
 import torch
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
-torch.set_num_threads(1)
+from skft.data import adapt_input, as_float_images
+from skft.datasets import load_digits_images
+from skft.onnx_export import OnnxModel, _calibration_reader, estimator_onnx, float_nodes
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_compress import fit_base, latencies  # noqa: E402
-from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # noqa: E402
-from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: E402
 
-from skft.data import adapt_input, as_float_images  # noqa: E402
-from skft.datasets import load_digits_images  # noqa: E402
-from skft.onnx_export import OnnxModel, _calibration_reader, estimator_onnx, float_nodes  # noqa: E402
+torch.set_num_threads(1)
 
 X, y = load_digits_images()
 Xtr, ytr, Xte, yte = X[:300], y[:300], X[300:800], y[300:800]  # bench_compress's split
@@ -53,9 +54,9 @@ with warnings.catch_warnings():
     quant_pre_process(src, pre, auto_merge=True)
 W = ["Conv", "Gemm", "MatMul"]
 variants = {
-    "int8 now (s8 all sym k2)": dict(act=QuantType.QInt8, ops=None, sym=True, k=2),
-    "int8-fast now (u8 w k2)": dict(act=QuantType.QUInt8, ops=W, sym=False, k=2),
-    "u8 all k2": dict(act=QuantType.QUInt8, ops=None, sym=False, k=2),
+    "int8-signed (s8 all sym k2)": dict(act=QuantType.QInt8, ops=None, sym=True, k=2),
+    "former int8-fast (u8 w k2)": dict(act=QuantType.QUInt8, ops=W, sym=False, k=2),
+    "int8 (u8 all k2)": dict(act=QuantType.QUInt8, ops=None, sym=False, k=2),
     "u8 all k3": dict(act=QuantType.QUInt8, ops=None, sym=False, k=3),
     "u8 all k4": dict(act=QuantType.QUInt8, ops=None, sym=False, k=4),
     "u8 all k2 pct": dict(

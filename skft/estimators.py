@@ -219,7 +219,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
 
         ordered = self.label_encoder_.classes_  # sorted, as compute_class_weight needs
         if isinstance(self.class_weight, dict):
-            unknown = [k for k in self.class_weight if k not in set(ordered.tolist())]
+            known = set(ordered.tolist())
+            unknown = [k for k in self.class_weight if k not in known]
             if unknown:
                 raise ValueError(
                     f"class_weight names labels not in classes_ {ordered.tolist()}: {unknown}"
@@ -232,19 +233,19 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     def initialize_criterion(self):
         super().initialize_criterion()
         weights = getattr(self, "class_weight_", None)
-        if weights is not None:
+        settings = {
+            "class_weight": weights is not None,
+            "label_smoothing": bool(self.label_smoothing),
+        }
+        for name in (n for n, on in settings.items() if on):
             if not isinstance(self.criterion_, nn.CrossEntropyLoss):
                 raise ValueError(
-                    f"class_weight={self.class_weight!r} needs criterion="
+                    f"{name}={getattr(self, name)!r} needs criterion="
                     f"torch.nn.CrossEntropyLoss, got {type(self.criterion_).__name__}"
                 )
+        if weights is not None:
             self.criterion_.weight = torch.as_tensor(weights, dtype=torch.float32)
         if self.label_smoothing:
-            if not isinstance(self.criterion_, nn.CrossEntropyLoss):
-                raise ValueError(
-                    f"label_smoothing={self.label_smoothing} needs criterion="
-                    f"torch.nn.CrossEntropyLoss, got {type(self.criterion_).__name__}"
-                )
             self.criterion_.label_smoothing = float(self.label_smoothing)
         return self
 
