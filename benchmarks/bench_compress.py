@@ -41,19 +41,33 @@ HYMENOPTERA = Path("/work/shared/data/hymenoptera")
 SMS = Path("/work/shared/data/sms_spam/sms_spam.tsv")
 
 
-def median_ms(fn, x, repeats: int) -> float:
-    for _ in range(3):  # warm-up
-        fn(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+def interleaved_latencies(
+    runners: dict, one: np.ndarray, batch: np.ndarray, repeats: int, rounds: int = 5
+) -> dict:
+    """Median ms at batch 1 and batch 32 of each runner, measured in interleaved rounds.
 
-
-def latencies(run, X: np.ndarray, repeats: int) -> tuple[float, float]:
-    return median_ms(run, X[:1], repeats), median_ms(run, X[:32], max(5, repeats // 5))
+    Each round times every variant in turn (the order rotates from round to round),
+    so a slow spell of the machine hits all variants alike instead of whichever one
+    happened to be measured then: latencies on a shared VM drift by up to 1.5x.
+    """
+    labels = list(runners)
+    for label in labels:  # warm-up
+        for _ in range(3):
+            runners[label](one)
+        runners[label](batch)
+    t1: dict = {label: [] for label in labels}
+    t32: dict = {label: [] for label in labels}
+    per_round_1 = max(1, repeats // rounds)
+    per_round_32 = max(1, repeats // 5 // rounds)
+    for r in range(rounds):
+        for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
+            for x, times, count in ((one, t1, per_round_1), (batch, t32, per_round_32)):
+                for _ in range(count):
+                    start = time.perf_counter()
+                    runners[label](x)
+                    times[label].append(time.perf_counter() - start)
+    return {label: (1000 * float(np.median(t1[label])), 1000 * float(np.median(t32[label])))
+            for label in labels}  # fmt: skip
 
 
 def torch_runner(est):
@@ -70,27 +84,39 @@ def fp32_onnx(est) -> OnnxModel:
     return OnnxModel(estimator_onnx(est))
 
 
+def measured(pending: list[tuple], one: np.ndarray, batch: np.ndarray, args) -> list[tuple]:
+    """Rows (variant, metric, MB, ms at batch 1, ms at batch 32, s) from ``pending`` rows
+    (variant, metric, MB, runner, s), every runner timed in the same interleaved rounds."""
+    runners = {label: run for label, _, _, run, _ in pending}
+    times = interleaved_latencies(runners, one, batch, args.repeats, args.rounds)
+    return [(label, acc, mb, *times[label], secs) for label, acc, mb, _, secs in pending]
+
+
 def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
-    """Rows (variant, accuracy, MB, ms at batch 1, ms at batch 32) for a fitted ``base``."""
+    """Rows (variant, accuracy, MB, ms at batch 1, ms at batch 32, s) for a fitted ``base``."""
     inputs = as_float_images(adapt_input(base, X_test, fitting=False)).numpy()
-    rows = []
+    pending = []
 
     def add(label, comp, onnx_model, seconds):
         acc = float(np.mean(comp.predict(X_test) == y_test))
-        b1, b32 = latencies(onnx_model.run, inputs, args.repeats)
-        rows.append((label, acc, onnx_model.nbytes / 1e6, b1, b32, seconds))
+        pending.append((label, acc, onnx_model.nbytes / 1e6, onnx_model.run, seconds))
 
     start = time.perf_counter()
     fp32 = Compressed(base, prefit=True).fit(X_train, y_train)
-    pt_b1, pt_b32 = latencies(torch_runner(fp32.estimator_), inputs, args.repeats)
     acc = float(np.mean(fp32.predict(X_test) == y_test))
     fp32_model = fp32_onnx(fp32.estimator_)
-    rows.append(("fp32, PyTorch eager", acc, fp32_model.nbytes / 1e6, pt_b1, pt_b32, 0.0))
+    pending.append(("fp32, PyTorch eager", acc, fp32_model.nbytes / 1e6,
+                    torch_runner(fp32.estimator_), 0.0))  # fmt: skip
     add("fp32, ONNX Runtime", fp32, fp32_model, time.perf_counter() - start)
 
     start = time.perf_counter()
     pruned = Compressed(
-        base, prune=0.3, recover_epochs=args.recover, round_to=args.round_to, prefit=True
+        base,
+        prune=0.3,
+        recover_epochs=args.recover,
+        round_to=args.round_to,
+        prune_frozen=args.prune_frozen,
+        prefit=True,
     )
     pruned.fit(X_train, y_train)
     add("pruned 0.3 + recovery", pruned, fp32_onnx(pruned.estimator_), time.perf_counter() - start)
@@ -110,10 +136,11 @@ def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     report = pruned.compression_report_
     print(
         f"{name}: parameters {report['params_before']:,} -> {report['params_after']:,} after "
-        f"pruning 0.3 ({report['params_after'] / report['params_before']:.2f}); layers left "
-        f"alone: {report['unhandled_layers'] or 'none'}"
+        f"pruning 0.3 ({report['params_after'] / report['params_before']:.2f}); groups kept "
+        f"whole: {report.get('kept_groups') or 'none'}; layers left alone: "
+        f"{report['unhandled_layers'] or 'none'}"
     )
-    return rows
+    return measured(pending, inputs[:1], inputs[:32], args)
 
 
 def compare_text(base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
@@ -123,22 +150,18 @@ def compare_text(base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     def tokens(texts):
         return as_float_images(adapt_input(base, texts, fitting=False)).float().numpy()
 
-    one, batch = tokens(X_test[:1]), tokens(X_test[:32])
-    rows = []
-
-    def timed(run):
-        return median_ms(run, one, args.repeats), median_ms(run, batch, max(5, args.repeats // 5))
+    pending = []
 
     def add(label, comp, onnx_model, seconds):
         f1 = float(f1_score(y_test, comp.predict(X_test), average="macro"))
-        rows.append((label, f1, onnx_model.nbytes / 1e6, *timed(onnx_model.run), seconds))
+        pending.append((label, f1, onnx_model.nbytes / 1e6, onnx_model.run, seconds))
 
     start = time.perf_counter()
     fp32 = Compressed(base, prefit=True).fit(X_train, y_train)
     f1 = float(f1_score(y_test, fp32.predict(X_test), average="macro"))
     fp32_model = fp32_onnx(fp32.estimator_)
-    rows.append(("fp32, PyTorch eager", f1, fp32_model.nbytes / 1e6,
-                 *timed(torch_runner(fp32.estimator_)), 0.0))  # fmt: skip
+    pending.append(("fp32, PyTorch eager", f1, fp32_model.nbytes / 1e6,
+                    torch_runner(fp32.estimator_), 0.0))  # fmt: skip
     add("fp32, ONNX Runtime", fp32, fp32_model, time.perf_counter() - start)
     start = time.perf_counter()
     pruned = Compressed(base, prune=0.3, recover_epochs=args.recover, prefit=True)
@@ -159,7 +182,7 @@ def compare_text(base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
         f"pruning 0.3 ({report['params_after'] / report['params_before']:.2f}); attention "
         f"heads per layer {heads}"
     )
-    return rows
+    return measured(pending, tokens(X_test[:1]), tokens(X_test[:32]), args)
 
 
 def print_table(name: str, rows: list[tuple], flush: bool = False, metric: str = "accuracy"):
@@ -197,6 +220,8 @@ def main() -> None:
     parser.add_argument("--skip-text", action="store_true", help="no MiniLM / SMS spam rows")
     parser.add_argument("--skip-images", action="store_true", help="only the text rows")
     parser.add_argument("--repeats", type=int, default=50, help="runs per latency (batch 1)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds")
+    parser.add_argument("--prune-frozen", action="store_true", help="Compressed(prune_frozen=True)")
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads")
     parser.add_argument("--keep-fp32", type=int, default=2, help="Compressed(keep_fp32=...)")
     parser.add_argument("--round-to", type=int, default=8, help="Compressed(round_to=...)")
@@ -254,6 +279,7 @@ def main() -> None:
     print("\nall tables")
     for table in tables:
         print_table(*table[:2], metric=table[2] if len(table) > 2 else "accuracy")
+
 
 if __name__ == "__main__":
     main()

@@ -72,7 +72,9 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         False (default): layer groups the estimator kept frozen are not pruned,
         since the recovery epochs train only what the estimator trains (a
         probe or ``frozen_depth=k`` fit keeps its pretrained features intact and
-        cached); True: prune them too (faster, and they are not re-tuned).
+        cached); True: prune them too (faster) and train every group in the
+        recovery epochs, so that the pruned frozen layers are re-tuned; the
+        estimator's freezing applies again afterwards.
     prefit : bool
         True: ``estimator`` is already fitted; compress a copy of it, no refit.
     random_state : int, RandomState or None
@@ -149,6 +151,10 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             report.update(
                 prune_module(est.module_, Xt[:1], float(self.prune), self.round_to, keep)
             )
+            depth, state = est.frozen_depth_, est.freeze_state_
+            if self.prune_frozen:  # the pruned frozen groups are re-tuned too, then frozen again
+                est.frozen_depth_ = 0
+                est.freeze_state_ = est.freeze_policy_(est.module_.group_names, 0, 0)
             est.module_.apply_freeze_state(est.freeze_state_)  # the pruner turned grads on
             est.initialize_optimizer()  # new parameters
             est.prefix_keys_ = {}  # new weights: cached features are stale
@@ -162,6 +168,8 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
                     est.partial_fit(recover_X, y)
             finally:
                 est.lr_schedule = schedule
+                est.frozen_depth_, est.freeze_state_ = depth, state
+                est.module_.apply_freeze_state(state)
             device = next(est.module_.parameters()).device
             recalibrate_batchnorm(
                 est.module_, Xt, device, keep=[est.module_.groups[i] for i in keep]

@@ -387,3 +387,19 @@ def test_frozen_groups_keep_their_width_unless_asked(digits, fast_settings, tmp_
     assert comp.compression_report_["params_after"] < comp.compression_report_["params_before"]
     again = skft.load(comp.save(tmp_path / "c.skft"))  # re-pruned to the same shapes
     np.testing.assert_array_equal(again.predict_proba(X), comp.predict_proba(X))
+
+
+def test_pruned_frozen_groups_are_re_tuned_then_frozen_again(digits, fast_settings):
+    """prune_frozen=True: the recovery epochs train the pruned frozen groups too."""
+    X, y = digits
+    est = FineTunedClassifier(**{**fast_settings, "frozen_depth": 1, "max_epochs": 1}).fit(X, y)
+    settings = {"prune": 0.5, "prefit": True, "prune_frozen": True}
+    pruned_only = Compressed(est, recover_epochs=0, **settings).fit(X, y).estimator_
+    tuned = Compressed(est, recover_epochs=1, **settings).fit(X, y).estimator_
+    first = dict(pruned_only.module_.groups[0].named_parameters())
+    again = dict(tuned.module_.groups[0].named_parameters())
+    assert all(first[k].shape == p.shape for k, p in again.items())  # the same pruning
+    assert any(not torch.equal(first[k], p) for k, p in again.items())  # then re-tuned
+    assert tuned.frozen_depth_ == 1 and tuned.freeze_state_ == est.freeze_state_
+    assert not any(p.requires_grad for p in tuned.module_.groups[0].parameters())
+    assert len(tuned.history) == len(est.history) + 1
