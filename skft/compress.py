@@ -59,6 +59,13 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         Epochs of the estimator's own training loop after pruning (5: on
         ``bench_compress.py``'s digits model, 30% pruning lost 4.0 points after
         2 epochs and none after 5).
+    distill : float in [0, 1]
+        Weight of knowledge distillation in the recovery epochs: the loss is
+        ``(1 - distill) * criterion + distill * d(student, teacher)``, the
+        teacher being the unpruned fitted model on the same (augmented) batches;
+        ``d`` is the KL divergence of the softened class probabilities
+        (temperature 2, scaled by 4; Hinton et al. 2015) for classifiers and the
+        squared error between outputs for regressors. 0: labels only.
     calibration_size : int >= 1
         Training samples (a random subset) that calibrate static quantization.
     keep_fp32 : int >= 0
@@ -87,6 +94,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         prune: float = 0.0,
         quantize: str | None = None,
         recover_epochs: int = 5,
+        distill: float = 0.0,
         calibration_size: int = 256,
         keep_fp32: int = 2,
         round_to: int | None = 8,
@@ -98,6 +106,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         self.prune = prune
         self.quantize = quantize
         self.recover_epochs = recover_epochs
+        self.distill = distill
         self.calibration_size = calibration_size
         self.keep_fp32 = keep_fp32
         self.round_to = round_to
@@ -111,6 +120,13 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"prune must be a float in [0, {MAX_PRUNE}]; got {prune!r}")
         if not 0.0 <= float(prune) <= MAX_PRUNE:
             raise ValueError(f"prune must be a float in [0, {MAX_PRUNE}]; got {prune!r}")
+        distill = self.distill
+        if (
+            not isinstance(distill, numbers.Real)
+            or isinstance(distill, bool)
+            or not 0.0 <= float(distill) <= 1.0
+        ):
+            raise ValueError(f"distill must be a float in [0, 1]; got {distill!r}")
         if self.quantize is not None and self.quantize not in QUANTIZE_MODES:
             raise ValueError(
                 f"quantize={self.quantize!r} is not a quantization mode; use one of "
@@ -146,6 +162,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         Xt = adapt_input(est, X, fitting=False)
         report: dict[str, Any] = {"unhandled_layers": [], "unpruned_layers": []}
         if self.prune > 0:
+            teacher = copy.deepcopy(est.module_) if self.distill > 0 else None
             keep = [] if self.prune_frozen else frozen_groups(est)
             report["kept_groups"] = [est.module_.group_names[i] for i in keep]
             report.update(
@@ -161,13 +178,16 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             # images train on the adapted tensor; token batches are re-made from the texts
             # (their adapter takes strings, and augmentation works on words)
             recover_X = X if est.input_kind_.variable_length else Xt
-            schedule = est.lr_schedule  # recovery at the base rates: the fit's schedule has ended
-            est.lr_schedule = "constant"
+            # the estimator's schedule, run afresh over the recovery epochs (warm-up, decay)
+            est.schedule_span_ = (len(est.history), self.recover_epochs)
+            if teacher is not None:
+                distilling(est, teacher, float(self.distill))
             try:
                 for _ in range(self.recover_epochs):
                     est.partial_fit(recover_X, y)
             finally:
-                est.lr_schedule = schedule
+                del est.schedule_span_
+                est.__dict__.pop("get_loss", None)  # the distilling loss, if any
                 est.frozen_depth_, est.freeze_state_ = depth, state
                 est.module_.apply_freeze_state(state)
             device = next(est.module_.parameters()).device
@@ -190,6 +210,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             "prune": float(self.prune),
             "quantize": self.quantize,
             "recover_epochs": self.recover_epochs if self.prune > 0 else 0,
+            "distill": float(self.distill) if self.prune > 0 else 0.0,
             "calibration_size": len(calibration) if self.quantize in STATIC_MODES else 0,
             "keep_fp32": self.keep_fp32 if self.quantize in STATIC_MODES else 0,
             "round_to": self.round_to if self.prune > 0 else None,
@@ -279,6 +300,45 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         tags = copy.deepcopy(get_tags(self.estimator))
         tags.non_deterministic = True
         return tags
+
+
+#: Softening temperature of the distillation targets (Hinton et al. 2015).
+DISTILL_TEMPERATURE = 2.0
+
+
+def distilling(est: Any, teacher: nn.Module, weight: float) -> None:
+    """Make ``est.get_loss`` mix ``teacher``'s outputs on each training batch in, by ``weight``.
+
+    The teacher sees the batch the student sees (augmented, or the cached features of
+    the frozen groups both share: ``start=est.input_depth_``). An instance attribute:
+    ``del est.get_loss`` (or popping it from ``est.__dict__``) restores the method.
+    """
+    from skorch.utils import to_tensor
+
+    teacher.eval().requires_grad_(False)
+    classifier = is_classifier(est)
+    method = type(est).get_loss
+    temperature = DISTILL_TEMPERATURE
+
+    def get_loss(y_pred, y_true, X=None, training=False):
+        loss = method(est, y_pred, y_true, X=X, training=training)
+        if not training or X is None:
+            return loss
+        with torch.no_grad():
+            target = teacher(to_tensor(X, device=y_pred.device), start=est.input_depth_)
+        if classifier:
+            soft = nn.functional.kl_div(
+                nn.functional.log_softmax(y_pred / temperature, dim=-1),
+                nn.functional.log_softmax(target / temperature, dim=-1),
+                reduction="batchmean",
+                log_target=True,
+            )
+            term = soft * temperature**2
+        else:
+            term = nn.functional.mse_loss(y_pred, target.to(y_pred.dtype))
+        return (1.0 - weight) * loss + weight * term
+
+    est.get_loss = get_loss
 
 
 def recalibrate_batchnorm(

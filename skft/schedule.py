@@ -13,7 +13,9 @@ policies (:class:`skft.freezing.FreezeSchedule`) and with ``head_lr_factor``.
 Its position is the training epoch in ``net.history`` plus the share of the
 epoch's batches done, over ``max_epochs``: a fit resumed from a checkpoint
 continues where it stopped, and epochs beyond ``max_epochs`` (``partial_fit``
-after a full fit) keep the last step's factor.
+after a full fit) keep the last step's factor. A net attribute ``schedule_span_ =
+(first_epoch, epochs)`` runs the schedule afresh over those epochs instead (warm-up
+included): :class:`skft.Compressed` does so for its recovery epochs.
 """
 
 from __future__ import annotations
@@ -62,10 +64,13 @@ class LRSchedule(Callback):
         if not training:
             return
         kind = getattr(net, "lr_schedule", None) or "constant"
-        epoch = len(net.history) - 1
+        # a span (first epoch, epochs) set by a caller runs the schedule afresh over those
+        # epochs (skft.Compressed's recovery epochs after pruning)
+        start, epochs = getattr(net, "schedule_span_", None) or (0, net.max_epochs)
+        epoch = len(net.history) - 1 - start
         step = epoch * self.steps_per_epoch_ + self.batch_
         self.batch_ += 1
-        factor = schedule_factor(kind, step, net.max_epochs * self.steps_per_epoch_)
+        factor = schedule_factor(kind, step, epochs * self.steps_per_epoch_)
         for group in net.optimizer_.param_groups:
             old = group.get("schedule_factor", 1.0)
             if factor != old:

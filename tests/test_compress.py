@@ -9,11 +9,13 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
+from skorch.callbacks import Callback
 from torch import nn
 
 import skft
 from skft import BackboneParts, BackboneSpec, Compressed, FineTunedClassifier, FineTunedRegressor
 from skft.compress import prune_module
+from skft.schedule import schedule_factor
 from skft.data import adapt_images, as_float_images
 from skft.onnx_export import OnnxModel, check_calibration
 from skft.plugins import pm
@@ -218,6 +220,8 @@ def test_grid_search_over_prune(digits, fast):
         ({"keep_fp32": -1}, "keep_fp32 must be an int >= 0"),
         ({"round_to": 0}, "round_to must be an int >= 1"),
         ({"prune_frozen": "yes"}, "prune_frozen must be True or False"),
+        ({"distill": 1.5}, r"distill must be a float in \[0, 1\]"),
+        ({"distill": True}, r"distill must be a float in \[0, 1\]"),
     ],
 )
 def test_bad_parameters_fail_before_any_work(digits, fitted, params, words, monkeypatch):
@@ -403,3 +407,51 @@ def test_pruned_frozen_groups_are_re_tuned_then_frozen_again(digits, fast_settin
     assert tuned.frozen_depth_ == 1 and tuned.freeze_state_ == est.freeze_state_
     assert not any(p.requires_grad for p in tuned.module_.groups[0].parameters())
     assert len(tuned.history) == len(est.history) + 1
+
+
+class HeadRates(Callback):
+    def initialize(self):
+        self.rates = []
+        return self
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.rates.append(next(g["lr"] for g in net.optimizer_.param_groups
+                                   if g["name"] == "head"))  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["constant", "linear"])
+def test_recovery_runs_the_schedule_afresh(digits, fast_settings, kind):
+    """After pruning, the estimator's lr_schedule restarts over the recovery epochs."""
+    X, y = digits  # 60 images, batches of 16: 4 steps an epoch
+    settings = {**fast_settings, "lr": 1e-2, "lr_schedule": kind, "max_epochs": 2}
+    est = FineTunedClassifier(**settings, callbacks=[("rec", HeadRates())]).fit(X, y)
+    comp = Compressed(est, prune=0.3, recover_epochs=3, prefit=True).fit(X, y)
+    rates = dict(comp.estimator_.callbacks_)["rec"].rates[8:]  # the 3 recovery epochs
+    steps = 3 * 4
+    assert len(rates) == steps
+    base = [rate / schedule_factor(kind, i, steps) for i, rate in enumerate(rates)]
+    np.testing.assert_allclose(base, base[0], rtol=1e-6)  # the factor of a fresh schedule
+    assert base[0] == pytest.approx(dict(est.callbacks_)["rec"].rates[0] / schedule_factor(
+        kind, 0, 8))  # fmt: skip
+    assert not hasattr(comp.estimator_, "schedule_span_")
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_distill_one_learns_from_the_teacher_not_the_labels(digits, fast_settings, kind):
+    """distill=1: the recovery loss is the teacher's alone, so shuffled labels change nothing."""
+    X, y = digits
+    y = y if kind == "classifier" else y.astype(np.float32)
+    cls = FineTunedClassifier if kind == "classifier" else FineTunedRegressor
+    est = cls(**{**fast_settings, "random_state": 0}).fit(X, y)
+    shuffled = np.random.default_rng(0).permutation(y)
+    out = {}
+    for distill in (0.0, 1.0):
+        for name, labels in (("true", y), ("shuffled", shuffled)):
+            comp = Compressed(est, prune=0.3, recover_epochs=2, distill=distill, prefit=True)
+            comp.fit(X, labels)
+            out[distill, name] = comp.predict_proba(X) if kind == "classifier" else comp.predict(X)
+            assert "get_loss" not in vars(comp.estimator_)  # the method is back
+    assert comp.compression_report_["distill"] == 1.0
+    assert not np.allclose(out[0.0, "true"], out[0.0, "shuffled"], atol=1e-4)  # labels count
+    np.testing.assert_allclose(out[1.0, "true"], out[1.0, "shuffled"], atol=1e-5)
