@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import time
 
@@ -65,16 +66,27 @@ def macro_f1(model, Xte, yte) -> float:
     return f1_score(yte, model.predict(Xte), average="macro")
 
 
-def methods(seed: int):
-    yield "skft fine-tune", lambda: FineTunedClassifier("minilm", random_state=seed)
-    yield "skft fine-tune + EDA", lambda: FineTunedClassifier(
-        "minilm", augment="eda", augment_strength=0.5, random_state=seed
+def methods(seed: int, settings: dict | None = None):
+    """(name, factory) pairs; ``settings`` go to the ``skft fine-tune`` row (``--settings``)."""
+    yield (
+        "skft fine-tune",
+        lambda: FineTunedClassifier("minilm", random_state=seed, **(settings or {})),
     )
-    yield "skft fine-tune, balanced", lambda: FineTunedClassifier(
-        "minilm", class_weight="balanced", random_state=seed
+    yield (
+        "skft fine-tune + EDA",
+        lambda: FineTunedClassifier(
+            "minilm", augment="eda", augment_strength=0.5, random_state=seed
+        ),
     )
-    yield "skft linear probe", lambda: FineTunedClassifier(
-        "minilm", frozen_depth="all", lr=5e-4, max_epochs=100, random_state=seed
+    yield (
+        "skft fine-tune, balanced",
+        lambda: FineTunedClassifier("minilm", class_weight="balanced", random_state=seed),
+    )
+    yield (
+        "skft linear probe",
+        lambda: FineTunedClassifier(
+            "minilm", frozen_depth="all", lr=5e-4, max_epochs=100, random_state=seed
+        ),
     )  # head at 5e-4 * 20 = 1e-2
 
     class Tfidf:
@@ -91,13 +103,13 @@ def methods(seed: int):
     yield "TF-IDF + LR", Tfidf
 
 
-def quality(X, y, sizes, seeds, only=None) -> None:
+def quality(X, y, sizes, seeds, only=None, settings=None) -> None:
     results: dict[tuple[str, int], list[float]] = {}
     times: dict[tuple[str, int], list[float]] = {}
     for seed in seeds:
         for n in sizes:
             (Xtr, ytr), (Xte, yte) = splits(X, y, n, seed)
-            for name, make in methods(seed):
+            for name, make in methods(seed, settings):
                 if only and name not in only:
                     continue
                 t0 = time.perf_counter()
@@ -174,8 +186,10 @@ def throughput(X, y, seed: int, epochs: int = 2, rounds: int = 2) -> None:
     print(f"  plain PyTorch loop  {best['plain']:7.1f} sentences/s")
     print(f"  skft                {best['skft']:7.1f} sentences/s  "
           f"({100 * (best['skft'] / best['plain'] - 1):+.1f}% vs plain)")  # fmt: skip
-    print(f"  skft + EDA (0.5)    {best['skft+eda']:7.1f} sentences/s  "
-          f"(augmentation costs {100 * (best['skft'] / best['skft+eda'] - 1):.1f}% of epoch time)")
+    print(
+        f"  skft + EDA (0.5)    {best['skft+eda']:7.1f} sentences/s  "
+        f"(augmentation costs {100 * (best['skft'] / best['skft+eda'] - 1):.1f}% of epoch time)"
+    )
 
 
 def main() -> None:
@@ -186,12 +200,20 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--only", nargs="+", default=None, help="method names to run")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--settings",
+        type=json.loads,
+        default=None,
+        help='JSON estimator settings for the "skft fine-tune" row, e.g. \'{"lr": 1e-4}\'',
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     X, y = load(args.data)
     print(f"{len(X)} messages, {np.mean(y == 'spam'):.1%} spam; threads={torch.get_num_threads()}")
     if not args.skip_quality:
-        quality(X, y, args.sizes, args.seeds, args.only)
+        if args.settings:
+            print(f"skft fine-tune settings: {args.settings}")
+        quality(X, y, args.sizes, args.seeds, args.only, args.settings)
     if not args.skip_throughput:
         throughput(X, y, args.seeds[0])
 
