@@ -15,10 +15,12 @@ that fitted model with :class:`skft.Compressed` (``prefit=True``):
   encoders. Latency inputs are one message (batch 1) and 32 messages padded to
   their own longest (batch 32).
 
-Every variant's latency is measured in ONNX Runtime on the CPU (fp32 ONNX for
-the unquantized ones, so the int8 speed-up is against the same runtime), as
-the median of repeated runs at batch 1 and batch 32; PyTorch eager fp32 is
-shown for reference. Sizes are the ONNX files (the fp32 one is within a few
+Pruning recovers with ``--recover`` epochs and ``--distill`` (Compressed's
+defaults: 5 epochs, distillation weight 0.5). Every variant's latency is
+measured in ONNX Runtime on the CPU (fp32 ONNX for the unquantized ones, so
+the int8 speed-up is against the same runtime), as the median of repeated runs
+at batch 1 and batch 32, all variants of a model timed in the same interleaved
+rounds (``--rounds``); PyTorch eager fp32 is shown for reference. Sizes are the ONNX files (the fp32 one is within a few
 kB of the state dict). Run: ``python benchmarks/bench_compress.py``
 (about 10 minutes on 2 CPU cores; ``--quick`` for a smoke run).
 """
@@ -116,6 +118,7 @@ def compare(name, base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
         recover_epochs=args.recover,
         round_to=args.round_to,
         prune_frozen=args.prune_frozen,
+        distill=args.distill,
         prefit=True,
     )
     pruned.fit(X_train, y_train)
@@ -164,7 +167,9 @@ def compare_text(base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
                     torch_runner(fp32.estimator_), 0.0))  # fmt: skip
     add("fp32, ONNX Runtime", fp32, fp32_model, time.perf_counter() - start)
     start = time.perf_counter()
-    pruned = Compressed(base, prune=0.3, recover_epochs=args.recover, prefit=True)
+    pruned = Compressed(
+        base, prune=0.3, recover_epochs=args.recover, distill=args.distill, prefit=True
+    )
     pruned.fit(X_train, y_train)
     add("pruned 0.3 + recovery", pruned, fp32_onnx(pruned.estimator_), time.perf_counter() - start)
     for label, est in (("int8 (dynamic)", base), ("pruned 0.3 + int8", pruned.estimator_)):
@@ -226,6 +231,7 @@ def main() -> None:
     parser.add_argument("--keep-fp32", type=int, default=2, help="Compressed(keep_fp32=...)")
     parser.add_argument("--round-to", type=int, default=8, help="Compressed(round_to=...)")
     parser.add_argument("--recover", type=int, default=5, help="recovery epochs after pruning")
+    parser.add_argument("--distill", type=float, default=0.5, help="Compressed(distill=...)")
     parser.add_argument("--hym-frozen-depth", type=int, default=5, help="ants/bees frozen_depth")
     parser.add_argument("--hym-epochs", type=int, default=3)
     args = parser.parse_args()
@@ -234,7 +240,8 @@ def main() -> None:
     args.recover = 1 if args.quick else args.recover
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; ")
     print(
-        f"recovery: {args.recover} epochs after pruning (round_to={args.round_to}); "
+        f"recovery: {args.recover} epochs after pruning (round_to={args.round_to}, "
+        f"distill={args.distill}, prune_frozen={args.prune_frozen}); "
         f"calibration: 256 training images; keep_fp32={args.keep_fp32}\n"
     )
 
