@@ -20,9 +20,10 @@ defaults: 5 epochs, distillation weight 0.5). Every variant's latency is
 measured in ONNX Runtime on the CPU (fp32 ONNX for the unquantized ones, so
 the int8 speed-up is against the same runtime), as the median of repeated runs
 at batch 1 and batch 32, all variants of a model timed in the same interleaved
-rounds (``--rounds``); PyTorch eager fp32 is shown for reference. Sizes are the ONNX files (the fp32 one is within a few
-kB of the state dict). Run: ``python benchmarks/bench_compress.py``
-(about 10 minutes on 2 CPU cores; ``--quick`` for a smoke run).
+rounds (``--rounds``); PyTorch eager fp32 is shown for reference. Sizes are
+the ONNX files (the fp32 one is within a few kB of the state dict). Run:
+``python benchmarks/bench_compress.py`` (about 20 minutes on 2 CPU cores;
+``--quick`` for a smoke run).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """One-off: static int8 variants of bench_compress.py's fine-tuned Lite0 (digits, or ants/bees with
 ``hym``): accuracy and ONNX Runtime latency at batch 1 / 32, 1 thread, each variant against
-fp32 in the same run. ``python benchmarks/quantize_variants.py [hym]``."""
+fp32 in the same run (all variants timed in the same interleaved rounds).
+``python benchmarks/quantize_variants.py [hym]``."""
 
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from skft.datasets import load_digits_images
 from skft.onnx_export import OnnxModel, _calibration_reader, estimator_onnx, float_nodes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_compress import fit_base, latencies  # noqa: E402
+from bench_compress import fit_base, interleaved_latencies  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -45,7 +46,8 @@ def acc(m):
 
 
 f = OnnxModel(fp, threads=1)
-print("fp32", acc(f), latencies(f.run, inp, 50), flush=True)
+print(f"fp32: acc {acc(f):.3f}", flush=True)
+runners = {"fp32": f.run}
 tmp = tempfile.mkdtemp()
 src, pre = f"{tmp}/s.onnx", f"{tmp}/p.onnx"
 Path(src).write_bytes(fp)
@@ -95,8 +97,9 @@ for name, v in variants.items():
         print(name, "failed", e)
         continue
     m = OnnxModel(Path(out).read_bytes(), threads=1)
-    print(
-        f"{name}: acc {acc(m):.3f} b1/b32 ms {latencies(m.run, inp, 50)} "
-        f"({time.perf_counter() - t0:.0f}s)",
-        flush=True,
-    )
+    print(f"{name}: acc {acc(m):.3f} ({time.perf_counter() - t0:.0f}s)", flush=True)
+    runners[name] = m.run
+times = interleaved_latencies(runners, inp[:1], inp[:32], 50)
+for name, (b1, b32) in times.items():
+    print(f"{name}: batch 1 {b1:.2f} ms ({times['fp32'][0] / b1:.2f}x), "
+          f"batch 32 {b32:.1f} ms ({times['fp32'][1] / b32:.2f}x)")  # fmt: skip

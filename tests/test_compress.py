@@ -15,10 +15,10 @@ from torch import nn
 import skft
 from skft import BackboneParts, BackboneSpec, Compressed, FineTunedClassifier, FineTunedRegressor
 from skft.compress import prune_module
-from skft.schedule import schedule_factor
 from skft.data import adapt_images, as_float_images
 from skft.onnx_export import OnnxModel, check_calibration
 from skft.plugins import pm
+from skft.schedule import schedule_factor
 
 
 @pytest.fixture(scope="module")
