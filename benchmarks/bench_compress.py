@@ -51,7 +51,10 @@ def interleaved_latencies(
 
     Each round times every variant in turn (the order rotates from round to round),
     so a slow spell of the machine hits all variants alike instead of whichever one
-    happened to be measured then: latencies on a shared VM drift by up to 1.5x.
+    happened to be measured then: latencies on a shared VM drift by up to 1.5x. The
+    first run of each visit and batch size is not timed (the model and its buffers
+    come back into the caches after the other variants ran): hot latency, as a served
+    model sees it.
     """
     labels = list(runners)
     for label in labels:  # warm-up
@@ -65,6 +68,7 @@ def interleaved_latencies(
     for r in range(rounds):
         for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
             for x, times, count in ((one, t1, per_round_1), (batch, t32, per_round_32)):
+                runners[label](x)  # not timed: the model back in the caches after the others
                 for _ in range(count):
                     start = time.perf_counter()
                     runners[label](x)
