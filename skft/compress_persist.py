@@ -54,8 +54,9 @@ def save_compressed(comp: Any, path: Any) -> Path:
 
 def load_compressed(folder: Path) -> Any:
     """Read a ``Compressed`` written by :func:`save_compressed`."""
-    from .compress import Compressed, prune_module
+    from .compress import Compressed
     from .onnx_export import OnnxModel
+    from .pruning import prune_module
 
     try:
         config = json.loads((folder / CONFIG).read_text())

@@ -95,7 +95,7 @@ class BackboneParts:
 
 @dataclass
 class PruningHints:
-    """What a layer group tells :func:`skft.compress.prune_module` about its structure.
+    """What a layer group tells :func:`skft.pruning.prune_module` about its structure.
 
     A group module (or any module inside it) may define ``pruning_hints()``
     returning one of these; layers without hints are pruned by channel as
