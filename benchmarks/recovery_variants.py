@@ -28,10 +28,7 @@ import skft
 from skft import Compressed, FineTunedClassifier
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def value(text: str):
-    return float(text) if ("." in text or "e" in text) else int(text)
+from prune_frozen_depth import value  # noqa: E402
 
 
 def digits() -> None:

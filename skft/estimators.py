@@ -233,12 +233,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     def initialize_criterion(self):
         super().initialize_criterion()
         weights = getattr(self, "class_weight_", None)
-        settings = {
-            "class_weight": weights is not None,
-            "label_smoothing": bool(self.label_smoothing),
-        }
-        for name in (n for n, on in settings.items() if on):
-            if not isinstance(self.criterion_, nn.CrossEntropyLoss):
+        for name in ("class_weight", "label_smoothing"):
+            if getattr(self, name) and not isinstance(self.criterion_, nn.CrossEntropyLoss):
                 raise ValueError(
                     f"{name}={getattr(self, name)!r} needs criterion="
                     f"torch.nn.CrossEntropyLoss, got {type(self.criterion_).__name__}"

@@ -1,9 +1,10 @@
-"""Shared fixtures: a few digits as tiny images, and fast estimator settings."""
+"""Shared fixtures: a few digits as tiny images, fast estimator settings, a rate recorder."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from skorch.callbacks import Callback
 
 from skft.datasets import load_digits_images
 
@@ -36,3 +37,21 @@ def fast_settings():
 def fast(fast_settings):
     """A fresh copy of :func:`fast_settings` for one test."""
     return dict(fast_settings)
+
+
+class RecordRates(Callback):
+    """Each training batch's learning rate per optimizer group: ``rates[i][name]``."""
+
+    def initialize(self):
+        self.rates = []
+        return self
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.rates.append({g["name"]: g["lr"] for g in net.optimizer_.param_groups})
+
+
+@pytest.fixture
+def rate_recorder():
+    """A fresh :class:`RecordRates` callback."""
+    return RecordRates()

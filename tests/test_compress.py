@@ -9,7 +9,6 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
-from skorch.callbacks import Callback
 from torch import nn
 
 import skft
@@ -409,31 +408,21 @@ def test_pruned_frozen_groups_are_re_tuned_then_frozen_again(digits, fast_settin
     assert len(tuned.history) == len(est.history) + 1
 
 
-class HeadRates(Callback):
-    def initialize(self):
-        self.rates = []
-        return self
-
-    def on_batch_end(self, net, training=False, **kwargs):
-        if training:
-            self.rates.append(next(g["lr"] for g in net.optimizer_.param_groups
-                                   if g["name"] == "head"))  # fmt: skip
-
-
 @pytest.mark.parametrize("kind", ["constant", "linear"])
-def test_recovery_runs_the_schedule_afresh(digits, fast_settings, kind):
+def test_recovery_runs_the_schedule_afresh(digits, fast_settings, kind, rate_recorder):
     """After pruning, the estimator's lr_schedule restarts over the recovery epochs."""
     X, y = digits  # 60 images, batches of 16: 4 steps an epoch
     settings = {**fast_settings, "lr": 1e-2, "lr_schedule": kind, "max_epochs": 2}
-    est = FineTunedClassifier(**settings, callbacks=[("rec", HeadRates())]).fit(X, y)
+    est = FineTunedClassifier(**settings, callbacks=[("rec", rate_recorder)]).fit(X, y)
     comp = Compressed(est, prune=0.3, recover_epochs=3, prefit=True).fit(X, y)
-    rates = dict(comp.estimator_.callbacks_)["rec"].rates[8:]  # the 3 recovery epochs
+    head = [r["head"] for r in dict(comp.estimator_.callbacks_)["rec"].rates]
+    rates = head[8:]  # the 3 recovery epochs
     steps = 3 * 4
     assert len(rates) == steps
     base = [rate / schedule_factor(kind, i, steps) for i, rate in enumerate(rates)]
     np.testing.assert_allclose(base, base[0], rtol=1e-6)  # the factor of a fresh schedule
-    assert base[0] == pytest.approx(dict(est.callbacks_)["rec"].rates[0] / schedule_factor(
-        kind, 0, 8))  # fmt: skip
+    first = dict(est.callbacks_)["rec"].rates[0]["head"]
+    assert base[0] == pytest.approx(first / schedule_factor(kind, 0, 8))
     assert not hasattr(comp.estimator_, "schedule_span_")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from skorch.callbacks import Callback
 
 from skft import FineTunedClassifier
 from skft.schedule import schedule_factor
@@ -23,20 +22,10 @@ def test_factor_warms_up_then_decays_and_never_reaches_zero(kind):
     assert {schedule_factor("constant", s, total) for s in range(total)} == {1.0}
 
 
-class RecordRates(Callback):
-    def initialize(self):
-        self.rates = []
-        return self
-
-    def on_batch_end(self, net, training=False, **kwargs):
-        if training:
-            self.rates.append({g["name"]: g["lr"] for g in net.optimizer_.param_groups})
-
-
 @pytest.mark.parametrize("kind", ["constant", "linear", "cosine"])
-def test_a_fit_follows_its_schedule_in_every_group(digits, fast, kind):
+def test_a_fit_follows_its_schedule_in_every_group(digits, fast, kind, rate_recorder):
     X, y = digits  # 60 images, batches of 16: 4 steps an epoch
-    record = RecordRates()
+    record = rate_recorder
     settings = {**fast, "max_epochs": 3, "lr": 1e-2, "freeze__lr_decay": 0.5}
     clf = FineTunedClassifier(**settings, lr_schedule=kind, callbacks=[("rec", record)])
     clf.fit(X, y)
