@@ -272,3 +272,25 @@ def test_fine_tuned_classifier_with_efficientnet_lite0(offline):
     pred = clf.predict(X)
     assert pred.shape == (20,)
     assert set(pred) <= set(y)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("skft.onnx_export") is None, reason="skft without ONNX export"
+)
+def test_lite0_exports_with_its_same_padding_folded(offline, tmp_path):
+    import numpy as np
+    import onnx
+    from skft.data import adapt_input, as_float_images
+    from skft.datasets import load_digits_images
+    from skft.onnx_export import OnnxModel
+
+    X, y = load_digits_images()
+    clf = skft.FineTunedClassifier(backbone="efficientnet_lite0", image_size=48, max_epochs=1,
+                                   augment="none", random_state=0, verbose=0).fit(X[:20], y[:20])  # fmt: skip
+    model = clf.to_onnx(tmp_path / "lite0.onnx").read_bytes()
+    ops = {node.op_type for node in onnx.load_from_string(model).graph.node}
+    assert not ops & {"Shape", "Pad", "Gather", "Ceil"}  # TF "same" pads folded into the convs
+    x = as_float_images(adapt_input(clf, X[:3], fitting=False))
+    with torch.no_grad():
+        want = clf.module_.eval()(x).numpy()
+    np.testing.assert_allclose(OnnxModel(model).run(x.numpy()), want, rtol=1e-4, atol=1e-4)

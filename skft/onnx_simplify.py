@@ -1,0 +1,142 @@
+"""Fold an exported graph's shape arithmetic where the shapes are static.
+
+TorchScript export records how a model computes values from its input's size:
+TF "same" padding (timm's ``Conv2dSame``, EfficientNet-Lite) computes its pads
+from ``x.size()`` in front of every strided convolution. With the image size
+fixed, those pads are constants, but the exported graph recomputes them at every
+call (about 20 small nodes per convolution), pads in a separate ``Pad`` node, and,
+once quantized, dequantizes whole activations only to read their shape. Folding
+them lets ONNX Runtime fuse each pad into its convolution. Measured on
+EfficientNet-Lite0 at 224 px, 1 thread, batch 1 (``benchmarks/fold_shapes.py``):
+fp32 12.7 -> 10.8 ms, static int8 7.3 -> 5.2 ms, outputs unchanged.
+
+The folding is done by ``onnxscript``'s optimizer (constant folding, pad-into-conv
+fusion), fed with full ONNX shape inference between its rounds, so that a pad
+folded in one round gives the next convolution a static input shape.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+__all__ = ["simplify_onnx"]
+
+#: fold ConstantOfShape (left alone by onnxscript by default) up to this many elements
+_SMALL = 1024
+
+
+def simplify_onnx(model: bytes, rounds: int = 20) -> bytes:
+    """``model`` with its static shape arithmetic folded (same outputs, fewer nodes)."""
+    import onnx
+    from onnxscript import ir
+    from onnxscript.optimizer import optimize_ir
+
+    proto = onnx.load_from_string(model)
+    _shape_reads_as_shape_slices(proto.graph)
+    count = len(proto.graph.node)
+    for _ in range(rounds):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+            graph = ir.serde.deserialize_model(proto)
+            optimize_ir(graph, should_fold=_fold_small_constant_of_shape)
+            proto = ir.serde.serialize_model(graph)
+        if len(proto.graph.node) == count:
+            break
+        count = len(proto.graph.node)
+    del proto.graph.value_info[:]  # shapes inferred on the way; the runtime infers its own
+    return proto.SerializeToString()
+
+
+def _shape_reads_as_shape_slices(graph) -> None:
+    """Rewrite the exporter's reads of single dimensions as ``Shape`` slices.
+
+    ``Gather(Shape(t), i)`` with a constant scalar ``i`` (``x.size(2)``) becomes
+    ``Squeeze(Shape(t, start=i, end=i+1))``, and ``Slice(Shape(t), a, b)`` over axis 0
+    with step 1 (``x.size(-1)``, ``x.size()[-2:]``) becomes ``Shape(t, start=a, end=b)``.
+    onnxscript folds a ``Shape`` slice whose dimensions are static, but neither form
+    above.
+    """
+    from onnx import helper, numpy_helper
+
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    constants.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                      if n.op_type == "Constant" and n.attribute[0].name == "value"})  # fmt: skip
+    shape_of = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Shape" and not n.attribute}
+
+    def value(name: str, default: int | None = None) -> int | None:
+        if not name:
+            return default
+        found = constants.get(name)
+        return int(found.reshape(-1)[0]) if found is not None and found.size == 1 else None
+
+    nodes = []
+    for node in graph.node:
+        bounds = None
+        if node.op_type in ("Gather", "Slice") and node.input[0] in shape_of:
+            extra = list(node.input[1:]) + [""] * 4
+            if node.op_type == "Gather":
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                index = constants.get(extra[0])
+                if axis == 0 and index is not None and index.ndim == 0:
+                    bounds = (int(index), int(index) + 1 if int(index) != -1 else None)
+            elif value(extra[2], 0) == 0 and value(extra[3], 1) == 1:
+                first, last = value(extra[0]), value(extra[1])
+                if first is not None and last is not None:
+                    bounds = (first, None if last >= 2**31 else last)
+        if bounds is None:
+            nodes.append(node)
+            continue
+        source = shape_of[node.input[0]]
+        kwargs = {"start": bounds[0]} if bounds[1] is None else {"start": bounds[0], "end": bounds[1]}
+        if node.op_type == "Slice":
+            nodes.append(helper.make_node("Shape", [source], [node.output[0]], name=node.name, **kwargs))
+            continue
+        sliced, axes = node.output[0] + "_dim", node.output[0] + "_axes"
+        nodes += [
+            helper.make_node("Shape", [source], [sliced], **kwargs),
+            helper.make_node("Constant", [], [axes], value=numpy_helper.from_array(np.zeros(1, np.int64))),
+            helper.make_node("Squeeze", [sliced, axes], [node.output[0]], name=node.name),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _fold_small_constant_of_shape(node) -> bool | None:
+    if node.op_type != "ConstantOfShape" or node.inputs[0] is None:
+        return None
+    shape = node.inputs[0].const_value
+    return True if shape is not None and int(np.prod(shape.numpy())) <= _SMALL else None
+
+
+def simplified(model: bytes, example: np.ndarray) -> bytes:
+    """:func:`simplify_onnx` of ``model`` if its outputs on ``example`` match ``model``'s.
+
+    Otherwise (or if the optimizer fails) ``model`` itself, with a warning that says why:
+    a slower graph rather than a wrong one.
+    """
+    try:
+        folded = simplify_onnx(model)
+        want, got = (_outputs(m, example) for m in (model, folded))
+    except Exception as exc:  # noqa: BLE001  (the optimizer's own errors vary)
+        warnings.warn(f"ONNX shape folding failed, the graph is exported unfolded: {exc}", stacklevel=3)
+        return model
+    if not np.allclose(got, want, rtol=1e-4, atol=1e-5):
+        warnings.warn(
+            "ONNX shape folding changed the outputs (max difference "
+            f"{float(np.max(np.abs(got - want))):.3g}); the graph is exported unfolded",
+            stacklevel=3,
+        )
+        return model
+    return folded
+
+
+def _outputs(model: bytes, example: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": example})[0]

@@ -1,0 +1,100 @@
+"""skft.onnx_simplify: static shape arithmetic folded out of exported graphs, outputs kept."""
+
+import io
+import math
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from skft import onnx_simplify
+from skft.onnx_export import OnnxModel
+from skft.onnx_simplify import simplified, simplify_onnx
+
+
+def _same(size, kernel: int, stride: int):
+    if isinstance(size, torch.Tensor):
+        return torch.clamp(((size / stride).ceil() - 1) * stride + kernel - size, min=0).long()
+    return max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+
+
+class SamePadConv(nn.Conv2d):
+    """TF "same" padding computed from the input's size at every call, as timm's Conv2dSame."""
+
+    def forward(self, x):
+        ih, iw = x.size()[-2:]  # traced: 0-d tensors, as timm's pad_same sees them
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        ph, pw = (_same(size, k, s) for size, k, s in ((ih, kh, sh), (iw, kw, sw)))
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+        return F.conv2d(x, self.weight, self.bias, self.stride, groups=self.groups)
+
+
+def exported(module: nn.Module, size: int = 15) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.rand(2, 3, size, size),), buffer, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                          opset_version=17, dynamo=False)  # fmt: skip
+    return buffer.getvalue()
+
+
+def ops(model: bytes) -> list[str]:
+    return [n.op_type for n in onnx.load_from_string(model).graph.node]
+
+
+@pytest.fixture
+def same_pad_net():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        SamePadConv(3, 8, 3, stride=2), nn.ReLU6(), SamePadConv(8, 8, 3, stride=2, groups=8),
+        nn.ReLU6(), SamePadConv(8, 4, 5, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )  # fmt: skip
+
+
+def test_same_padding_folds_into_the_convolutions(same_pad_net):
+    raw = exported(same_pad_net)
+    assert {"Shape", "Pad", "Gather"} <= set(ops(raw))  # what the exporter writes
+    folded = simplify_onnx(raw)
+    assert set(ops(folded)) <= {"Conv", "Clip", "Relu", "GlobalAveragePool", "Flatten", "Reshape"}
+    assert ops(folded).count("Conv") == 3
+    for batch in (1, 5):  # the batch axis stays dynamic
+        x = torch.rand(batch, 3, 15, 15)
+        with torch.no_grad():
+            want = same_pad_net(x).numpy()
+        np.testing.assert_allclose(OnnxModel(folded).run(x.numpy()), want, rtol=1e-4, atol=1e-5)
+
+
+def test_simplified_keeps_the_graph_when_folding_changes_outputs(same_pad_net, monkeypatch):
+    raw = exported(same_pad_net)
+    other = exported(nn.Sequential(*list(same_pad_net)[:-2], nn.AdaptiveMaxPool2d(1), nn.Flatten()))
+    monkeypatch.setattr(onnx_simplify, "simplify_onnx", lambda model: other)
+    with pytest.warns(UserWarning, match="changed the outputs"):
+        assert simplified(raw, np.random.rand(2, 3, 15, 15).astype(np.float32)) == raw
+
+
+def test_simplified_keeps_the_graph_when_folding_fails(same_pad_net, monkeypatch):
+    raw = exported(same_pad_net)
+
+    def broken(model):
+        raise RuntimeError("optimizer bug")
+
+    monkeypatch.setattr(onnx_simplify, "simplify_onnx", broken)
+    with pytest.warns(UserWarning, match="optimizer bug"):
+        assert simplified(raw, np.random.rand(2, 3, 15, 15).astype(np.float32)) == raw
+
+
+def test_negative_and_last_dimension_gathers_fold():
+    class LastDims(nn.Module):
+        def forward(self, x):  # x.size(-1), x.size(-2): negative scalar gathers
+            return x * (x.size(-1) + 2 * x.size(-2))
+
+    raw = exported(LastDims(), size=6)
+    folded = simplify_onnx(raw)
+    assert "Shape" not in ops(folded)
+    x = np.random.rand(3, 3, 6, 6).astype(np.float32)
+    np.testing.assert_allclose(OnnxModel(folded).run(x), x * 18, rtol=1e-6)
