@@ -62,46 +62,54 @@ def _shape_reads_as_shape_slices(graph) -> None:
     from onnx import helper, numpy_helper
 
     constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    constants.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
-                      if n.op_type == "Constant" and n.attribute[0].name == "value"})  # fmt: skip
-    shape_of = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Shape" and not n.attribute}
+    for n in graph.node:
+        if n.op_type == "Constant" and n.attribute[0].name == "value":
+            constants[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    shape_of = {n.output[0]: n.input[0] for n in graph.node
+                if n.op_type == "Shape" and not n.attribute}  # fmt: skip
+    nodes = []
+    for node in graph.node:
+        reads_shape = bool(node.input) and node.input[0] in shape_of
+        bounds = _dimension_bounds(node, constants) if reads_shape else None
+        if bounds is None:
+            nodes.append(node)
+            continue
+        read = {"start": bounds[0]} if bounds[1] is None else dict(zip(("start", "end"), bounds))
+        source, out = shape_of[node.input[0]], node.output[0]
+        if node.op_type == "Slice":
+            nodes.append(helper.make_node("Shape", [source], [out], name=node.name, **read))
+            continue
+        zero = numpy_helper.from_array(np.zeros(1, np.int64))
+        nodes += [
+            helper.make_node("Shape", [source], [out + "_dim"], **read),
+            helper.make_node("Constant", [], [out + "_axes"], value=zero),
+            helper.make_node("Squeeze", [out + "_dim", out + "_axes"], [out], name=node.name),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
 
-    def value(name: str, default: int | None = None) -> int | None:
+
+def _dimension_bounds(node, constants: dict) -> tuple[int, int | None] | None:
+    """(start, end or None for "to the last") of the dimensions a Gather/Slice of a shape reads."""
+
+    def scalar(name: str, default: int | None = None) -> int | None:
         if not name:
             return default
         found = constants.get(name)
         return int(found.reshape(-1)[0]) if found is not None and found.size == 1 else None
 
-    nodes = []
-    for node in graph.node:
-        bounds = None
-        if node.op_type in ("Gather", "Slice") and node.input[0] in shape_of:
-            extra = list(node.input[1:]) + [""] * 4
-            if node.op_type == "Gather":
-                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-                index = constants.get(extra[0])
-                if axis == 0 and index is not None and index.ndim == 0:
-                    bounds = (int(index), int(index) + 1 if int(index) != -1 else None)
-            elif value(extra[2], 0) == 0 and value(extra[3], 1) == 1:
-                first, last = value(extra[0]), value(extra[1])
-                if first is not None and last is not None:
-                    bounds = (first, None if last >= 2**31 else last)
-        if bounds is None:
-            nodes.append(node)
-            continue
-        source = shape_of[node.input[0]]
-        kwargs = {"start": bounds[0]} if bounds[1] is None else {"start": bounds[0], "end": bounds[1]}
-        if node.op_type == "Slice":
-            nodes.append(helper.make_node("Shape", [source], [node.output[0]], name=node.name, **kwargs))
-            continue
-        sliced, axes = node.output[0] + "_dim", node.output[0] + "_axes"
-        nodes += [
-            helper.make_node("Shape", [source], [sliced], **kwargs),
-            helper.make_node("Constant", [], [axes], value=numpy_helper.from_array(np.zeros(1, np.int64))),
-            helper.make_node("Squeeze", [sliced, axes], [node.output[0]], name=node.name),
-        ]
-    del graph.node[:]
-    graph.node.extend(nodes)
+    inputs = list(node.input[1:]) + [""] * 4
+    if node.op_type == "Gather":
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        index = constants.get(inputs[0])
+        if axis != 0 or index is None or index.ndim != 0:
+            return None
+        return int(index), (int(index) + 1 if int(index) != -1 else None)
+    if node.op_type == "Slice" and scalar(inputs[2], 0) == 0 and scalar(inputs[3], 1) == 1:
+        first, last = scalar(inputs[0]), scalar(inputs[1])
+        if first is not None and last is not None:
+            return first, (None if last >= 2**31 else last)
+    return None
 
 
 def _fold_small_constant_of_shape(node) -> bool | None:
@@ -121,7 +129,9 @@ def simplified(model: bytes, example: np.ndarray) -> bytes:
         folded = simplify_onnx(model)
         want, got = (_outputs(m, example) for m in (model, folded))
     except Exception as exc:  # noqa: BLE001  (the optimizer's own errors vary)
-        warnings.warn(f"ONNX shape folding failed, the graph is exported unfolded: {exc}", stacklevel=3)
+        warnings.warn(
+            f"ONNX shape folding failed, the graph is exported unfolded: {exc}", stacklevel=3
+        )
         return model
     if not np.allclose(got, want, rtol=1e-4, atol=1e-5):
         warnings.warn(

@@ -285,8 +285,9 @@ def test_lite0_exports_with_its_same_padding_folded(offline, tmp_path):
     from skft.onnx_export import OnnxModel
 
     X, y = load_digits_images()
-    clf = skft.FineTunedClassifier(backbone="efficientnet_lite0", image_size=48, max_epochs=1,
-                                   augment="none", random_state=0, verbose=0).fit(X[:20], y[:20])  # fmt: skip
+    clf = skft.FineTunedClassifier(
+        backbone="efficientnet_lite0", image_size=48, max_epochs=1, augment="none", random_state=0
+    ).fit(X[:20], y[:20])
     model = clf.to_onnx(tmp_path / "lite0.onnx").read_bytes()
     ops = {node.op_type for node in onnx.load_from_string(model).graph.node}
     assert not ops & {"Shape", "Pad", "Gather", "Ceil"}  # TF "same" pads folded into the convs
