@@ -68,11 +68,18 @@ def export_onnx(
     smallcnn and EfficientNet-Lite0 (TF "same" padding) in a fraction of the
     time of the dynamo exporter, with the same outputs. Operations it cannot
     export raise a ``ValueError`` naming the backbone and the operation.
-    For images, the shape arithmetic that the static image size makes constant
-    (TF "same" pads) is folded and the pads are fused into their convolutions
+    The module is deep-copied first; any layer of the copy that defines
+    ``prepare_onnx_export()`` is called, so that a plugin's layer can switch its copy
+    to a form that exports better (skft-transformers: eager attention instead of
+    PyTorch's fused ``scaled_dot_product_attention``). For images, the shape
+    arithmetic that the static image size makes constant (TF "same" pads) is folded
+    and the pads are fused into their convolutions
     (:func:`skft.onnx_simplify.simplified`, checked to give the same outputs).
     """
     graph = InferenceGraph(copy.deepcopy(module).cpu()).eval()
+    for part in graph.modules():  # a layer may switch its copy to an export-friendlier form
+        if hasattr(part, "prepare_onnx_export"):
+            part.prepare_onnx_export()
     axes = {0: "batch", len(input_shape): "length"} if variable_length else {0: "batch"}
     if variable_length:  # token ids 1, the second text padded: the mask path is traced
         example = torch.zeros((2, *input_shape))

@@ -155,6 +155,18 @@ class EncoderLayer(nn.Module):
     def pruning_hints(self) -> PruningHints:
         return transformer_pruning_hints(self.layer)
 
+    def prepare_onnx_export(self) -> None:
+        """Eager attention in this (exported) copy: same outputs, faster in ONNX Runtime.
+
+        The traced ``scaled_dot_product_attention`` adds a NaN guard and its own shape
+        arithmetic to every layer; with eager attention, MiniLM's dynamic int8 model ran
+        8-19% faster (batch 1, 20 and 64 tokens, 1 thread) and float32 the same.
+        """
+        for part in self.modules():
+            config = getattr(part, "config", None)
+            if getattr(config, "_attn_implementation", None) == "sdpa":
+                config._attn_implementation = "eager"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
 

@@ -30,6 +30,16 @@ def test_text_onnx_export_matches_pytorch_at_any_length(fitted, tmp_path):
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
 
 
+def test_export_uses_eager_attention_and_leaves_the_estimator_alone(fitted, tmp_path):
+    import onnx
+
+    configs = [m.config for m in fitted.module_.modules() if hasattr(m, "config")]
+    assert {c._attn_implementation for c in configs} == {"sdpa"}
+    graph = onnx.load(fitted.to_onnx(tmp_path / "text.onnx")).graph
+    assert "IsNaN" not in {node.op_type for node in graph.node}  # traced SDPA's NaN guard
+    assert {c._attn_implementation for c in configs} == {"sdpa"}  # only the copy changed
+
+
 def test_dynamic_int8_text_model_agrees_and_pickles(fitted, texts):
     X, y = texts
     comp = Compressed(fitted, quantize="dynamic", prefit=True).fit(X, y)
