@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["simplify_onnx"]
+__all__ = ["simplified", "simplify_onnx"]
 
 #: fold ConstantOfShape (left alone by onnxscript by default) up to this many elements
 _SMALL = 1024
