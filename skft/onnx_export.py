@@ -153,10 +153,12 @@ def quantize_onnx(
     about 2.5x slower than "int8" on the x86 CPUs measured here, for runtimes
     whose S8S8 kernels are fast). The first ``keep_fp32`` convolution/linear
     layers, and every node before them (normalisation, padding), stay in
-    float32, and so does the arithmetic that computes shapes and paddings from
-    the input's size. Measured on EfficientNet-Lite0 (``bench_compress.py``'s
-    digits model, fp32 0.796 on 500 test images, 1 thread): "int8" 0.814 and
-    2.1x faster than fp32 at batch 1; "int8-signed" 0.826 and 0.7x; the earlier
+    float32, and so does any arithmetic left that computes shapes and paddings
+    from the input's size (image exports fold it away: :mod:`skft.onnx_simplify`).
+    Measured on EfficientNet-Lite0 (``bench_compress.py``'s digits model, fp32
+    0.796 on 500 test images, 1 thread, traced graphs): "int8" 0.814 and 2.1x
+    faster than fp32 at batch 1 (2.3x with the folded graphs); "int8-signed" 0.826
+    and 0.7x; the earlier
     unsigned mode that quantized only convolutions and linear layers 0.772 and
     2.0x (the float additions between them cost accuracy and time). The layers
     nearest the input amplify quantization noise most: the first two stay in
