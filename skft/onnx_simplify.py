@@ -145,9 +145,6 @@ def simplified(model: bytes, example: np.ndarray) -> bytes:
 
 
 def _outputs(model: bytes, example: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+    from .onnx_export import OnnxModel  # imports this module: imported here, when used
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": example})[0]
+    return OnnxModel(model, threads=1).run(example)
