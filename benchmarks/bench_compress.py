@@ -29,13 +29,15 @@ the ONNX files (the fp32 one is within a few kB of the state dict). Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 
-from skft import Compressed, FineTunedClassifier
+from skft import Compressed, FineTunedClassifier, compress
 from skft.data import adapt_input, as_float_images
 from skft.datasets import load_digits_images, load_image_folder
 from skft.onnx_export import OnnxModel, estimator_onnx
@@ -177,10 +179,18 @@ def compare_text(base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     )
     pruned.fit(X_train, y_train)
     add("pruned 0.3 + recovery", pruned, fp32_onnx(pruned.estimator_), time.perf_counter() - start)
-    for label, est in (("int8 (dynamic)", base), ("pruned 0.3 + int8", pruned.estimator_)):
+    for label, est, fuse in (
+        ("int8 (dynamic)", base, True),
+        ("int8 (dynamic), no fusion", base, False),
+        ("pruned 0.3 + int8", pruned.estimator_, True),
+    ):
         start = time.perf_counter()
-        comp = Compressed(est, quantize="dynamic", prefit=True).fit(X_train, y_train)
+        with contextlib.ExitStack() as stack:
+            if not fuse:  # the graph as exported: no ONNX Runtime transformer fusions
+                stack.enter_context(mock.patch.object(compress, "fusion_hints", lambda m: None))
+            comp = Compressed(est, quantize="dynamic", prefit=True).fit(X_train, y_train)
         add(label, comp, comp.onnx_model_, time.perf_counter() - start)
+        print(f"sms: {label}: {comp.compression_report_['fused_attention']} fused attention")
     report = pruned.compression_report_
     heads = [
         m.num_attention_heads

@@ -23,6 +23,7 @@ from .onnx_export import (
     STATIC_MODES,
     OnnxModel,
     estimator_onnx,
+    fusion_hints,
     quantize_onnx,
 )
 from .onnx_export import to_onnx as to_onnx
@@ -50,7 +51,11 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         Runtime's fast x86 path), every operator it can quantize;
         ``"int8-signed"``: the same with signed symmetric activations (S8S8,
         slower on x86); ``"dynamic"``: weights in int8, activations quantized
-        on the fly (the transformer-encoder path). Each runs the model in ONNX
+        on the fly (the transformer-encoder path; a backbone whose layers give
+        :func:`skft.onnx_export.fusion_hints`, as skft-transformers' do, first
+        gets ONNX Runtime's attention/LayerNorm/GELU fusions, kept only if they
+        leave the outputs unchanged; ``compression_report_["fused_attention"]``
+        counts the fused attention operators). Each runs the model in ONNX
         Runtime on the CPU; None keeps the PyTorch model. See
         :func:`skft.onnx_export.quantize_onnx`.
     recover_epochs : int >= 0
@@ -186,9 +191,13 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         if self.quantize is not None:
             calibration = self._calibration(est, Xt, calibration_X)
             fp32 = estimator_onnx(est)
+            fusion = fusion_hints(est.module_) if self.quantize == "dynamic" else None
+            example = as_float_images(Xt[:8]).numpy()
             self.onnx_model_ = OnnxModel(
-                quantize_onnx(fp32, self.quantize, calibration, self.keep_fp32)
+                quantize_onnx(fp32, self.quantize, calibration, self.keep_fp32, fusion, example)
             )
+            report["onnx_fusion"] = fusion
+            report["fused_attention"] = _count_ops(self.onnx_model_.model, FUSED_ATTENTION)
             report.update(self._agreement(est, fp32, calibration, Xt))
         self.estimator_ = est
         self.compression_report_ = {
@@ -285,6 +294,16 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         tags = copy.deepcopy(get_tags(self.estimator))
         tags.non_deterministic = True
         return tags
+
+
+#: ONNX Runtime's fused attention operators (float and dynamic int8)
+FUSED_ATTENTION = ("Attention", "QAttention")
+
+
+def _count_ops(model: bytes, op_types: tuple[str, ...]) -> int:
+    import onnx
+
+    return sum(node.op_type in op_types for node in onnx.load_from_string(model).graph.node)
 
 
 def _size(module: nn.Module) -> tuple[int, int]:

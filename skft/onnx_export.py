@@ -16,13 +16,14 @@ import torch
 from torch import nn
 
 from .network import FineTuneModule
-from .onnx_simplify import simplified
+from .onnx_simplify import fused_transformer, simplified
 
 __all__ = [
     "InferenceGraph",
     "OnnxModel",
     "estimator_onnx",
     "export_onnx",
+    "fusion_hints",
     "quantize_onnx",
     "to_onnx",
 ]
@@ -139,8 +140,32 @@ def to_onnx(estimator: Any, path: str | os.PathLike) -> Path:
     return path
 
 
+def fusion_hints(module: nn.Module) -> dict[str, Any] | None:
+    """What ONNX Runtime's transformer optimizer needs to know about ``module``, or None.
+
+    Any layer may define ``onnx_fusion_hints()``, returning ``{"model_type": ...,
+    "num_heads": ..., "hidden_size": ...}`` for :func:`skft.onnx_simplify.fuse_transformer`
+    (skft-transformers' encoder layers do). Layers that disagree on the head count
+    (pruned unevenly) leave it to the optimizer (0), which then fuses what it can
+    without attention; layers of different model types give None.
+    """
+    found = [part.onnx_fusion_hints() for part in module.modules()
+             if hasattr(part, "onnx_fusion_hints")]  # fmt: skip
+    found = [hint for hint in found if hint]
+    if not found or len({hint["model_type"] for hint in found}) > 1:
+        return None
+    if len({(hint["num_heads"], hint["hidden_size"]) for hint in found}) > 1:
+        return {"model_type": found[0]["model_type"], "num_heads": 0, "hidden_size": 0}
+    return dict(found[0])
+
+
 def quantize_onnx(
-    model: bytes, mode: str, calibration: np.ndarray | None = None, keep_fp32: int = 2
+    model: bytes,
+    mode: str,
+    calibration: np.ndarray | None = None,
+    keep_fp32: int = 2,
+    fusion: dict[str, Any] | None = None,
+    example: np.ndarray | None = None,
 ) -> bytes:
     """int8 ``model``: static per-channel QDQ calibrated on ``calibration``; or dynamic.
 
@@ -163,12 +188,21 @@ def quantize_onnx(
     2.0x (the float additions between them cost accuracy and time). The layers
     nearest the input amplify quantization noise most: the first two stay in
     float32 by default.
+
+    ``"dynamic"`` with ``fusion`` (:func:`fusion_hints`) and an ``example`` batch:
+    the float graph first goes through ONNX Runtime's transformer fusions
+    (:func:`skft.onnx_simplify.fused_transformer`; kept only if its outputs on
+    ``example`` are unchanged), so that attention quantizes as one ``QAttention``
+    operator. Measured on MiniLM (1 thread, batch 1, one 9-token text): dynamic
+    int8 2.41 -> 1.84 ms; 30%-pruned MiniLM 1.80 -> 1.26 ms.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if mode not in QUANTIZE_MODES:
         raise ValueError(f"quantize={mode!r}: use one of {[None, *QUANTIZE_MODES]}")
+    if mode == "dynamic" and fusion is not None and example is not None:
+        model = fused_transformer(model, example, **fusion)  # warns (and skips) on a change
     with tempfile.TemporaryDirectory() as tmp:
         src, pre, out = (os.path.join(tmp, f"{n}.onnx") for n in ("src", "pre", "out"))
         Path(src).write_bytes(model)

@@ -98,3 +98,52 @@ def test_negative_and_last_dimension_gathers_fold():
     assert "Shape" not in ops(folded)
     x = np.random.rand(3, 3, 6, 6).astype(np.float32)
     np.testing.assert_allclose(OnnxModel(folded).run(x), x * 18, rtol=1e-6)
+
+
+def test_transformer_fusion_is_dropped_when_it_changes_outputs(same_pad_net, monkeypatch):
+    raw = exported(same_pad_net)
+    other = exported(nn.Sequential(*list(same_pad_net)[:-2], nn.AdaptiveMaxPool2d(1), nn.Flatten()))
+    seen = {}
+
+    def fake(model, **hints):
+        seen.update(hints)
+        return other
+
+    monkeypatch.setattr(onnx_simplify, "fuse_transformer", fake)
+    x = np.random.rand(2, 3, 15, 15).astype(np.float32)
+    hints = {"model_type": "bert", "num_heads": 2, "hidden_size": 8}
+    with pytest.warns(UserWarning, match="transformer fusion changed the outputs"):
+        assert onnx_simplify.fused_transformer(raw, x, **hints) == raw
+    assert seen == hints
+    monkeypatch.setattr(onnx_simplify, "fuse_transformer", lambda model, **hints: raw + b"")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same outputs: taken, no warning
+        assert onnx_simplify.fused_transformer(raw, x, **hints) == raw
+
+
+class _Hinted(nn.Module):
+    def __init__(self, hints):
+        super().__init__()
+        self.hints = hints
+
+    def onnx_fusion_hints(self):
+        return self.hints
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [
+        ([], None),
+        ([None], None),
+        ([("bert", 4, 64)] * 2, ("bert", 4, 64)),
+        ([("bert", 4, 64), ("bert", 3, 48)], ("bert", 0, 0)),  # uneven heads: auto-detect
+        ([("bert", 4, 64), ("gpt2", 4, 64)], None),
+    ],
+)
+def test_fusion_hints_agree_or_fall_back(layers, expected):
+    from skft.onnx_export import fusion_hints
+
+    keys = ("model_type", "num_heads", "hidden_size")
+    parts = [_Hinted(None if h is None else dict(zip(keys, h))) for h in layers]
+    want = None if expected is None else dict(zip(keys, expected))
+    assert fusion_hints(nn.Sequential(nn.Linear(2, 2), *parts)) == want

@@ -167,6 +167,23 @@ class EncoderLayer(nn.Module):
             if getattr(config, "_attn_implementation", None) == "sdpa":
                 config._attn_implementation = "eager"
 
+    def onnx_fusion_hints(self) -> dict[str, Any] | None:
+        """For ONNX Runtime's BERT fusions before dynamic int8 (skft.onnx_export.fusion_hints).
+
+        The head count and width as they are now (after head pruning, what is left):
+        the exported attention reshapes to ``(-1, head_size)``, from which the
+        optimizer cannot read them itself.
+        """
+        attention = next((m for m in self.layer.modules() if hasattr(m, "num_attention_heads")
+                          and hasattr(m, "all_head_size")), None)  # fmt: skip
+        if attention is None:
+            return None
+        return {
+            "model_type": "bert",
+            "num_heads": int(attention.num_attention_heads),
+            "hidden_size": int(attention.all_head_size),
+        }
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
 

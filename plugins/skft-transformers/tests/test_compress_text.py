@@ -43,6 +43,9 @@ def test_export_uses_eager_attention_and_leaves_the_estimator_alone(fitted, tmp_
 def test_dynamic_int8_text_model_agrees_and_pickles(fitted, texts):
     X, y = texts
     comp = Compressed(fitted, quantize="dynamic", prefit=True).fit(X, y)
+    report = comp.compression_report_
+    assert report["onnx_fusion"] == {"model_type": "bert", "num_heads": 2, "hidden_size": 32}
+    assert report["fused_attention"] == 2  # one QAttention per encoder layer
     assert np.mean(comp.predict(X) == fitted.predict(X)) >= 0.9
     assert comp.compression_report_["calibration_agreement"] >= 0.9
     back = pickle.loads(pickle.dumps(comp))
@@ -50,7 +53,7 @@ def test_dynamic_int8_text_model_agrees_and_pickles(fitted, texts):
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_deberta"])
-def test_pruning_removes_heads_and_feed_forward_width(fixture, request, texts):
+def test_pruning_removes_heads_and_feed_forward_width(fixture, request, texts, caplog):
     X, y = texts
     folder = request.getfixturevalue(fixture)
     base = FineTunedClassifier(
@@ -73,6 +76,25 @@ def test_pruning_removes_heads_and_feed_forward_width(fixture, request, texts):
     assert comp.score(X, y) >= 0.5  # runs; recovery is one epoch on a random model
     onnx = Compressed(comp.estimator_, quantize="dynamic", prefit=True).fit(X, y)
     assert np.mean(onnx.predict(X) == comp.predict(X)) >= 0.9  # the pruned model exports
+    if fixture == "tiny_bert":  # the heads left are what ONNX Runtime's fusion is told
+        assert onnx.compression_report_["onnx_fusion"]["num_heads"] == 1
+        assert onnx.compression_report_["fused_attention"] == 2
+    # the optimizer's notes (pruned width != residual width) are not logged at the user
+    assert not [r for r in caplog.records if r.name.startswith("fusion")]
+
+
+def test_fused_int8_matches_the_unfused_int8_and_saves(fitted, texts, monkeypatch, tmp_path):
+    import skft
+    from skft import compress
+
+    X, y = texts
+    fused = Compressed(fitted, quantize="dynamic", prefit=True).fit(X, y)
+    again = skft.load(fused.save(tmp_path / "fused.skft"))  # contrib operators reload
+    np.testing.assert_allclose(again.predict_proba(X), fused.predict_proba(X), atol=1e-6)
+    monkeypatch.setattr(compress, "fusion_hints", lambda module: None)
+    plain = Compressed(fitted, quantize="dynamic", prefit=True).fit(X, y)
+    assert plain.compression_report_["fused_attention"] == 0
+    np.testing.assert_allclose(fused.predict_proba(X), plain.predict_proba(X), atol=0.02)
 
 
 def test_pruned_text_model_saves_and_loads(tiny_bert, texts, tmp_path):
