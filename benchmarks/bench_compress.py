@@ -47,7 +47,7 @@ SMS = Path("/work/shared/data/sms_spam/sms_spam.tsv")
 
 
 def interleaved_latencies(
-    runners: dict, one: np.ndarray, batch: np.ndarray, repeats: int, rounds: int = 5
+    runners: dict, one: np.ndarray | list, batch: np.ndarray, repeats: int, rounds: int = 5
 ) -> dict:
     """Median ms at batch 1 and batch 32 of each runner, measured in interleaved rounds.
 
@@ -56,12 +56,15 @@ def interleaved_latencies(
     happened to be measured then: latencies on a shared VM drift by up to 1.5x. The
     first run of each visit and batch size is not timed (the model and its buffers
     come back into the caches after the other variants ran): hot latency, as a served
-    model sees it.
+    model sees it. ``one`` may be a list of batch-1 inputs (texts of different
+    lengths): the timed batch-1 runs go through it in order, the same inputs for
+    every variant, and the median is over all of them.
     """
+    ones = one if isinstance(one, list) else [one]
     labels = list(runners)
     for label in labels:  # warm-up
         for _ in range(3):
-            runners[label](one)
+            runners[label](ones[0])
         runners[label](batch)
     t1: dict = {label: [] for label in labels}
     t32: dict = {label: [] for label in labels}
@@ -69,9 +72,10 @@ def interleaved_latencies(
     per_round_32 = max(1, repeats // 5 // rounds)
     for r in range(rounds):
         for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
-            for x, times, count in ((one, t1, per_round_1), (batch, t32, per_round_32)):
-                runners[label](x)  # not timed: the model back in the caches after the others
-                for _ in range(count):
+            for inputs, times, count in ((ones, t1, per_round_1), ([batch], t32, per_round_32)):
+                runners[label](inputs[(r * count) % len(inputs)])  # not timed: back in the caches
+                for j in range(count):
+                    x = inputs[(r * count + j) % len(inputs)]
                     start = time.perf_counter()
                     runners[label](x)
                     times[label].append(time.perf_counter() - start)
@@ -93,7 +97,7 @@ def fp32_onnx(est) -> OnnxModel:
     return OnnxModel(estimator_onnx(est))
 
 
-def measured(pending: list[tuple], one: np.ndarray, batch: np.ndarray, args) -> list[tuple]:
+def measured(pending: list[tuple], one: np.ndarray | list, batch: np.ndarray, args) -> list[tuple]:
     """Rows (variant, metric, MB, ms at batch 1, ms at batch 32, s) from ``pending`` rows
     (variant, metric, MB, runner, s), every runner timed in the same interleaved rounds."""
     runners = {label: run for label, _, _, run, _ in pending}
@@ -202,7 +206,11 @@ def compare_text(base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
         f"pruning 0.3 ({report['params_after'] / report['params_before']:.2f}); attention "
         f"heads per layer {heads}"
     )
-    return measured(pending, tokens(X_test[:1]), tokens(X_test[:32]), args)
+    # batch 1: the first 32 held-out messages one at a time (each padded to its own
+    # length), so that the latency is a typical message's, not one message's
+    print(f"sms: batch-1 messages {sorted(tokens([t]).shape[-1] for t in X_test[:32])} tokens")
+    ones = [tokens([t]) for t in X_test[:32]]
+    return measured(pending, ones, tokens(X_test[:32]), args)
 
 
 def print_table(name: str, rows: list[tuple], flush: bool = False, metric: str = "accuracy"):
