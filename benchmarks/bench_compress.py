@@ -208,8 +208,8 @@ def compare_text(base, X_train, y_train, X_test, y_test, args) -> list[tuple]:
     )
     # batch 1: the first 32 held-out messages one at a time (each padded to its own
     # length), so that the latency is a typical message's, not one message's
-    print(f"sms: batch-1 messages {sorted(tokens([t]).shape[-1] for t in X_test[:32])} tokens")
     ones = [tokens([t]) for t in X_test[:32]]
+    print(f"sms: batch-1 messages {sorted(x.shape[-1] for x in ones)} tokens")
     return measured(pending, ones, tokens(X_test[:32]), args)
 
 

@@ -192,12 +192,14 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             calibration = self._calibration(est, Xt, calibration_X)
             fp32 = estimator_onnx(est)
             fusion = fusion_hints(est.module_) if self.quantize == "dynamic" else None
-            example = as_float_images(Xt[:8]).numpy()
+            example = None if fusion is None else as_float_images(Xt[:8]).numpy()
             self.onnx_model_ = OnnxModel(
                 quantize_onnx(fp32, self.quantize, calibration, self.keep_fp32, fusion, example)
             )
             report["onnx_fusion"] = fusion
-            report["fused_attention"] = _count_ops(self.onnx_model_.model, FUSED_ATTENTION)
+            report["fused_attention"] = (
+                0 if fusion is None else _count_ops(self.onnx_model_.model, FUSED_ATTENTION)
+            )
             report.update(self._agreement(est, fp32, calibration, Xt))
         self.estimator_ = est
         self.compression_report_ = {

@@ -1,4 +1,6 @@
-"""Fold an exported graph's shape arithmetic where the shapes are static.
+"""Faster forms of exported graphs, each checked to give the same outputs.
+
+Image graphs: the shape arithmetic that a static input size makes constant is folded.
 
 TorchScript export records how a model computes values from its input's size:
 TF "same" padding (timm's ``Conv2dSame``, EfficientNet-Lite) computes its pads

@@ -103,6 +103,12 @@ class Embeddings(nn.Module):
         return _pack(hidden, mask[:, :n], length)
 
 
+def _attention(layer: nn.Module) -> nn.Module | None:
+    """The layer's self-attention: the module that stores its head count and head size."""
+    return next((m for m in layer.modules() if hasattr(m, "num_attention_heads")
+                 and hasattr(m, "attention_head_size")), None)  # fmt: skip
+
+
 def transformer_pruning_hints(layer: nn.Module) -> PruningHints:
     """Structured pruning of one encoder layer: whole attention heads and feed-forward width.
 
@@ -114,11 +120,7 @@ def transformer_pruning_hints(layer: nn.Module) -> PruningHints:
     pruning. An attention with other projections of the head width (DeBERTa's separate
     relative-position projections) keeps its heads; only its feed-forward width shrinks.
     """
-    attention = next(
-        (m for m in layer.modules() if hasattr(m, "num_attention_heads") and hasattr(
-            m, "attention_head_size")),
-        None,
-    )  # fmt: skip
+    attention = _attention(layer)
     linears = [m for m in layer.modules() if isinstance(m, nn.Linear)]
     if attention is None or not linears:
         return PruningHints(ignored_layers=linears)
@@ -174,14 +176,14 @@ class EncoderLayer(nn.Module):
         the exported attention reshapes to ``(-1, head_size)``, from which the
         optimizer cannot read them itself.
         """
-        attention = next((m for m in self.layer.modules() if hasattr(m, "num_attention_heads")
-                          and hasattr(m, "all_head_size")), None)  # fmt: skip
+        attention = _attention(self.layer)
         if attention is None:
             return None
+        heads = int(attention.num_attention_heads)
         return {
             "model_type": "bert",
-            "num_heads": int(attention.num_attention_heads),
-            "hidden_size": int(attention.all_head_size),
+            "num_heads": heads,
+            "hidden_size": heads * int(attention.attention_head_size),
         }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
