@@ -358,21 +358,6 @@ def test_save_and_load_round_trip(digits, fitted, tmp_path, prune, quantize):
             skft.load(folder)
 
 
-def test_dynamic_int8_on_a_tabular_mlp(fast):
-    """The MatMul/Gemm path that transformer encoders take (``quantize="dynamic"``)."""
-    from sklearn.datasets import load_iris
-
-    X, y = load_iris(return_X_y=True)
-    X = X.astype(np.float32)
-    settings = {**fast, "backbone": "mlp", "image_size": None, "max_epochs": 20, "lr": 1e-2}
-    clf = FineTunedClassifier(**settings).fit(X, y)
-    comp = Compressed(clf, quantize="dynamic", prefit=True).fit(X, y)
-    assert comp.compression_report_["onnx_bytes"] < comp.compression_report_["fp32_bytes_after"]
-    assert np.mean(comp.predict(X) == clf.predict(X)) >= 0.9
-    assert comp.compression_report_["calibration_agreement"] >= 0.9
-    np.testing.assert_allclose(comp.predict_proba(X), clf.predict_proba(X), atol=0.1)
-
-
 @pytest.mark.parametrize("prune_frozen", [False, True])
 def test_frozen_groups_keep_their_width_unless_asked(digits, fast_settings, tmp_path, prune_frozen):
     """Recovery trains only what the estimator trains: its frozen groups stay whole."""
