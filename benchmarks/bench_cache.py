@@ -24,8 +24,8 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import Freezer
 
 from skft import FineTunedClassifier
-from skft.cache import feature_cache
-from skft.datasets import load_digits_images
+from skft.data.datasets import load_digits_images
+from skft.training.cache import feature_cache
 
 LRS = [1e-3, 3e-3, 1e-2, 3e-2]
 

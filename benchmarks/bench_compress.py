@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from skft import Compressed, FineTunedClassifier, compress
-from skft.data import adapt_input, as_float_images
-from skft.datasets import load_digits_images, load_image_folder
-from skft.onnx_export import OnnxModel, estimator_onnx
+from skft.data.adapters import adapt_input, as_float_images
+from skft.data.datasets import load_digits_images, load_image_folder
+from skft.deploy.onnx_export import OnnxModel, estimator_onnx
 
 HYMENOPTERA = Path("/work/shared/data/hymenoptera")
 SMS = Path("/work/shared/data/sms_spam/sms_spam.tsv")

@@ -31,7 +31,7 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from skft import FineTunedClassifier, OptunaSearch
-from skft.datasets import load_image_folder
+from skft.data.datasets import load_image_folder
 from skft.plugins import get_backbone
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from skft import FineTunedClassifier
-from skft.datasets import load_digits_images, load_image_folder
+from skft.data.datasets import load_digits_images, load_image_folder
 
 
 def main() -> None:

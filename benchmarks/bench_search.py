@@ -19,7 +19,7 @@ import optuna
 import torch
 
 from skft import FineTunedClassifier, OptunaSearch
-from skft.datasets import load_digits_images
+from skft.data.datasets import load_digits_images
 
 
 def progress(label: str, t0: float):

@@ -92,7 +92,7 @@ def _settings(cfg: dict) -> dict:
 
 def _skft(cfg: dict, streaming: bool) -> dict:
     from skft import FineTunedClassifier
-    from skft.streaming import ImageFiles
+    from skft.data.streaming import ImageFiles
 
     paths = cfg["paths"]
     y = labels(len(paths))
@@ -109,7 +109,7 @@ def _plain(cfg: dict, streaming: bool) -> dict:
     import torch.nn.functional as F
 
     from skft import FineTunedClassifier
-    from skft.streaming import ImageFiles, decode_file
+    from skft.data.streaming import ImageFiles, decode_file
 
     paths, size, device = cfg["paths"], cfg["size"], cfg["device"]
     y = torch.as_tensor(labels(len(paths)))
@@ -163,7 +163,7 @@ def _ceiling(cfg: dict) -> dict:
     import torch.nn.functional as F
 
     from skft import FineTunedClassifier
-    from skft.streaming import ImageFiles
+    from skft.data.streaming import ImageFiles
 
     built = FineTunedClassifier(**_settings(cfg), max_epochs=1).fit(
         ImageFiles(cfg["paths"][:20], cfg["size"]).load(), labels(20)

@@ -1,5 +1,5 @@
 """ONNX Runtime latency of EfficientNet-Lite0 exported as traced and with its shape arithmetic
-folded (``skft.onnx_simplify``), fp32 and static int8, all timed in the same interleaved rounds.
+folded (``skft.deploy.onnx_simplify``), fp32 and static int8, all timed in the same interleaved rounds.
 
 ``python benchmarks/fold_shapes.py [--size 224] [--threads 1]``: Lite0 (pretrained, new head
 fitted 1 epoch on 32 ants/bees images, or on digits where the ants/bees folder is missing),
@@ -16,9 +16,9 @@ import onnx
 import torch
 
 from skft import FineTunedClassifier, onnx_export
-from skft.data import adapt_input, as_float_images
-from skft.datasets import load_digits_images, load_image_folder
-from skft.onnx_export import OnnxModel, estimator_onnx, quantize_onnx
+from skft.data.adapters import adapt_input, as_float_images
+from skft.data.datasets import load_digits_images, load_image_folder
+from skft.deploy.onnx_export import OnnxModel, estimator_onnx, quantize_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_compress import interleaved_latencies  # noqa: E402

@@ -18,9 +18,9 @@ import torch
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from skft.data import adapt_input, as_float_images
-from skft.datasets import load_image_folder
-from skft.onnx_export import _calibration_reader, estimator_onnx, float_nodes, quantize_onnx
+from skft.data.adapters import adapt_input, as_float_images
+from skft.data.datasets import load_image_folder
+from skft.deploy.onnx_export import _calibration_reader, estimator_onnx, float_nodes, quantize_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_compress import HYMENOPTERA, fit_base, interleaved_latencies  # noqa: E402

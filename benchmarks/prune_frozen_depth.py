@@ -26,8 +26,8 @@ import torch
 
 import skft
 from skft import Compressed, FineTunedClassifier
-from skft.data import adapt_input, as_float_images
-from skft.datasets import load_image_folder
+from skft.data.adapters import adapt_input, as_float_images
+from skft.data.datasets import load_image_folder
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_compress import fp32_onnx, interleaved_latencies  # noqa: E402

@@ -14,9 +14,9 @@ import torch
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from skft.data import adapt_input, as_float_images
-from skft.datasets import load_digits_images
-from skft.onnx_export import OnnxModel, _calibration_reader, estimator_onnx, float_nodes
+from skft.data.adapters import adapt_input, as_float_images
+from skft.data.datasets import load_digits_images
+from skft.deploy.onnx_export import OnnxModel, _calibration_reader, estimator_onnx, float_nodes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_compress import fit_base, interleaved_latencies  # noqa: E402
@@ -26,7 +26,7 @@ torch.set_num_threads(1)
 X, y = load_digits_images()
 Xtr, ytr, Xte, yte = X[:300], y[:300], X[300:800], y[300:800]  # bench_compress's split
 if len(sys.argv) > 1 and sys.argv[1] == "hym":
-    from skft.datasets import load_image_folder
+    from skft.data.datasets import load_image_folder
 
     root = Path("/work/shared/data/hymenoptera")
     Xtr, ytr, _ = load_image_folder(root / "train", image_size=224)

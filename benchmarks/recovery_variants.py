@@ -32,7 +32,7 @@ from prune_frozen_depth import value  # noqa: E402
 
 
 def digits() -> None:
-    from skft.datasets import load_digits_images
+    from skft.data.datasets import load_digits_images
 
     X, y = load_digits_images()
     X_train, y_train, X_test, y_test = X[:300], y[:300], X[300:800], y[300:800]

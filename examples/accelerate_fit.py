@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 
-from skft.accelerated import AcceleratedClassifier
-from skft.datasets import load_digits_images
+from skft.data.datasets import load_digits_images
+from skft.training.accelerated import AcceleratedClassifier
 
 
 def main() -> None:

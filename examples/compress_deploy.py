@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from skft import Compressed, FineTunedClassifier
-from skft.data import adapt_input, as_float_images
-from skft.datasets import load_digits_images
-from skft.onnx_export import OnnxModel, export_onnx
+from skft.data.adapters import adapt_input, as_float_images
+from skft.data.datasets import load_digits_images
+from skft.deploy.onnx_export import OnnxModel, export_onnx
 
 
 def latency_ms(model: OnnxModel, x: np.ndarray, repeats: int) -> float:

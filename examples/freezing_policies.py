@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from skft import FineTunedClassifier
-from skft.datasets import load_digits_images, load_image_folder
+from skft.data.datasets import load_digits_images, load_image_folder
 
 HERE = Path(__file__).resolve().parent
 #: the ants/bees images beside the checkout (absent on a user's clone: the example skips them)

@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.svm import SVC
 
 from skft import FineTunedClassifier
-from skft.datasets import load_digits_images
+from skft.data.datasets import load_digits_images
 
 METHODS = {
     "fine-tune (pretrained)": dict(pretrained=True, frozen_depth=0, lr=1e-3),

@@ -7,7 +7,7 @@ in a PyPI package). The README's Quick start is this file.
 from sklearn.model_selection import GridSearchCV
 
 from skft import FineTunedClassifier
-from skft.datasets import load_digits_images
+from skft.data.datasets import load_digits_images
 
 # 8x8 grayscale digits as (N, H, W) floats in [0, 1]; a stratified split
 X_train, X_test, y_train, y_test = load_digits_images(n_train=300, n_test=500, random_state=0)

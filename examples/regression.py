@@ -30,7 +30,7 @@ import torch
 from sklearn.metrics import mean_absolute_error, mean_squared_error
 
 from skft import FineTunedRegressor
-from skft.datasets import load_digits_images, load_image_folder
+from skft.data.datasets import load_digits_images, load_image_folder
 
 LOSSES = {"MSE loss": torch.nn.MSELoss, "MAE loss": torch.nn.L1Loss}
 

@@ -34,7 +34,7 @@ import torch
 from sklearn.metrics import accuracy_score, classification_report
 
 from skft import FineTunedClassifier
-from skft.datasets import load_digits_images, load_image_folder
+from skft.data.datasets import load_digits_images, load_image_folder
 
 FALLBACK = "efficientnet_lite0"
 # (frozen_depth during the fine-tune, after the probe): VGG11 has 5 conv blocks + fc6/fc7,

@@ -28,10 +28,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "FineTunedClassifier": "estimators",
     "FineTunedRegressor": "estimators",
-    "OptunaSearch": "search",
-    "lr_find": "lr_finder",
-    "Compressed": "compress",
-    "load": "persist",
+    "OptunaSearch": "search.optuna_search",
+    "lr_find": "training.lr_finder",
+    "Compressed": "deploy.compress",
+    "load": "io.persist",
 }
 
 

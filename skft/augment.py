@@ -164,7 +164,7 @@ def augment_batch(net: Any, batch: tuple[Any, Any]) -> tuple[Any, Any]:
     Only for input its augmenter takes, with ``augment_strength > 0``, and not
     on cached prefix features (``net.input_depth_``); other batches pass as they are.
     """
-    from .speed import to_device
+    from .training.speed import to_device
 
     Xi, yi = batch
     strength, aug = float(net.augment_strength), net.augmenter_

@@ -1,8 +1,8 @@
 """What both estimators add to skorch, as a short list of skorch overrides.
 
-Parameters: :mod:`skft.params` and :mod:`skft.defaults`; seeds :mod:`skft.seeding`; freezing
-:mod:`skft.freezing`; output :mod:`skft.progress`; network :mod:`skft.network`; :mod:`skft.cache`;
-speed paths (precision, channels-last, resident data, compile) :mod:`skft.speed`.
+Parameters: :mod:`skft.params` and :mod:`skft.defaults`; seeds :mod:`skft.training.seeding`; freezing
+:mod:`skft.training.freezing`; output :mod:`skft.training.progress`; network :mod:`skft.network`; :mod:`skft.training.cache`;
+speed paths (precision, channels-last, resident data, compile) :mod:`skft.training.speed`.
 """
 
 from __future__ import annotations
@@ -15,20 +15,20 @@ import torch
 from skorch import NeuralNet
 
 from .augment import augment_batch
-from .cache import cache_depth, cached_input, fixed_prefix
-from .checkpoint import resume_into
-from .data import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
+from .data.adapters import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
 from .defaults import effective, holding_resolved
-from .device import unpickling_device
-from .early_stopping import validation_split
-from .faults import out_of_memory_hint
+from .io.persist import save as save_model
 from .network import build_network, export_backbone, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
-from .persist import save as save_model
-from .progress import default_callbacks
-from .seeding import seeded
-from .speed import SpeedMixin, run_module
-from .tta import n_tta_views, predict_tta
+from .training.cache import cache_depth, cached_input, fixed_prefix
+from .training.checkpoint import resume_into
+from .training.device import unpickling_device
+from .training.early_stopping import validation_split
+from .training.faults import out_of_memory_hint
+from .training.progress import default_callbacks
+from .training.seeding import seeded
+from .training.speed import SpeedMixin, run_module
+from .training.tta import n_tta_views, predict_tta
 
 __all__ = ["FineTuneMixin"]
 
@@ -110,7 +110,7 @@ class FineTuneMixin(SpeedMixin):
         return super().train_step_single(augment_batch(self, batch), **fit_params)
 
     def infer(self, x, **fit_params):
-        """The module's output; ``input_depth_`` says which group ``x`` enters at (skft.speed)."""
+        """The module's output; ``input_depth_`` says which group ``x`` enters at (skft.training.speed)."""
         return run_module(self, x, **fit_params)
 
     def _run(self, Xt, yt, initialize: bool, epochs: int | None, **fit_params):
@@ -177,7 +177,7 @@ class FineTuneMixin(SpeedMixin):
         self.prefix_keys_ = {}  # new weights
         return self
 
-    save = save_model  # to a folder: safetensors weights + JSON, see skft.persist
+    save = save_model  # to a folder: safetensors weights + JSON, see skft.io.persist
 
     def __setstate__(self, state):
         with unpickling_device(state) as restore:

@@ -9,7 +9,7 @@ head_lr_factor=20`` (the new head trains at ``lr * 20``), while CNNs keep
 ``lr=1e-3, batch_size=32``. A value the user sets always wins; ``lr="find"``
 still runs the learning-rate range test.
 
-As with ``device="auto"`` (:func:`skft.device.holding_resolved_device`), the
+As with ``device="auto"`` (:func:`skft.training.device.holding_resolved_device`), the
 parameter keeps ``None`` (so ``get_params``, ``clone`` and pickles stay
 backbone-independent); :func:`holding_resolved` holds the resolved values
 in the instance while skorch code runs.
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .device import holding_resolved_device
+from .training.device import holding_resolved_device
 
 __all__ = [
     "BACKBONE_DEFAULTED",

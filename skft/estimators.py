@@ -12,7 +12,7 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
 from .base import FineTuneMixin
-from .onnx_export import to_onnx
+from .deploy.onnx_export import to_onnx
 from .params import FINE_TUNE_PARAMS
 
 __all__ = ["FineTunedClassifier", "FineTunedRegressor"]
@@ -54,7 +54,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         Epochs and batch size; None: the backbone's (images: 10 and 32; text
         encoders: 20 and 16).
     lr_schedule : None, "constant", "linear" or "cosine"
-        The rate over the fit (:mod:`skft.schedule`): "linear" warms up over the
+        The rate over the fit (:mod:`skft.training.schedule`): "linear" warms up over the
         first 10% of the steps and decays linearly to 0 at the end of
         ``max_epochs``; "cosine" warms up the same way and follows a half cosine.
         None: the backbone's ("constant" for images, "linear" for text encoders).
@@ -70,7 +70,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         Seeds initialization, shuffling, dropout and augmentation.
     tta : bool or int
         Test-time augmentation: average predicted probabilities (regression:
-        predictions) over the first ``tta`` views of :data:`skft.tta.TTA_VIEWS`
+        predictions) over the first ``tta`` views of :data:`skft.training.tta.TTA_VIEWS`
         (original, flip, centre crop, flipped centre crop, four corner crops);
         ``True`` = 4 views. Off by default.
     label_smoothing : float in [0, 1)
@@ -89,34 +89,34 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     checkpoint : None or path
         A folder: the fit saves its state there after every epoch, and a fit
         of the same parameters on the same data started again resumes from
-        the last completed epoch (see :mod:`skft.checkpoint`).
+        the last completed epoch (see :mod:`skft.training.checkpoint`).
     early_stopping : bool or "auto"
         Hold out ``validation_fraction`` of the fit data (stratified), score it
         every epoch with ``scoring``, stop after ``n_iter_no_change`` epochs
         without an improvement above ``tol`` and restore the best epoch's
         weights (``max_epochs`` is a cap). ``"auto"``: on from 1,000 samples
-        (see :mod:`skft.early_stopping`). Off by default.
+        (see :mod:`skft.training.early_stopping`). Off by default.
     validation_fraction, n_iter_no_change, tol, scoring
         Early stopping's settings: 0.1, 5, 1e-4, None (accuracy for the
         classifier, R² for the regressor; or a scikit-learn scorer name or
         callable ``scorer(net, X, y)``).
     feature_cache : bool
         Compute the output of a frozen prefix once and reuse it across epochs
-        and across the fits of a search (see :mod:`skft.cache`). Results are
+        and across the fits of a search (see :mod:`skft.training.cache`). Results are
         the same with it on or off; only the time differs.
     streaming : "auto", True or False
         Image file paths: ``True`` decodes them batch by batch in DataLoader
         worker processes (data larger than memory), ``False`` loads them all
         into memory first; ``"auto"`` streams above 1 GiB of decoded pixels
         (``SKFT_STREAM_ABOVE_MB``). Predictions are the same either way; the
-        feature cache is off for streamed data (see :mod:`skft.streaming`).
+        feature cache is off for streamed data (see :mod:`skft.data.streaming`).
     num_workers : int or None
         Decoding worker processes for streamed files (0: in this process);
         None: half the CPU cores, 1 to 4.
     precision : "auto", "fp32", "bf16" or "fp16"
         Autocast dtype of forward passes (fit and predict). ``"auto"``: bf16
         on CUDA devices that support it, else fp32 (always fp32 on CPU).
-        ``"fp16"`` scales the loss (``torch.amp.GradScaler``). See :mod:`skft.speed`.
+        ``"fp16"`` scales the loss (``torch.amp.GradScaler``). See :mod:`skft.training.speed`.
     compile : bool
         skorch's parameter: ``True`` runs the module through ``torch.compile``
         (arguments as ``compile__*``); the module itself and its saved weights
@@ -174,7 +174,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     ):
         self._init_params(locals())
 
-    to_onnx = to_onnx  # to_onnx(path): the network as fp32 ONNX (skft.onnx_export.to_onnx)
+    to_onnx = to_onnx  # to_onnx(path): the network as fp32 ONNX (skft.deploy.onnx_export.to_onnx)
 
     def _prepare(self, X, y, initial: bool, classes=None):
         y = y.cpu().numpy() if isinstance(y, torch.Tensor) else y
@@ -320,7 +320,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
     ):
         self._init_params(locals())
 
-    to_onnx = to_onnx  # to_onnx(path): the network as fp32 ONNX (skft.onnx_export.to_onnx)
+    to_onnx = to_onnx  # to_onnx(path): the network as fp32 ONNX (skft.deploy.onnx_export.to_onnx)
 
     def initialize_criterion(self):
         if isinstance(self.criterion, str):

@@ -112,7 +112,7 @@ def resolve_backbone(name: str) -> BackboneSpec | None:
 def search_space(estimator: Any) -> dict[str, Any] | None:
     """Contribute Optuna distributions for an estimator's parameters.
 
-    Called by :class:`skft.OptunaSearch` (and :func:`skft.search_space.default_search_space`)
+    Called by :class:`skft.OptunaSearch` (and :func:`skft.search.space.default_search_space`)
     to build the default search space. Every implementation is called; the
     dicts are merged, later-registered plugins overriding earlier ones (so a
     third-party plugin may refine the built-in entries), and the user's

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import as_float_images
+from .data.adapters import as_float_images
+from .io.weights import adapt_input_channels
 from .specs import BackboneParts, BackboneSpec, FreezeState
-from .weights import adapt_input_channels
 
 __all__ = [
     "FineTuneModule",

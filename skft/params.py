@@ -25,11 +25,11 @@ from sklearn.utils._param_validation import (
 
 from .augment import build_augmenter
 from .defaults import effective
-from .freezing import build_freezer
 from .plugins import get_backbone, heads, input_kinds
-from .schedule import LR_SCHEDULES
 from .specs import BackboneSpec, InputKind
-from .tta import n_tta_views
+from .training.freezing import build_freezer
+from .training.schedule import LR_SCHEDULES
+from .training.tta import n_tta_views
 
 __all__ = [
     "FINE_TUNE_PARAMS",
@@ -197,7 +197,7 @@ def check_params(estimator: Any, X: Any = None, y: Any = None) -> Resolved:
         )
     found = Resolved(spec, kind, policy, augmenter, _head(estimator, spec))
     if estimator.lr == "find" and X is not None:
-        from .lr_finder import lr_find
+        from .training.lr_finder import lr_find
 
         found.lr = lr_find(estimator, X, y).suggestion
     return found

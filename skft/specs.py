@@ -95,7 +95,7 @@ class BackboneParts:
 
 @dataclass
 class PruningHints:
-    """What a layer group tells :func:`skft.pruning.prune_module` about its structure.
+    """What a layer group tells :func:`skft.deploy.pruning.prune_module` about its structure.
 
     A group module (or any module inside it) may define ``pruning_hints()``
     returning one of these; layers without hints are pruned by channel as
@@ -120,7 +120,7 @@ class BackboneSpec:
 
     ``build(pretrained, input_shape)`` returns :class:`BackboneParts`.
     ``pretrained`` is ``True``/``False`` or a path to a state dict of the
-    original architecture (load it with :func:`skft.weights.load_state_dict_file`);
+    original architecture (load it with :func:`skft.io.weights.load_state_dict_file`);
     ``input_shape`` is one adapted sample's shape, e.g. ``(3, 224, 224)`` or
     ``(n_features,)``.
     """
@@ -131,7 +131,7 @@ class BackboneSpec:
     description: str = ""
     has_pretrained: bool = True
 
-    # input: the adapter turns user X into a batch tensor; see skft.data
+    # input: the adapter turns user X into a batch tensor; see skft.data.adapters
     input_kind: str = "image"  # a registered InputKind: "image", "tabular", "text", ...
     adapter: Callable[..., Any] | None = None  # None: the InputKind's adapter
     default_image_size: int | None = 224
@@ -175,7 +175,7 @@ class FreezePolicy:
     """Base of freezing policies: (layer groups, frozen_depth, epoch) to a :class:`FreezeState`.
 
     Registered as a factory called with the estimator's ``freeze__*`` params.
-    Subclassing is optional: :func:`skft.freezing.build_freezer` takes any
+    Subclassing is optional: :func:`skft.training.freezing.build_freezer` takes any
     callable with this signature as it is. A policy contributes
     its parameters to the default search space through the ``search_space``
     hook of the plugin that registers it.

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from .augment import AugmenterAdapter, as_augmenter, build_augmenter
-from .freezing import build_freezer
 from .plugins import get_backbone, input_kinds, instantiate
 from .specs import BackboneParts, BackboneSpec, FreezeState
+from .training.freezing import build_freezer
 
 __all__ = ["check_augmenter", "check_backbone", "check_freezer", "refuse_network"]
 

@@ -16,7 +16,7 @@ import torch
 from skorch.callbacks import Callback
 
 from skft import FineTunedClassifier
-from skft.datasets import load_digits_images
+from skft.data.datasets import load_digits_images
 
 
 class HangInEpoch(Callback):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from skorch.callbacks import Callback
 
-from skft.datasets import load_digits_images
+from skft.data.datasets import load_digits_images
 
 torch.set_num_threads(2)
 

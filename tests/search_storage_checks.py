@@ -35,7 +35,7 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> dict:
 
 
 def load(storage: str, study: str) -> optuna.Study:
-    from skft.search_storage import make_storage
+    from skft.search.storage import make_storage
 
     return optuna.load_study(
         study_name=study, storage=make_storage(storage, heartbeat_interval=None)

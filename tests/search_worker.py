@@ -20,8 +20,8 @@ from optuna.distributions import FloatDistribution
 from skorch.callbacks import Callback
 
 from skft import FineTunedClassifier, OptunaSearch
-from skft.datasets import load_digits_images
-from skft.search_storage import make_storage
+from skft.data.datasets import load_digits_images
+from skft.search.storage import make_storage
 
 
 class SlowMarker(Callback):

@@ -72,14 +72,14 @@ def test_accelerated_estimator_in_one_process(digits, fast, monkeypatch):
     from accelerate import Accelerator
     from sklearn.base import clone
 
-    import skft.accelerated
-    from skft.accelerated import AcceleratedClassifier
+    import skft.training.accelerated
+    from skft.training.accelerated import AcceleratedClassifier
 
     X, y = digits
     augmented = []
-    real = skft.accelerated.augment_batch
+    real = skft.training.accelerated.augment_batch
     monkeypatch.setattr(
-        skft.accelerated, "augment_batch", lambda net, b: augmented.append(1) or real(net, b)
+        skft.training.accelerated, "augment_batch", lambda net, b: augmented.append(1) or real(net, b)
     )
     clf = AcceleratedClassifier(
         accelerator=Accelerator(cpu=True), **{**fast, "augment_strength": 0.5}

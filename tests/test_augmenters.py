@@ -19,11 +19,11 @@ from skft import FineTunedClassifier, FineTunedRegressor, hookimpl
 from skft.augment import AugmenterAdapter, Compose, build_augmenter
 from skft.builtin import randaugment
 from skft.builtin.randaugment import OPS, RandAugment
-from skft.data import adapt_input
+from skft.data.adapters import adapt_input
 from skft.plugins import pm
 from skft.specs import Augmenter
 from skft.testing import check_augmenter
-from skft.tta import TTA_VIEWS, tta_views
+from skft.training.tta import TTA_VIEWS, tta_views
 
 AUGMENTERS = ["basic", "color", "randaugment", "mixup", "cutmix"]
 STRENGTHS = (0.1, 0.25, 0.5, 0.75, 1.0)

@@ -8,9 +8,9 @@ import torch
 from sklearn.model_selection import GridSearchCV
 
 from skft import FineTunedClassifier, FineTunedRegressor
-from skft.cache import FeatureCache, feature_cache, model_key, row_keys
 from skft.network import FineTuneModule
 from skft.specs import BackboneParts
+from skft.training.cache import FeatureCache, feature_cache, model_key, row_keys
 
 
 @pytest.fixture(autouse=True)

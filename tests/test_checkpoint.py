@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from skft import FineTunedClassifier
-from skft.checkpoint import checkpoint_path
+from skft.training.checkpoint import checkpoint_path
 
 WORKER = Path(__file__).with_name("checkpoint_worker.py")
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from skft.cli import DEMO_TIME, build_parser, main
+from skft.cli.main import DEMO_TIME, build_parser, main
 
 
 def test_demo_writes_table_results_and_plot(tmp_path, capsys):
@@ -41,7 +41,7 @@ def test_demo_prints_versions_and_threads_first(tmp_path, capsys):
     import torch
 
     import skft
-    from skft.demo import run_demo
+    from skft.cli.demo import run_demo
 
     results = run_demo("smallcnn", 20, 20, 1, 16, tmp_path, pretrained=False)
     assert [r.method for r in results] == ["fine-tune", "from scratch", "linear probe"]
@@ -176,7 +176,7 @@ def test_tune_then_predict_digits(tmp_path, capsys):
     model = skft.load(out / "model.skft")
     assert model.get_params()["lr"] == report["best_params"]["lr"]
 
-    from skft.datasets import load_digits_images
+    from skft.data.datasets import load_digits_images
 
     X, _ = load_digits_images()
     np.savez(tmp_path / "new.npz", X=X[100:110])
@@ -267,7 +267,7 @@ def test_history_plot_is_labelled_with_the_metric():
     import matplotlib.pyplot as plt
     import optuna
 
-    from skft.cli_report import history_figure
+    from skft.cli.report import history_figure
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))

@@ -13,11 +13,11 @@ from torch import nn
 
 import skft
 from skft import BackboneParts, BackboneSpec, Compressed, FineTunedClassifier, FineTunedRegressor
-from skft.compress import prune_module
-from skft.data import adapt_images, as_float_images
-from skft.onnx_export import OnnxModel, check_calibration
+from skft.data.adapters import adapt_images, as_float_images
+from skft.deploy.compress import prune_module
+from skft.deploy.onnx_export import OnnxModel, check_calibration
 from skft.plugins import pm
-from skft.schedule import schedule_factor
+from skft.training.schedule import schedule_factor
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_prefit_uses_the_fitted_estimator_without_refitting(digits, fitted):
     comp = Compressed(fitted, prefit=True).fit(X, y)  # no pruning, no quantization
     np.testing.assert_array_equal(comp.predict_proba(X), fitted.predict_proba(X))
     assert comp.estimator_ is not fitted and len(comp.estimator_.history) == 3
-    with pytest.raises(skft.compress.NotFittedError, match="prefit=True"):
+    with pytest.raises(skft.deploy.compress.NotFittedError, match="prefit=True"):
         Compressed(clone(fitted), prefit=True).fit(X, y)
 
 
@@ -127,7 +127,7 @@ def test_int8_agrees_with_fp32(digits, fitted, keep_fp32):
 def test_static_int8_leaves_the_first_layers_and_shape_arithmetic_in_float(digits, fitted):
     import onnx
 
-    from skft.onnx_export import export_onnx, float_nodes
+    from skft.deploy.onnx_export import export_onnx, float_nodes
 
     X, y = digits
     fp32 = export_onnx(fitted.module_, fitted.input_shape_, "smallcnn")
@@ -176,7 +176,7 @@ def test_shape_arithmetic_is_not_quantized():
     import onnx
     from onnx import TensorProto, helper
 
-    from skft.onnx_export import float_nodes
+    from skft.deploy.onnx_export import float_nodes
 
     const = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
     nodes = [
@@ -308,7 +308,7 @@ def test_unexportable_backbone_names_the_operation(digits, odd_layers, tmp_path)
 
 
 def test_recalibrate_batchnorm_recomputes_running_statistics():
-    from skft.compress import recalibrate_batchnorm
+    from skft.deploy.compress import recalibrate_batchnorm
 
     torch.manual_seed(0)
     conv, bn = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4, momentum=0.1)
@@ -354,7 +354,7 @@ def test_save_and_load_round_trip(digits, fitted, tmp_path, prune, quantize):
     assert again.compression_report_ == comp.compression_report_
     if quantize:
         (folder / "model.onnx").write_bytes(b"x" + (folder / "model.onnx").read_bytes()[1:])
-        with pytest.raises(skft.persist.ModelFileError, match="sha256"):
+        with pytest.raises(skft.io.persist.ModelFileError, match="sha256"):
             skft.load(folder)
 
 

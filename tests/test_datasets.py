@@ -1,4 +1,4 @@
-"""skft.datasets: digits as images, image folders, .npz files, and the one entry for all."""
+"""skft.data.datasets: digits as images, image folders, .npz files, and the one entry for all."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skft import datasets
-from skft.data import adapt_images
-from skft.datasets import (
+from skft.data import datasets
+from skft.data.adapters import adapt_images
+from skft.data.datasets import (
     SkippedFilesWarning,
     load_data,
     load_digits_images,

@@ -9,7 +9,7 @@ from sklearn.model_selection import GridSearchCV
 from skorch.callbacks import Callback
 
 from skft import FineTunedClassifier, FineTunedRegressor, OptunaSearch
-from skft.early_stopping import AUTO_MIN_SAMPLES, validation_split
+from skft.training.early_stopping import AUTO_MIN_SAMPLES, validation_split
 
 
 class SeenSamples(Callback):

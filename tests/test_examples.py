@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import skft.datasets
+import skft.data.datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart.py"
@@ -27,12 +27,12 @@ def test_readme_quick_start_is_the_example_file():
 @pytest.mark.slow
 def test_quickstart_runs_and_prints_its_results(monkeypatch, capsys):
     """The script as written, on 20 training and 20 test images instead of 300 and 500."""
-    real = skft.datasets.load_digits_images
+    real = skft.data.datasets.load_digits_images
 
     def fewer(n_train=None, n_test=None, **kwargs):
         return real(n_train=20, n_test=20, **kwargs)
 
-    monkeypatch.setattr(skft.datasets, "load_digits_images", fewer)
+    monkeypatch.setattr(skft.data.datasets, "load_digits_images", fewer)
     runpy.run_path(str(QUICKSTART), run_name="__main__")
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3

@@ -13,9 +13,9 @@ import torch
 import skft
 import skft.plugins as plugins
 from skft import FineTunedClassifier, FineTunedRegressor
-from skft.cli import main
-from skft.faults import NonFiniteLossError
+from skft.cli.main import main
 from skft.plugins import PluginLoadWarning
+from skft.training.faults import NonFiniteLossError
 
 
 class _EntryPoint:

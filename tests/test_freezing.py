@@ -12,9 +12,9 @@ from skorch.callbacks import Callback
 from skft import FineTunedClassifier, UnknownNameError, freezers, hookimpl
 from skft.builtin import freezers as builtin_freezers
 from skft.builtin.freezers import DepthFreezer, GradualFreezer, LinearProbeFineTune
-from skft.freezing import build_freezer
 from skft.plugins import pm
 from skft.specs import FreezePolicy
+from skft.training.freezing import build_freezer
 
 GROUPS = ("block1", "block2", "block3")  # smallcnn's layer groups
 

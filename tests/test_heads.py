@@ -9,7 +9,7 @@ from torch import nn
 import skft
 from skft import FineTunedClassifier, FineTunedRegressor, UnknownNameError, hookimpl
 from skft.plugins import pm
-from skft.search_space import default_search_space
+from skft.search.space import default_search_space
 
 
 def test_builtin_heads_are_registered():

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from skft import FineTunedClassifier, UnknownNameError
-from skft.data import adapt_images
+from skft.data.adapters import adapt_images
 
 
 def _layouts(X):
@@ -186,7 +186,7 @@ def _photos(n=3, h=37, w=29):
 def test_one_resize_path_for_arrays_tensors_pil_and_files(tmp_path):
     from PIL import Image
 
-    from skft.data import adapt_images
+    from skft.data.adapters import adapt_images
 
     arr = _photos()
     paths = []

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import skft
-from skft import FineTunedClassifier, FineTunedRegressor, lr_finder
+from skft import FineTunedClassifier, FineTunedRegressor
+from skft.training import lr_finder
 
 matplotlib.use("Agg")
 

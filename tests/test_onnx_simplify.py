@@ -1,4 +1,4 @@
-"""skft.onnx_simplify: static shape arithmetic folded out of exported graphs, outputs kept."""
+"""skft.deploy.onnx_simplify: static shape arithmetic folded out of exported graphs, outputs kept."""
 
 import io
 import math
@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skft import onnx_simplify
-from skft.onnx_export import OnnxModel
-from skft.onnx_simplify import simplified, simplify_onnx
+from skft.deploy import onnx_simplify
+from skft.deploy.onnx_export import OnnxModel
+from skft.deploy.onnx_simplify import simplified, simplify_onnx
 
 
 def _same(size, kernel: int, stride: int):
@@ -141,7 +141,7 @@ class _Hinted(nn.Module):
     ],
 )
 def test_fusion_hints_agree_or_fall_back(layers, expected):
-    from skft.onnx_export import fusion_hints
+    from skft.deploy.onnx_export import fusion_hints
 
     keys = ("model_type", "num_heads", "hidden_size")
     parts = [_Hinted(None if h is None else dict(zip(keys, h))) for h in layers]

@@ -14,7 +14,7 @@ from sklearn.datasets import load_iris
 
 import skft
 from skft import FineTunedClassifier, FineTunedRegressor
-from skft.persist import ModelFileError
+from skft.io.persist import ModelFileError
 from skft.plugins import pm
 
 FIXTURE = Path(__file__).parent / "data" / "iris_mlp.skft"
@@ -233,7 +233,7 @@ def test_optuna_search_saves_its_best_model_and_results(digits, fast, tmp_path):
     folder = search.save(tmp_path / "search.skft")
     model = skft.load(folder)
     np.testing.assert_allclose(model.predict_proba(X), search.predict_proba(X), rtol=1e-5)
-    results = skft.persist.load_search_results(folder)
+    results = skft.io.persist.load_search_results(folder)
     assert results["best_params"] == search.best_params_
     assert results["best_score"] == pytest.approx(search.best_score_)
     assert results["cv_results"]["mean_test_score"] == pytest.approx(

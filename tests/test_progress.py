@@ -7,7 +7,7 @@ import re
 import pytest
 
 from skft import FineTunedClassifier, OptunaSearch
-from skft.progress import in_search
+from skft.training.progress import in_search
 
 pytest.importorskip("optuna")
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from skft import FineTunedClassifier
-from skft.data import adapt_images, adapt_tabular
+from skft.data.adapters import adapt_images, adapt_tabular
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("SKFT_HYPOTHESIS_EXAMPLES", "60")),  # more: a deeper search

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from skft import Compressed, FineTunedClassifier
-from skft.data import adapt_input
+from skft.data.adapters import adapt_input
 
 
 def dynamic_int8_error_scale(net, X) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from skft import FineTunedClassifier
-from skft.schedule import schedule_factor
+from skft.training.schedule import schedule_factor
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])

@@ -18,10 +18,10 @@ from torch import nn
 import skft
 from skft import BackboneSpec, FineTunedClassifier, FineTunedRegressor, OptunaSearch, hookimpl
 from skft.builtin.search_space import layer_group_count
-from skft.device import DevicePool, trial_devices
 from skft.plugins import pm
-from skft.search_objective import trains_in_lockstep
-from skft.search_space import chosen_augmenters, default_search_space, merge_search_space
+from skft.search.objective import trains_in_lockstep
+from skft.search.space import chosen_augmenters, default_search_space, merge_search_space
+from skft.training.device import DevicePool, trial_devices
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -490,7 +490,7 @@ class DeviceRecorder(ClassifierMixin, BaseEstimator):
 
 def test_parallel_trials_each_take_their_own_device(monkeypatch, digits):
     X, y = digits
-    monkeypatch.setattr("skft.device.cuda_count", lambda: 2)
+    monkeypatch.setattr("skft.training.device.cuda_count", lambda: 2)
     DeviceRecorder.seen, DeviceRecorder.overlaps = [], []
     search = OptunaSearch(
         DeviceRecorder(),

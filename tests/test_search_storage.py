@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from search_storage_checks import check_killed_worker_is_retried, check_two_workers_share
 
-from skft.search_storage import make_pruner, make_storage
+from skft.search.storage import make_pruner, make_storage
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-import skft.speed
+import skft.training.speed
 from skft import FineTunedClassifier, FineTunedRegressor
-from skft.speed import autocast_dtype
+from skft.training.speed import autocast_dtype
 
 
 def test_precision_auto_is_fp32_on_cpu_and_names_resolve():
@@ -56,7 +56,7 @@ def test_channels_last_gives_the_same_outputs(digits, fast, monkeypatch):
     X, y = digits
     settings = {**fast, "augment_strength": 0.5}
     expected = FineTunedClassifier(**settings).fit(X, y).predict_proba(X)
-    monkeypatch.setattr(skft.speed, "CHANNELS_LAST_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr(skft.training.speed, "CHANNELS_LAST_DEVICES", ("cuda", "cpu"))
     clf = FineTunedClassifier(**settings).fit(X, y)
     conv = clf.module_.groups[1][0].weight  # (32, 16, 3, 3)
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
@@ -73,7 +73,7 @@ def test_resident_training_data(digits, fast, monkeypatch):
     settings = {**fast, "feature_cache": False}
     expected = FineTunedClassifier(**settings).fit(X8, y).predict_proba(X8)  # not resident
     asked, moved = [], []
-    monkeypatch.setattr(skft.speed, "device_budget", lambda device: asked.append(device) or 2**40)
+    monkeypatch.setattr(skft.training.speed, "device_budget", lambda device: asked.append(device) or 2**40)
     to = torch.Tensor.to
 
     def spy(self, *args, **kwargs):
@@ -85,7 +85,7 @@ def test_resident_training_data(digits, fast, monkeypatch):
     clf = FineTunedClassifier(**settings).fit(X8, y)
     assert asked == ["cpu"] and moved == [("cpu",)]  # the whole uint8 set, once per fit
     np.testing.assert_array_equal(clf.predict_proba(X8), expected)
-    monkeypatch.setattr(skft.speed, "device_budget", lambda device: 0)  # does not fit
+    monkeypatch.setattr(skft.training.speed, "device_budget", lambda device: 0)  # does not fit
     moved.clear()
     FineTunedClassifier(**settings).fit(X8, y)
     assert moved == []
@@ -130,8 +130,8 @@ def test_cuda_defaults_use_the_speed_paths(digits, fast, monkeypatch):
     X, y = digits
     X8 = (X * 255).astype(np.uint8)
     sizes = []
-    real = skft.speed.device_budget
-    monkeypatch.setattr(skft.speed, "device_budget", lambda d: sizes.append(real(d)) or sizes[-1])
+    real = skft.training.speed.device_budget
+    monkeypatch.setattr(skft.training.speed, "device_budget", lambda d: sizes.append(real(d)) or sizes[-1])
     clf = FineTunedClassifier(**{**fast, "device": "cuda", "feature_cache": False}).fit(X8, y)
     assert clf.__dict__["_channels_last"] and sizes and sizes[0] > X8.nbytes
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else None

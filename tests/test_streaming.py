@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-import skft.streaming
+import skft.data.streaming
 from skft import FineTunedClassifier, FineTunedRegressor
-from skft.data import adapt_input
-from skft.datasets import load_image_folder
-from skft.streaming import ImageFiles
+from skft.data.adapters import adapt_input
+from skft.data.datasets import load_image_folder
+from skft.data.streaming import ImageFiles
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +85,7 @@ def test_auto_streams_above_the_threshold(files, fast, monkeypatch):
     paths, y = files
     clf = FineTunedClassifier(**fast).fit(paths, y)  # auto, 48 tiny images: in memory
     assert isinstance(adapt_input(clf, paths, fitting=False), torch.Tensor)
-    monkeypatch.setattr(skft.streaming, "STREAM_ABOVE_BYTES", 1000)
+    monkeypatch.setattr(skft.data.streaming, "STREAM_ABOVE_BYTES", 1000)
     assert isinstance(adapt_input(clf, paths, fitting=False), ImageFiles)
     expected = FineTunedClassifier(**fast, streaming=False).fit(paths, y).predict_proba(paths)
     np.testing.assert_array_equal(clf.predict_proba(paths), expected)

@@ -136,7 +136,7 @@ class LinearProbeFineTune(DepthFreezer):
 @hookimpl
 def search_space(estimator: Any) -> dict[str, Any] | None:
     """``freeze__*`` distributions when the estimator's ``freeze=`` is one of these policies."""
-    from ..search_space import chosen_freezer
+    from ..search.space import chosen_freezer
 
     policy = chosen_freezer(estimator)
     if policy not in (DepthFreezer, GradualFreezer, LinearProbeFineTune):

@@ -9,19 +9,19 @@ from ..specs import InputKind
 
 
 def _adapt_images(X: Any, image_size: int | None = None):
-    from ..data import adapt_images
+    from ..data.adapters import adapt_images
 
     return adapt_images(X, image_size=image_size)
 
 
 def _adapt_tabular(X: Any, image_size: int | None = None):
-    from ..data import adapt_tabular
+    from ..data.adapters import adapt_tabular
 
     return adapt_tabular(X)
 
 
 def _float_images(X: Any):
-    from ..data import as_float_images
+    from ..data.adapters import as_float_images
 
     return as_float_images(X)
 

@@ -215,7 +215,7 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
     In a composition the parameter is the component's:
     ``augment__randaugment__num_ops`` for ``augment="basic+randaugment"``.
     """
-    from ..search_space import chosen_augmenters
+    from ..search.space import chosen_augmenters
 
     prefixes = [
         prefix for prefix, factory in chosen_augmenters(estimator) if factory is RandAugment

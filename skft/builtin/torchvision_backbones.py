@@ -172,7 +172,7 @@ def build(name: str, pretrained: Pretrained, input_shape: tuple[int, ...]) -> Ba
     import torch
     import torchvision
 
-    from skft.weights import download_state_dict, load_state_dict_checked, load_state_dict_file
+    from skft.io.weights import download_state_dict, load_state_dict_checked, load_state_dict_file
 
     if len(input_shape) != 3:
         raise ValueError(f"{name} takes images (C, H, W); got samples of shape {input_shape}")

@@ -183,7 +183,7 @@ def resnet10t_file(tmp_path):
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "timm:resnet10t"])
 def test_grayscale_model_has_in_chans_1_and_sees_gray_as_rgb(name, resnet10t_file):
-    from skft.weights import adapt_input_channels
+    from skft.io.weights import adapt_input_channels
 
     pretrained = True if name == "efficientnet_lite0" else resnet10t_file
     spec = skft.get_backbone(name)
@@ -255,7 +255,7 @@ def test_parts_model_is_the_timm_model_of_the_groups(name, pretrained, arch):
     importlib.util.find_spec("skft.estimators") is None, reason="skft without estimators"
 )
 def test_fine_tuned_classifier_with_efficientnet_lite0(offline):
-    from skft.datasets import load_digits_images
+    from skft.data.datasets import load_digits_images
 
     X, y = load_digits_images()
     X, y = X[:20], y[:20]
@@ -275,14 +275,14 @@ def test_fine_tuned_classifier_with_efficientnet_lite0(offline):
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("skft.onnx_export") is None, reason="skft without ONNX export"
+    importlib.util.find_spec("skft.deploy.onnx_export") is None, reason="skft without ONNX export"
 )
 def test_lite0_exports_with_its_same_padding_folded(offline, tmp_path):
     import numpy as np
     import onnx
-    from skft.data import adapt_input, as_float_images
-    from skft.datasets import load_digits_images
-    from skft.onnx_export import OnnxModel
+    from skft.data.adapters import adapt_input, as_float_images
+    from skft.data.datasets import load_digits_images
+    from skft.deploy.onnx_export import OnnxModel
 
     X, y = load_digits_images()
     clf = skft.FineTunedClassifier(

@@ -55,7 +55,7 @@ def load_model(source: str, pretrained: Pretrained) -> nn.Module:
         if bar:
             hf_logging.enable_progress_bar()
     if pretrained is not False:
-        from skft.weights import load_state_dict_file
+        from skft.io.weights import load_state_dict_file
 
         model.load_state_dict(load_state_dict_file(pretrained), strict=False)
     return model
@@ -170,7 +170,7 @@ class EncoderLayer(nn.Module):
                 config._attn_implementation = "eager"
 
     def onnx_fusion_hints(self) -> dict[str, Any] | None:
-        """For ONNX Runtime's BERT fusions before dynamic int8 (skft.onnx_export.fusion_hints).
+        """For ONNX Runtime's BERT fusions before dynamic int8 (skft.deploy.onnx_export.fusion_hints).
 
         The head count and width as they are now (after head pruning, what is left):
         the exported attention reshapes to ``(-1, head_size)``, from which the

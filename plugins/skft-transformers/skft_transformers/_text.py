@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from skft.data import one_column
+from skft.data.adapters import one_column
 
 from ._model import load_error
 

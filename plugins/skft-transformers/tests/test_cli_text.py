@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import skft
 from skft import FineTunedClassifier
-from skft.cli import main
-from skft.text_data import load_text_table
+from skft.cli.main import main
+from skft.data.text import load_text_table
 
 
 def _write(path, texts, labels, delimiter=","):
@@ -100,7 +100,7 @@ def test_tune_and_predict_on_a_folder_of_txt_files(tiny_bert, texts, tmp_path, c
 
 
 def test_txt_folder_loader(texts, tmp_path):
-    from skft.text_data import is_text_source, load_text_folder
+    from skft.data.text import is_text_source, load_text_folder
 
     X, y = texts
     _write_folder(tmp_path / "d", X, y)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from skft import Compressed, FineTunedClassifier
-from skft.data import adapt_input
-from skft.onnx_export import OnnxModel
+from skft.data.adapters import adapt_input
+from skft.deploy.onnx_export import OnnxModel
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_pruning_removes_heads_and_feed_forward_width(fixture, request, texts, c
 
 def test_fused_int8_matches_the_unfused_int8_and_saves(fitted, texts, monkeypatch, tmp_path):
     import skft
-    from skft import compress
+    from skft.deploy import compress
 
     X, y = texts
     fused = Compressed(fitted, quantize="dynamic", prefit=True).fit(X, y)

@@ -10,7 +10,7 @@ import pytest
 import skft
 import torch
 from skft import FineTunedClassifier, FineTunedRegressor
-from skft.cache import feature_cache
+from skft.training.cache import feature_cache
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
@@ -234,7 +234,7 @@ def test_text_backbones_bring_their_training_defaults(fast, texts):
 
 
 def test_search_space_covers_encoder_layers_and_text_augmenter(fast):
-    from skft.search_space import default_search_space
+    from skft.search.space import default_search_space
 
     assert skft.get_backbone(fast["backbone"]).n_groups == 3  # from config.json, no build
     space = default_search_space(FineTunedClassifier(**fast, augment="eda"))

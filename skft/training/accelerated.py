@@ -7,7 +7,7 @@ sharding of batches and mixed precision are Accelerate's. Write a script
 that fits one and start it with ``accelerate launch``::
 
     from accelerate import Accelerator
-    from skft.accelerated import AcceleratedClassifier
+    from skft.training.accelerated import AcceleratedClassifier
 
     clf = AcceleratedClassifier("resnet18", accelerator=Accelerator(), max_epochs=5)
     clf.fit(paths, labels)            # every process runs the same script
@@ -45,8 +45,8 @@ import torch
 from skorch.hf import AccelerateMixin
 from torch.utils.data import DataLoader
 
-from .augment import augment_batch
-from .estimators import FineTunedClassifier, FineTunedRegressor
+from ..augment import augment_batch
+from ..estimators import FineTunedClassifier, FineTunedRegressor
 
 __all__ = ["AcceleratedClassifier", "AcceleratedRegressor"]
 

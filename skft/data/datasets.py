@@ -63,7 +63,7 @@ def load_digits_images(
         Sizes of a stratified train/test split (counts, or fractions as in
         :func:`sklearn.model_selection.train_test_split`). Both ``None``: no split.
     image_size : int or None
-        Resize to ``image_size`` x ``image_size`` with :func:`skft.data.adapt_images`
+        Resize to ``image_size`` x ``image_size`` with :func:`skft.data.adapters.adapt_images`
         (once, instead of at every fit). ``None`` keeps 8x8.
     n_class : int
         Load the digits ``0 .. n_class - 1`` only.
@@ -93,7 +93,7 @@ def load_digits_images(
 def _resized(X: np.ndarray, image_size: int | None) -> np.ndarray:
     if image_size is None:
         return X
-    from .data import adapt_images
+    from .adapters import adapt_images
 
     return adapt_images(X, image_size)[:, 0].numpy()
 
@@ -125,7 +125,7 @@ def load_image_folder(
         The folder, e.g. ``photos/`` holding ``photos/cats/1.jpg``, ``photos/dogs/7.png``.
     image_size : int or None
         Decode every image, resize its shorter side to ``image_size`` and crop
-        the centre (:func:`skft.data.adapt_images`). Required unless ``return_paths``.
+        the centre (:func:`skft.data.adapters.adapt_images`). Required unless ``return_paths``.
     labelled : bool
         ``True``: the label of ``root/<class>/.../file`` is ``<class>``.
         ``False``: every image file anywhere under ``root``; ``labels`` is ``None``.
@@ -249,7 +249,7 @@ def _decode(files: list[Path], image_size: int) -> tuple[np.ndarray, list[Path],
     """Readable files as uint8 ``(N, S, S, C)``, in chunks; the unreadable ones listed."""
     import torch
 
-    from .data import adapt_images
+    from .adapters import adapt_images
 
     chunks, kept, bad, pending = [], [], [], []
     for i, path in enumerate(files):

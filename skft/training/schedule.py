@@ -9,7 +9,7 @@ they are (skft's image backbones).
 
 The schedule is a factor on every optimizer group's rate, applied before each
 training batch, so it composes with the per-group factors of the freezing
-policies (:class:`skft.freezing.FreezeSchedule`) and with ``head_lr_factor``.
+policies (:class:`skft.training.freezing.FreezeSchedule`) and with ``head_lr_factor``.
 Its position is the training epoch in ``net.history`` plus the share of the
 epoch's batches done, over ``max_epochs``: a fit resumed from a checkpoint
 continues where it stopped, and epochs beyond ``max_epochs`` (``partial_fit``

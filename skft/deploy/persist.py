@@ -2,7 +2,7 @@
 
 The folder holds ``compressed.json`` (the ``Compressed`` parameters other than the
 estimator, ``compression_report_``, the sha256 of the ONNX file), ``estimator/`` (the
-compressed inner estimator, saved by :func:`skft.persist.save`: its pruned weights)
+compressed inner estimator, saved by :func:`skft.io.persist.save`: its pruned weights)
 and, when quantized, ``model.onnx``. Loading rebuilds the inner network, prunes it to
 the saved shapes (the channel counts depend on ``prune``, ``round_to`` and the
 architecture only), loads the weights strictly, and reads the ONNX bytes: no pickle.
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from sklearn.base import clone
 
-from .persist import ModelFileError, _load_weights, build_saved, save
+from ..io.persist import ModelFileError, _load_weights, build_saved, save
 
 __all__ = ["load_compressed", "save_compressed"]
 

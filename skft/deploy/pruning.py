@@ -18,7 +18,7 @@ import torch
 from sklearn.base import is_classifier
 from torch import nn
 
-from .network import FineTuneModule
+from ..network import FineTuneModule
 from .onnx_export import InferenceGraph
 
 __all__ = ["distilling", "frozen_groups", "prune_module", "recalibrate_batchnorm", "recovering"]
@@ -31,7 +31,7 @@ def recovering(
     """``est`` ready for ``epochs`` of re-tuning after pruning; restored on exit.
 
     Its ``lr_schedule`` runs afresh over those epochs (``schedule_span_``, read
-    by :class:`skft.schedule.LRSchedule`); with a ``teacher``, the loss mixes
+    by :class:`skft.training.schedule.LRSchedule`); with a ``teacher``, the loss mixes
     the teacher's outputs in by ``weight`` (:func:`distilling`); ``unfreeze``
     trains every group (pruned frozen groups re-tuned), and the estimator's
     freezing applies again on exit. The optimizer is rebuilt (new parameters) and

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .plugins import augmenters, freezers, load_plugins, pm
+from ..plugins import augmenters, freezers, load_plugins, pm
 
 __all__ = [
     "as_distribution",
@@ -69,10 +69,10 @@ def chosen_augmenters(estimator: Any) -> list[tuple[str, Callable[..., Any]]]:
     params = estimator.get_params(deep=False)
     if "augment" not in params:
         return []
-    from .defaults import effective
+    from ..defaults import effective
 
     augment = effective(estimator, "augment")  # None: the backbone's default
-    from .augment import parse_augment  # imports torch: only for estimators with ``augment``
+    from ..augment import parse_augment  # imports torch: only for estimators with ``augment``
 
     names = parse_augment(augment)
     registry = augmenters()

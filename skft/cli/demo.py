@@ -52,7 +52,7 @@ def environment() -> str:
 
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     parts = [f"skft {__version__}"]
     for name, module in (
@@ -92,8 +92,8 @@ def run_demo(
     """
     from sklearn.metrics import accuracy_score, f1_score
 
-    from .datasets import load_digits_images
-    from .estimators import FineTunedClassifier
+    from ..data.datasets import load_digits_images
+    from ..estimators import FineTunedClassifier
 
     print(environment(), flush=True)
     out = Path(out)

@@ -120,7 +120,7 @@ def open_ended_names() -> list[str]:
     """
     from importlib.metadata import packages_distributions
 
-    from .plugins import load_plugins, pm
+    from ..plugins import load_plugins, pm
 
     load_plugins()
     dists = packages_distributions()
@@ -139,7 +139,7 @@ def open_ended_names() -> list[str]:
 
 
 def _list_plugins() -> None:
-    from .plugins import augmenters, backbones, broken_plugins, freezers, input_kinds, pm
+    from ..plugins import augmenters, backbones, broken_plugins, freezers, input_kinds, pm
 
     print(f"backbones: {', '.join(backbones().names())}")
     for line in open_ended_names():
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "plugins":
         _list_plugins()
         return 0
-    from .plugins import UnknownNameError
+    from ..plugins import UnknownNameError
 
     if args.command == "demo" and args.text:
         try:
@@ -194,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if args.command == "tune":
-        from .cli_tune import run_tune as run
+        from .tune import run_tune as run
     else:
-        from .cli_tune import run_predict as run
+        from .tune import run_predict as run
     try:
         return run(args)
     except (UnknownNameError, FileNotFoundError, ValueError) as exc:

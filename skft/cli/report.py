@@ -35,13 +35,13 @@ def load_reporting_skips(
     text_column: str = "text",
     label_column: str = "label",
 ):
-    """:func:`skft.datasets.load_data`, its warnings (skipped files) printed to stderr.
+    """:func:`skft.data.datasets.load_data`, its warnings (skipped files) printed to stderr.
 
     A ``.csv``/``.tsv`` file or a folder of ``.txt`` files holds texts
-    (:func:`skft.text_data.load_texts`).
+    (:func:`skft.data.text.load_texts`).
     """
-    from .datasets import load_data
-    from .text_data import is_text_source, load_texts
+    from ..data.datasets import load_data
+    from ..data.text import is_text_source, load_texts
 
     if is_text_source(source):
         return load_texts(source, text_column, label_column, labelled=labelled, limit=limit)

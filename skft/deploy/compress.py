@@ -17,7 +17,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .data import adapt_input, as_float_images
+from ..data.adapters import adapt_input, as_float_images
 from .onnx_export import (
     QUANTIZE_MODES,
     STATIC_MODES,
@@ -52,12 +52,12 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         ``"int8-signed"``: the same with signed symmetric activations (S8S8,
         slower on x86); ``"dynamic"``: weights in int8, activations quantized
         on the fly (the transformer-encoder path; a backbone whose layers give
-        :func:`skft.onnx_export.fusion_hints`, as skft-transformers' do, first
+        :func:`skft.deploy.onnx_export.fusion_hints`, as skft-transformers' do, first
         gets ONNX Runtime's attention/LayerNorm/GELU fusions, kept only if they
         leave the outputs unchanged; ``compression_report_["fused_attention"]``
         counts the fused attention operators). Each runs the model in ONNX
         Runtime on the CPU; None keeps the PyTorch model. See
-        :func:`skft.onnx_export.quantize_onnx`.
+        :func:`skft.deploy.onnx_export.quantize_onnx`.
     recover_epochs : int >= 0
         Epochs of the estimator's own training loop after pruning (5: on
         ``bench_compress.py``'s digits model, 30% pruning lost 4.0 points after
@@ -249,7 +249,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
 
     def save(self, path: Any):
         """Write to the folder ``path`` (JSON, safetensors, ONNX; no pickle); see skft.load."""
-        from .compress_persist import save_compressed
+        from .persist import save_compressed
 
         return save_compressed(self, path)
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .network import FineTuneModule
+from ..network import FineTuneModule
 from .onnx_simplify import fused_transformer, simplified
 
 __all__ = [
@@ -75,7 +75,7 @@ def export_onnx(
     PyTorch's fused ``scaled_dot_product_attention``). For images, the shape
     arithmetic that the static image size makes constant (TF "same" pads) is folded
     and the pads are fused into their convolutions
-    (:func:`skft.onnx_simplify.simplified`, checked to give the same outputs).
+    (:func:`skft.deploy.onnx_simplify.simplified`, checked to give the same outputs).
     """
     graph = InferenceGraph(copy.deepcopy(module).cpu()).eval()
     for part in graph.modules():  # a layer may switch its copy to an export-friendlier form
@@ -144,7 +144,7 @@ def fusion_hints(module: nn.Module) -> dict[str, Any] | None:
     """What ONNX Runtime's transformer optimizer needs to know about ``module``, or None.
 
     Any layer may define ``onnx_fusion_hints()``, returning ``{"model_type": ...,
-    "num_heads": ..., "hidden_size": ...}`` for :func:`skft.onnx_simplify.fuse_transformer`
+    "num_heads": ..., "hidden_size": ...}`` for :func:`skft.deploy.onnx_simplify.fuse_transformer`
     (skft-transformers' encoder layers do). Layers that disagree on the head count
     (pruned unevenly) leave it to the optimizer (0), which then fuses what it can
     without attention; layers of different model types give None.
@@ -179,7 +179,7 @@ def quantize_onnx(
     whose S8S8 kernels are fast). The first ``keep_fp32`` convolution/linear
     layers, and every node before them (normalisation, padding), stay in
     float32, and so does any arithmetic left that computes shapes and paddings
-    from the input's size (image exports fold it away: :mod:`skft.onnx_simplify`).
+    from the input's size (image exports fold it away: :mod:`skft.deploy.onnx_simplify`).
     Measured on EfficientNet-Lite0 (``bench_compress.py``'s digits model, fp32
     0.796 on 500 test images, 1 thread, traced graphs): "int8" 0.814 and 2.1x
     faster than fp32 at batch 1 (2.3x with the folded graphs); "int8-signed" 0.826
@@ -191,7 +191,7 @@ def quantize_onnx(
 
     ``"dynamic"`` with ``fusion`` (:func:`fusion_hints`) and an ``example`` batch:
     the float graph first goes through ONNX Runtime's transformer fusions
-    (:func:`skft.onnx_simplify.fused_transformer`; kept only if its outputs on
+    (:func:`skft.deploy.onnx_simplify.fused_transformer`; kept only if its outputs on
     ``example`` are unchanged), so that attention quantizes as one ``QAttention``
     operator. Measured on MiniLM (``bench_compress.py``, 1 thread, batch 1): the
     first held-out message 2.39 -> 1.82 ms; 32 messages one at a time (median)

@@ -19,10 +19,10 @@ import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.utils import _safe_indexing
 
-from .defaults import effective
-from .device import DevicePool
-from .progress import in_search
-from .search_space import suggest
+from ..defaults import effective
+from ..training.device import DevicePool
+from ..training.progress import in_search
+from .space import suggest
 
 __all__ = ["CVObjective", "trains_in_lockstep"]
 
@@ -47,7 +47,7 @@ class CVObjective:
 
     Per-fold scores and times go to the trial's user attributes
     (``split_test_scores``, ``split_fit_time``, ``split_score_time``,
-    ``epochs_trained``), from which :mod:`skft.search_results` builds ``cv_results_``.
+    ``epochs_trained``), from which :mod:`skft.search.results` builds ``cv_results_``.
     """
 
     def __init__(
@@ -79,7 +79,7 @@ class CVObjective:
 
     def __call__(self, trial: Any) -> float:
         params = {name: suggest(trial, name, d) for name, d in self.space.items()}
-        with self.devices.take() as slot, in_search():  # no progress bars (skft.progress)
+        with self.devices.take() as slot, in_search():  # no progress bars (skft.training.progress)
             est = clone(self.estimator).set_params(**params)
             if slot is not None:
                 est.set_params(device=slot)

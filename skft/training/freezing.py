@@ -6,8 +6,8 @@ from typing import Any
 
 from skorch.callbacks import Callback
 
-from .plugins import freezers, instantiate
-from .specs import FreezePolicy
+from ..plugins import freezers, instantiate
+from ..specs import FreezePolicy
 
 __all__ = ["FreezeSchedule", "build_freezer"]
 

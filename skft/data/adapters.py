@@ -12,7 +12,7 @@ import torch
 from sklearn.utils.validation import check_array
 from torch.utils.data import Subset
 
-from .defaults import effective
+from ..defaults import effective
 from .streaming import ImageFiles, image_files
 
 __all__ = [
@@ -102,7 +102,7 @@ def adapt_input(net: Any, X: Any, fitting: bool, y: Any = False) -> torch.Tensor
     options = {name: effective(net, name) for name in kind.options}  # e.g. max_length
     size = net.image_size or spec.default_image_size
     Xt = image_files(net, X, size) if kind.name == "image" and spec.adapter is None else None
-    if Xt is None:  # not streamed (skft.streaming): adapted in memory
+    if Xt is None:  # not streamed (skft.data.streaming): adapted in memory
         Xt = adapter(X, image_size=size, **options)
     shape = tuple(Xt.shape[1:])
     fixed = slice(0, -1 if kind.variable_length else None)  # text: any sequence length
@@ -128,7 +128,7 @@ def adapt_input(net: Any, X: Any, fitting: bool, y: Any = False) -> torch.Tensor
 
 def set_input_tags(tags: Any, backbone: Any) -> Any:
     """scikit-learn's input tags for the input kind of ``backbone`` (images if unknown)."""
-    from .plugins import get_backbone
+    from ..plugins import get_backbone
 
     try:
         kind = get_backbone(backbone).input_kind

@@ -1,9 +1,9 @@
 """``OptunaSearch``: Optuna hyperparameter search with CV-aware pruning and shared storages.
 
 The trial objective (CV folds trained in lockstep) lives in
-:mod:`skft.search_objective`, ``cv_results_`` in :mod:`skft.search_results`,
-the default space in :mod:`skft.search_space`, storages and pruners in
-:mod:`skft.search_storage`, devices for parallel trials in :mod:`skft.device`.
+:mod:`skft.search.objective`, ``cv_results_`` in :mod:`skft.search.results`,
+the default space in :mod:`skft.search.space`, storages and pruners in
+:mod:`skft.search.storage`, devices for parallel trials in :mod:`skft.training.device`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from sklearn.model_selection import check_cv
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils import check_random_state
 
-from . import device
-from .search_objective import CVObjective
-from .search_results import cv_results
-from .search_space import merge_search_space
-from .search_storage import make_pruner, make_storage, study_from_snapshot, study_snapshot
+from ..training import device
+from .objective import CVObjective
+from .results import cv_results
+from .space import merge_search_space
+from .storage import make_pruner, make_storage, study_from_snapshot, study_snapshot
 
 __all__ = ["OptunaSearch"]
 
@@ -58,7 +58,7 @@ class OptunaSearch(BaseSearchCV):
         heartbeat, so a killed worker's trial is marked failed and retried.
         ``journal:///path/s.log`` or a path ending in ``.log``/``.journal``:
         a journal file. Or any Optuna storage object
-        (see :func:`skft.search_storage.make_storage`).
+        (see :func:`skft.search.storage.make_storage`).
     study_name : str or None
         Workers started with the same ``study_name`` and ``storage`` share
         the study (it is created by the first, loaded by the others).
@@ -242,8 +242,8 @@ class OptunaSearch(BaseSearchCV):
     # ------------------------------------------------------------------
 
     def save(self, path):
-        """The refitted best model and the results, safely (:func:`skft.persist.save_search`)."""
-        from .persist import save_search
+        """The refitted best model and the results, safely (:func:`skft.io.persist.save_search`)."""
+        from ..io.persist import save_search
 
         return save_search(self, path)
 

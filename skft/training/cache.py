@@ -15,7 +15,7 @@ Entries are keyed on *content*, never on object identity:
   candidates and refits that see the same samples share entries, and changed
   data can never hit a stale entry.
 
-The cache is process-wide (``skft.cache.feature_cache``), bounded in bytes
+The cache is process-wide (``skft.training.cache.feature_cache``), bounded in bytes
 (least recently used rows are evicted first; ``SKFT_FEATURE_CACHE_MB`` sets
 the bound, 1024 MiB by default) and thread-safe. Switch it off per estimator
 with ``feature_cache=False``; results are the same either way.
@@ -244,7 +244,7 @@ def cached_input(net: Any, X: torch.Tensor, depth: int) -> Iterator[torch.Tensor
     (``net.prefix_keys_``, cleared when the state or the weights change), not
     once per ``partial_fit`` call.
     """
-    if not depth or not isinstance(X, torch.Tensor):  # streamed files: no cache (skft.streaming)
+    if not depth or not isinstance(X, torch.Tensor):  # streamed files: no cache (skft.data.streaming)
         yield X
         return
     key = net.prefix_keys_.get(depth)

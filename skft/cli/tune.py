@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .cli_report import (
+from .report import (
     Progress,
     load_reporting_skips,
     redact,
@@ -28,12 +28,12 @@ def run_tune(args) -> int:
     """Run ``skft tune`` with parsed arguments (see ``skft tune --help``); 0 on success."""
     import optuna
 
-    from .defaults import effective
-    from .estimators import FineTunedClassifier
-    from .plugins import get_backbone
-    from .search import OptunaSearch
-    from .search_storage import make_storage
-    from .text_data import is_text_source
+    from ..data.text import is_text_source
+    from ..defaults import effective
+    from ..estimators import FineTunedClassifier
+    from ..plugins import get_backbone
+    from ..search.optuna_search import OptunaSearch
+    from ..search.storage import make_storage
 
     out = Path(args.out)
     backbone = args.backbone or ("minilm" if is_text_source(args.data) else "efficientnet_lite0")
@@ -136,7 +136,7 @@ def run_predict(args) -> int:
 
 
 def _load_model(path: Path, trust_pickle: bool) -> Any:
-    from .persist import load
+    from ..io.persist import load
 
     if path.is_dir() or not path.exists():
         return load(path)

@@ -20,7 +20,7 @@ exercise them there; the defaults switch them on where they pay, on CUDA:
   module runs through ``torch.compile``; ``module_``, its state dict, saving
   and pickling stay as without it (the compiled wrapper is rebuilt lazily).
 
-Streamed batches (:mod:`skft.streaming`) come from pinned memory on CUDA and
+Streamed batches (:mod:`skft.data.streaming`) come from pinned memory on CUDA and
 are copied with ``non_blocking=True``.
 """
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import as_float_images
+from ..data.adapters import as_float_images
 
 __all__ = ["TTA_CROP", "TTA_DEFAULT", "TTA_VIEWS", "n_tta_views", "predict_tta", "tta_views"]
 

@@ -172,7 +172,7 @@ def _plugin_versions() -> dict[str, str | None]:
     """The entry-point plugins loaded now (built-ins excluded): name -> distribution version."""
     from importlib.metadata import PackageNotFoundError, packages_distributions, version
 
-    from .plugins import DEFAULT_PLUGINS, load_plugins, pm
+    from ..plugins import DEFAULT_PLUGINS, load_plugins, pm
 
     load_plugins()
     dists = packages_distributions()
@@ -204,7 +204,7 @@ def load(path: str | os.PathLike) -> Any:
     """
     folder = Path(path)
     if (folder / "compressed.json").is_file():
-        from .compress_persist import load_compressed
+        from ..deploy.persist import load_compressed
 
         return load_compressed(folder)
     estimator, config = build_saved(folder)
@@ -214,8 +214,8 @@ def load(path: str | os.PathLike) -> Any:
 
 def build_saved(folder: Path) -> tuple[Any, dict[str, Any]]:
     """The saved estimator, fitted attributes restored and module built, before its weights."""
-    from . import estimators
-    from .params import check_params
+    from .. import estimators
+    from ..params import check_params
 
     config = _read_config(folder)
     cls = getattr(estimators, config["class"])
@@ -274,8 +274,29 @@ def _trusted_packages() -> list[str]:
     return [*_TRUSTED_PACKAGES, *sorted(plugin_packages - set(_TRUSTED_PACKAGES))]
 
 
+#: Modules that moved into subpackages after format 1 folders were written: old -> new.
+_MOVED_MODULES = {
+    "skft.data": "skft.data.adapters",
+    "skft.streaming": "skft.data.streaming",
+    "skft.text_data": "skft.data.text",
+    "skft.schedule": "skft.training.schedule",
+    "skft.early_stopping": "skft.training.early_stopping",
+    "skft.checkpoint": "skft.training.checkpoint",
+    "skft.progress": "skft.training.progress",
+    "skft.freezing": "skft.training.freezing",
+}
+
+
+def _moved(where: str) -> str:
+    """``where`` under today's module names (folders saved before the subpackages)."""
+    module, _, name = where.rpartition(".")
+    return f"{_MOVED_MODULES.get(module, module)}.{name}"
+
+
 def _import(where: Any) -> Any:
     """The object at the import path ``where``, only from trusted packages."""
+    if isinstance(where, str):
+        where = _moved(where)
     if not isinstance(where, str) or where.split(".")[0] not in _trusted_packages():
         raise ModelFileError(
             f"refusing to import {where!r}: only {', '.join(_trusted_packages())} are trusted"
@@ -296,7 +317,7 @@ def _import(where: Any) -> Any:
 
 
 def _check_plugins(config: dict[str, Any], folder: Path) -> None:
-    from .plugins import UnknownNameError, get_backbone
+    from ..plugins import UnknownNameError, get_backbone
 
     saved = config.get("plugins") or {}
     loaded = set(_plugin_versions())

@@ -3,7 +3,7 @@
 A list of image paths becomes an :class:`ImageFiles`: a lazy sequence of
 uint8 tensors ``(C, S, S)``. Each item is decoded with
 ``torchvision.io.decode_image`` (PIL for formats it cannot read), then
-resized and centre-cropped by the one resize path of :mod:`skft.data`, so a
+resized and centre-cropped by the one resize path of :mod:`skft.data.adapters`, so a
 file gives the same pixels whether it is streamed or loaded into memory
 (in-memory loading of paths decodes every file through :func:`decode_file`
 too). Batches come from a ``torch.utils.data.DataLoader`` whose worker
@@ -63,7 +63,7 @@ def decode_file(path: Any, size: int, channels: int) -> torch.Tensor:
     """One image file as uint8 ``(channels, size, size)``: decode, resize the shorter side, crop."""
     from torchvision.io import ImageReadMode, decode_image, read_file
 
-    from .data import _open, _resize
+    from .adapters import _open, _resize
 
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
     try:
@@ -175,7 +175,7 @@ def image_files(net: Any, X: Any, size: int) -> ImageFiles | None:
     ``net.streaming``: "auto" (by decoded size, see :data:`STREAM_ABOVE_BYTES`),
     True or False. ``True`` with anything but paths is an error.
     """
-    from .data import _as_sequence, _is_path
+    from .adapters import _as_sequence, _is_path
 
     streaming = getattr(net, "streaming", False)
     if streaming is False:
@@ -191,7 +191,7 @@ def image_files(net: Any, X: Any, size: int) -> ImageFiles | None:
         return None
     if streaming == "auto" and len(X) * 3 * size * size <= STREAM_ABOVE_BYTES:
         return None  # fits in memory even as RGB: no need to read the headers twice
-    from .device import resolve_device
+    from ..training.device import resolve_device
 
     device = str(resolve_device(getattr(net, "device", "cpu")) or "cpu")
     return ImageFiles(X, size, num_workers=net.num_workers, pin_memory=device.startswith("cuda"))

@@ -1,0 +1,1 @@
+"""The ``skft`` command: one module per command group."""

@@ -1,0 +1,1 @@
+"""Model folders: ``save`` and ``load`` (JSON config + safetensors weights)."""
