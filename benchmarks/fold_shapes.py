@@ -1,5 +1,6 @@
 """ONNX Runtime latency of EfficientNet-Lite0 exported as traced and with its shape arithmetic
-folded (``skft.deploy.onnx_simplify``), fp32 and static int8, all timed in the same interleaved rounds.
+folded (``skft.deploy.onnx_simplify``), fp32 and static int8, all timed in the same
+interleaved rounds.
 
 ``python benchmarks/fold_shapes.py [--size 224] [--threads 1]``: Lite0 (pretrained, new head
 fitted 1 epoch on 32 ants/bees images, or on digits where the ants/bees folder is missing),

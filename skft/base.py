@@ -1,7 +1,7 @@
 """What both estimators add to skorch, as a short list of skorch overrides.
 
-Parameters: :mod:`skft.params` and :mod:`skft.defaults`; seeds :mod:`skft.training.seeding`; freezing
-:mod:`skft.training.freezing`; output :mod:`skft.training.progress`; network :mod:`skft.network`; :mod:`skft.training.cache`;
+Parameters: :mod:`skft.params` and :mod:`skft.defaults`; network :mod:`skft.network`; from
+:mod:`skft.training`: seeds (``seeding``), freezing, output (``progress``), ``cache`` and the
 speed paths (precision, channels-last, resident data, compile) :mod:`skft.training.speed`.
 """
 
@@ -110,7 +110,7 @@ class FineTuneMixin(SpeedMixin):
         return super().train_step_single(augment_batch(self, batch), **fit_params)
 
     def infer(self, x, **fit_params):
-        """The module's output; ``input_depth_`` says which group ``x`` enters at (skft.training.speed)."""
+        """The module's output; ``input_depth_`` says where ``x`` enters (training.speed)."""
         return run_module(self, x, **fit_params)
 
     def _run(self, Xt, yt, initialize: bool, epochs: int | None, **fit_params):

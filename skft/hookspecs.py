@@ -82,6 +82,19 @@ def register_heads(register: Register) -> None:
     """
 
 
+@hookspec
+def register_demos(register: Register) -> None:
+    """Register demos that ``skft demo --kind NAME`` runs (``--text`` is ``--kind text``).
+
+    Parameters
+    ----------
+    register : callable
+        ``register(name, run, aliases=())``; ``run(n_train, out, seed)`` trains on
+        data the plugin ships (offline), prints its table and writes its files to the
+        folder ``out`` (a path; ``None``: the demo's own default folder).
+    """
+
+
 # --------------------------------------------------------------------------
 # Resolution hooks: exactly one plugin answers
 # --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ __all__ = [
     "augmenters",
     "backbones",
     "broken_plugins",
+    "demos",
     "freezers",
     "get_backbone",
     "heads",
@@ -208,6 +209,11 @@ def freezers() -> Registry[Callable[..., Any]]:
 def heads() -> Registry[Callable[..., Any]]:
     """Every registered head factory."""
     return _collect(pm.hook.register_heads, Registry("head", "head"), None)
+
+
+def demos() -> Registry[Callable[..., Any]]:
+    """Every registered demo (``skft demo --kind NAME``)."""
+    return _collect(pm.hook.register_demos, Registry("demo", "--kind"), None)
 
 
 def augmenters() -> Registry[Callable[..., Any]]:

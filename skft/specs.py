@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
 
 if TYPE_CHECKING:
     import torch
@@ -20,6 +20,10 @@ __all__ = [
     "FreezePolicy",
     "FreezeState",
     "InputKind",
+    "OnnxExportable",
+    "OnnxFusable",
+    "OnnxFusionHints",
+    "Prunable",
     "Pretrained",
     "PruningHints",
 ]
@@ -112,6 +116,43 @@ class PruningHints:
     num_heads: dict[nn.Module, int] = field(default_factory=dict)
     #: called after pruning, to bring attributes in line with the new shapes
     after: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class OnnxFusionHints:
+    """What ONNX Runtime's transformer optimizer needs to know about an encoder layer."""
+
+    #: the optimizer's model type ("bert", ...)
+    model_type: str
+    #: attention heads and hidden width as they are now (after head pruning)
+    num_heads: int
+    hidden_size: int
+
+
+# --------------------------------------------------------------------------
+# Optional methods of a layer (any module inside a group may have them)
+# --------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Prunable(Protocol):
+    """A layer that tells structured pruning how it may be pruned."""
+
+    def pruning_hints(self) -> PruningHints: ...
+
+
+@runtime_checkable
+class OnnxExportable(Protocol):
+    """A layer that switches the copy being exported to an export-friendlier form."""
+
+    def prepare_onnx_export(self) -> None: ...
+
+
+@runtime_checkable
+class OnnxFusable(Protocol):
+    """A layer whose attention ONNX Runtime's transformer optimizer can fuse."""
+
+    def onnx_fusion_hints(self) -> OnnxFusionHints | None: ...
 
 
 @dataclass(frozen=True)

@@ -78,9 +78,11 @@ def test_accelerated_estimator_in_one_process(digits, fast, monkeypatch):
     X, y = digits
     augmented = []
     real = skft.training.accelerated.augment_batch
-    monkeypatch.setattr(
-        skft.training.accelerated, "augment_batch", lambda net, b: augmented.append(1) or real(net, b)
-    )
+    def counting(net, b):
+        augmented.append(1)
+        return real(net, b)
+
+    monkeypatch.setattr(skft.training.accelerated, "augment_batch", counting)
     clf = AcceleratedClassifier(
         accelerator=Accelerator(cpu=True), **{**fast, "augment_strength": 0.5}
     )

@@ -299,3 +299,33 @@ def test_predict_reads_pickles_only_when_trusted(tmp_path, capsys, digits, fast)
     assert "--trust-pickle" in err and not csv_path.exists()
     assert main([*args, "--out", str(csv_path), "--trust-pickle"]) == 0
     assert len(csv_path.read_text().splitlines()) == 5
+
+
+def test_demos_come_from_the_register_demos_hook(monkeypatch):
+    """`skft demo --text` runs the demo a plugin registered as "text"; none: exit 2."""
+    from skft import hookimpl
+    from skft.plugins import demos, load_plugins, pm
+
+    ran = []
+
+    class ToyDemo:
+        @hookimpl
+        def register_demos(self, register):
+            register("toy", lambda n_train, out, seed: ran.append((n_train, out, seed)))
+
+    load_plugins()
+    pm.register(ToyDemo(), "toy-demo")
+    try:
+        demos().get("toy")(5, None, 1)
+        assert ran == [(5, None, 1)]
+    finally:
+        pm.unregister(name="toy-demo")
+    assert "toy" not in demos()
+    blocked = [p for n, p in pm.list_name_plugin() if n == "transformers"]
+    for plugin in blocked:
+        pm.unregister(plugin)
+    try:
+        assert main(["demo", "--text"]) == 2  # no plugin registers "text"
+    finally:
+        for plugin in blocked:
+            pm.register(plugin, "transformers")

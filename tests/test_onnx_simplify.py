@@ -1,4 +1,4 @@
-"""skft.deploy.onnx_simplify: static shape arithmetic folded out of exported graphs, outputs kept."""
+"""skft.deploy.onnx_simplify: static shape arithmetic folded out of graphs, outputs kept."""
 
 import io
 import math
@@ -142,8 +142,10 @@ class _Hinted(nn.Module):
 )
 def test_fusion_hints_agree_or_fall_back(layers, expected):
     from skft.deploy.onnx_export import fusion_hints
+    from skft.specs import OnnxFusable, OnnxFusionHints
 
     keys = ("model_type", "num_heads", "hidden_size")
-    parts = [_Hinted(None if h is None else dict(zip(keys, h))) for h in layers]
+    parts = [_Hinted(None if h is None else OnnxFusionHints(*h)) for h in layers]
+    assert all(isinstance(p, OnnxFusable) for p in parts)
     want = None if expected is None else dict(zip(keys, expected))
     assert fusion_hints(nn.Sequential(nn.Linear(2, 2), *parts)) == want

@@ -73,7 +73,8 @@ def test_resident_training_data(digits, fast, monkeypatch):
     settings = {**fast, "feature_cache": False}
     expected = FineTunedClassifier(**settings).fit(X8, y).predict_proba(X8)  # not resident
     asked, moved = [], []
-    monkeypatch.setattr(skft.training.speed, "device_budget", lambda device: asked.append(device) or 2**40)
+    speed = skft.training.speed
+    monkeypatch.setattr(speed, "device_budget", lambda device: asked.append(device) or 2**40)
     to = torch.Tensor.to
 
     def spy(self, *args, **kwargs):
@@ -131,7 +132,8 @@ def test_cuda_defaults_use_the_speed_paths(digits, fast, monkeypatch):
     X8 = (X * 255).astype(np.uint8)
     sizes = []
     real = skft.training.speed.device_budget
-    monkeypatch.setattr(skft.training.speed, "device_budget", lambda d: sizes.append(real(d)) or sizes[-1])
+    speed = skft.training.speed
+    monkeypatch.setattr(speed, "device_budget", lambda d: sizes.append(real(d)) or sizes[-1])
     clf = FineTunedClassifier(**{**fast, "device": "cuda", "feature_cache": False}).fit(X8, y)
     assert clf.__dict__["_channels_last"] and sizes and sizes[0] > X8.nbytes
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else None

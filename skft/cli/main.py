@@ -163,13 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     from ..plugins import UnknownNameError
 
     if args.command == "demo" and args.text:
+        from ..plugins import demos
+
         try:
-            from skft_transformers.demo import run_text_demo
-        except ImportError:
+            run = demos().get("text")  # a plugin's (skft-transformers registers it)
+        except UnknownNameError:
             print("skft demo --text: install plugins/skft-transformers", file=sys.stderr)
             return 2
-        out = "skft-demo-text" if args.out == "skft-demo" else args.out
-        run_text_demo(args.n_train, out, args.seed)
+        run(args.n_train, None if args.out == "skft-demo" else args.out, args.seed)
         return 0
     if args.command == "demo":
         from .demo import run_demo

@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from .images import as_sequence, is_path, open_image, resize
+
 __all__ = [
     "STREAM_ABOVE_BYTES",
     "ImageFiles",
@@ -63,8 +65,6 @@ def decode_file(path: Any, size: int, channels: int) -> torch.Tensor:
     """One image file as uint8 ``(channels, size, size)``: decode, resize the shorter side, crop."""
     from torchvision.io import ImageReadMode, decode_image, read_file
 
-    from .adapters import _open, _resize
-
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
     try:
         with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders for TorchCodec
@@ -75,8 +75,8 @@ def decode_file(path: Any, size: int, channels: int) -> torch.Tensor:
     if img is None or img.dtype != torch.uint8:  # a format torchvision does not decode to uint8
         from torchvision.transforms.v2 import functional as TF
 
-        img = TF.pil_to_tensor(_open(path).convert("L" if channels == 1 else "RGB"))
-    return _resize(img.unsqueeze(0), size)[0]
+        img = TF.pil_to_tensor(open_image(path).convert("L" if channels == 1 else "RGB"))
+    return resize(img.unsqueeze(0), size)[0]
 
 
 class ImageFiles(Sequence):
@@ -175,13 +175,11 @@ def image_files(net: Any, X: Any, size: int) -> ImageFiles | None:
     ``net.streaming``: "auto" (by decoded size, see :data:`STREAM_ABOVE_BYTES`),
     True or False. ``True`` with anything but paths is an error.
     """
-    from .adapters import _as_sequence, _is_path
-
     streaming = getattr(net, "streaming", False)
     if streaming is False:
         return None
-    X = _as_sequence(X)
-    paths = isinstance(X, (list, tuple)) and len(X) > 0 and all(_is_path(x) for x in X)
+    X = as_sequence(X)
+    paths = isinstance(X, (list, tuple)) and len(X) > 0 and all(is_path(x) for x in X)
     if not paths:
         if streaming is True:
             raise ValueError(

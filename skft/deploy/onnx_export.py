@@ -8,6 +8,7 @@ import os
 import re
 import tempfile
 import warnings
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import torch
 from torch import nn
 
 from ..network import FineTuneModule
+from ..specs import OnnxExportable, OnnxFusable
+from .onnx_runtime import OnnxModel
 from .onnx_simplify import fused_transformer, simplified
 
 __all__ = [
@@ -33,7 +36,6 @@ QUANTIZE_MODES = ("int8", "int8-signed", "dynamic")
 #: the static modes (calibrated)
 STATIC_MODES = ("int8", "int8-signed")
 _OPSET = 17
-_CHUNK = 256
 
 
 class InferenceGraph(nn.Module):
@@ -79,7 +81,7 @@ def export_onnx(
     """
     graph = InferenceGraph(copy.deepcopy(module).cpu()).eval()
     for part in graph.modules():  # a layer may switch its copy to an export-friendlier form
-        if hasattr(part, "prepare_onnx_export"):
+        if isinstance(part, OnnxExportable):
             part.prepare_onnx_export()
     axes = {0: "batch", len(input_shape): "length"} if variable_length else {0: "batch"}
     if variable_length:  # token ids 1, the second text padded: the mask path is traced
@@ -143,15 +145,17 @@ def to_onnx(estimator: Any, path: str | os.PathLike) -> Path:
 def fusion_hints(module: nn.Module) -> dict[str, Any] | None:
     """What ONNX Runtime's transformer optimizer needs to know about ``module``, or None.
 
-    Any layer may define ``onnx_fusion_hints()``, returning ``{"model_type": ...,
-    "num_heads": ..., "hidden_size": ...}`` for :func:`skft.deploy.onnx_simplify.fuse_transformer`
-    (skft-transformers' encoder layers do). Layers that disagree on the head count
-    (pruned unevenly) leave it to the optimizer (0), which then fuses what it can
-    without attention; layers of different model types give None.
+    Any layer may define ``onnx_fusion_hints()`` (:class:`skft.specs.OnnxFusable`),
+    returning :class:`skft.specs.OnnxFusionHints` for
+    :func:`skft.deploy.onnx_simplify.fused_transformer` (skft-transformers' encoder layers
+    do); the answer is the hints as a dict (the compression report keeps it). Layers
+    that disagree on the head count (pruned unevenly) leave it to the optimizer (0),
+    which then fuses what it can without attention; layers of different model types
+    give None.
     """
     found = [part.onnx_fusion_hints() for part in module.modules()
-             if hasattr(part, "onnx_fusion_hints")]  # fmt: skip
-    found = [hint for hint in found if hint]
+             if isinstance(part, OnnxFusable)]  # fmt: skip
+    found = [asdict(hint) if is_dataclass(hint) else hint for hint in found if hint]
     if not found or len({hint["model_type"] for hint in found}) > 1:
         return None
     if len({(hint["num_heads"], hint["hidden_size"]) for hint in found}) > 1:
@@ -292,43 +296,3 @@ def _calibration_reader(X: np.ndarray):
             return next(self.chunks, None)
 
     return Reader()
-
-
-class OnnxModel:
-    """ONNX model bytes and an ONNX Runtime CPU session built from them on first use.
-
-    Pickles as the bytes: the session is rebuilt after unpickling.
-    """
-
-    def __init__(self, model: bytes, threads: int | None = None) -> None:
-        self.model, self.threads = model, threads
-        self._session = None
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.model)
-
-    @property
-    def session(self):
-        if self._session is None:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads or torch.get_num_threads()
-            providers = ["CPUExecutionProvider"]
-            self._session = ort.InferenceSession(self.model, options, providers=providers)
-        return self._session
-
-    def run(self, X: np.ndarray) -> np.ndarray:
-        """Outputs for float32 ``X``, in chunks of 256 samples."""
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        outs = [
-            self.session.run(None, {"x": X[i : i + _CHUNK]})[0] for i in range(0, len(X), _CHUNK)
-        ]
-        return np.concatenate(outs)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"model": self.model, "threads": self.threads}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["model"], state["threads"])

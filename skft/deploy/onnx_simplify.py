@@ -210,6 +210,6 @@ def _quiet():
 
 
 def _outputs(model: bytes, example: np.ndarray) -> np.ndarray:
-    from .onnx_export import OnnxModel  # imports this module: imported here, when used
+    from .onnx_runtime import OnnxModel
 
     return OnnxModel(model, threads=1).run(example)

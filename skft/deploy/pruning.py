@@ -19,6 +19,7 @@ from sklearn.base import is_classifier
 from torch import nn
 
 from ..network import FineTuneModule
+from ..specs import Prunable
 from .onnx_export import InferenceGraph
 
 __all__ = ["distilling", "frozen_groups", "prune_module", "recalibrate_batchnorm", "recovering"]
@@ -172,7 +173,7 @@ def prune_module(
     example = example.to(device).float()
     was_training = module.training
     module.eval().requires_grad_(True)  # DepGraph traces autograd: frozen layers too
-    hints = [m.pruning_hints() for m in graph.modules() if hasattr(m, "pruning_hints")]
+    hints = [m.pruning_hints() for m in graph.modules() if isinstance(m, Prunable)]
     ignored = [graph.head] + [layer for h in hints for layer in h.ignored_layers]
     kept = [module.groups[i] for i in keep_groups]
     ignored += [m for g in kept for m in g.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]

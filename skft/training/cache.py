@@ -244,7 +244,7 @@ def cached_input(net: Any, X: torch.Tensor, depth: int) -> Iterator[torch.Tensor
     (``net.prefix_keys_``, cleared when the state or the weights change), not
     once per ``partial_fit`` call.
     """
-    if not depth or not isinstance(X, torch.Tensor):  # streamed files: no cache (skft.data.streaming)
+    if not depth or not isinstance(X, torch.Tensor):  # streamed files: no cache
         yield X
         return
     key = net.prefix_keys_.get(depth)

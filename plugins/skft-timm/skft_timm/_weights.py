@@ -102,7 +102,7 @@ def fit_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, tor
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Fit ``state`` to ``model`` and load it strictly, with one readable error for mismatches."""
-    from skft.io.weights import load_state_dict_checked
+    from skft.plugin_api import load_state_dict_checked
 
     arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
     label = f"timm {arch or type(model).__name__}"

@@ -211,6 +211,17 @@ def _text_augmenter(op: str) -> Callable[..., Any]:
 
 
 @hookimpl
+def register_demos(register: Callable[..., None]) -> None:
+    register("text", _text_demo)
+
+
+def _text_demo(n_train: int, out: str | None, seed: int) -> None:
+    from .demo import run_text_demo
+
+    run_text_demo(n_train, "skft-demo-text" if out is None else out, seed)
+
+
+@hookimpl
 def register_augmenters(register: Callable[..., None]) -> None:
     for op in TEXT_AUGMENTERS:
         register(op, _text_augmenter(op))
@@ -222,8 +233,8 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
     if "augment" not in params or "backbone" not in params:
         return None
     from optuna.distributions import FloatDistribution
-    from skft import get_backbone
-    from skft.defaults import effective
+    from skft.plugin_api import effective_param as effective
+    from skft.plugin_api import get_backbone
 
     space: dict[str, Any] = {}
     try:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from skft.specs import Augmenter
 
-from ._text import IDS, MASK, SYN, WORD
+from ._tokens import IDS, MASK, SYN, WORD
 
 __all__ = ["OPS", "TextAugment"]
 

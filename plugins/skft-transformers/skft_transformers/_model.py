@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 import torch
-from skft.specs import BackboneParts, Pretrained, PruningHints
+from skft.specs import BackboneParts, OnnxFusionHints, Pretrained, PruningHints
 from torch import nn
 from torch.nn import functional as F
 
@@ -55,9 +55,9 @@ def load_model(source: str, pretrained: Pretrained) -> nn.Module:
         if bar:
             hf_logging.enable_progress_bar()
     if pretrained is not False:
-        from skft.io.weights import load_state_dict_file
+        from skft.plugin_api import load_state_dict_file
 
-        model.load_state_dict(load_state_dict_file(pretrained), strict=False)
+        load_state_dict_file(model, pretrained)
     return model
 
 
@@ -169,8 +169,8 @@ class EncoderLayer(nn.Module):
             if getattr(config, "_attn_implementation", None) == "sdpa":
                 config._attn_implementation = "eager"
 
-    def onnx_fusion_hints(self) -> dict[str, Any] | None:
-        """For ONNX Runtime's BERT fusions before dynamic int8 (skft.deploy.onnx_export.fusion_hints).
+    def onnx_fusion_hints(self) -> OnnxFusionHints | None:
+        """For ONNX Runtime's BERT fusions before dynamic int8 (skft's fusion_hints).
 
         The head count and width as they are now (after head pruning, what is left):
         the exported attention reshapes to ``(-1, head_size)``, from which the
@@ -180,11 +180,7 @@ class EncoderLayer(nn.Module):
         if attention is None:
             return None
         heads = int(attention.num_attention_heads)
-        return {
-            "model_type": "bert",
-            "num_heads": heads,
-            "hidden_size": heads * int(attention.attention_head_size),
-        }
+        return OnnxFusionHints("bert", heads, heads * int(attention.attention_head_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask

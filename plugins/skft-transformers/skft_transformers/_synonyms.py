@@ -26,7 +26,7 @@ class Vocabulary:
     """Whole-word candidates of one model's vocabulary and a memo of their neighbours."""
 
     def __init__(self, source: str, k: int) -> None:
-        from ._text import load_tokenizer
+        from ._tokens import load_tokenizer
 
         vocab = load_tokenizer(source).get_vocab(with_added_tokens=False)
         size = max(vocab.values()) + 1
@@ -88,7 +88,7 @@ def vocabulary(source: str, k: int) -> Vocabulary:
 
 def fill_synonyms(source: str, out: np.ndarray) -> None:
     """Fill the synonym channels of adapted token data ``out`` (N, 3 + K, L) in place."""
-    from ._text import IDS, SYN, WORD
+    from ._tokens import IDS, SYN, WORD
 
     k = out.shape[1] - SYN
     vocab = vocabulary(source, k)

@@ -13,22 +13,18 @@ short; the layer groups trim each batch further to its own longest text.
 
 from __future__ import annotations
 
-import os
 import warnings
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
-from skft.data.adapters import one_column
+from skft.plugin_api import one_column
 
-from ._model import load_error
+from ._tokens import IDS, MASK, N_SYNONYMS, SYN, WORD, load_tokenizer
 
 __all__ = ["N_SYNONYMS", "adapt_text", "check_texts", "load_tokenizer"]
 
 #: Synonym candidates carried per token.
-N_SYNONYMS = 4
-IDS, MASK, WORD, SYN = 0, 1, 2, 3
 
 
 def check_texts(X: Any) -> list[str]:
@@ -62,25 +58,6 @@ def check_texts(X: Any) -> list[str]:
             )
             raise TypeError(f"{what}; a text backbone takes strings only")
     return list(X)
-
-
-@lru_cache(maxsize=8)
-def load_tokenizer(source: str):
-    """The fast (Rust) tokenizer of ``source``: ``tokenizer.json`` when present."""
-    from tokenizers import Tokenizer
-
-    path = os.path.join(source, "tokenizer.json")
-    if os.path.isfile(path):
-        return Tokenizer.from_file(path)
-    try:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(source, use_fast=True)
-    except (OSError, ValueError) as exc:
-        raise load_error(source, "tokenizer", exc) from exc
-    if not getattr(tok, "is_fast", False):
-        raise ValueError(f"{source!r} has no fast tokenizer (tokenizer.json)")
-    return tok.backend_tokenizer
 
 
 def _encode(source: str, texts: list[str], max_length: int):
