@@ -31,7 +31,7 @@ _LAZY = {
     "OptunaSearch": "search.optuna_search",
     "lr_find": "training.lr_finder",
     "Compressed": "deploy.compress",
-    "load": "io.persist",
+    "load": "io.loader",
 }
 
 

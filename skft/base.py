@@ -177,7 +177,7 @@ class FineTuneMixin(SpeedMixin):
         self.prefix_keys_ = {}  # new weights
         return self
 
-    save = save_model  # to a folder: safetensors weights + JSON, see skft.io.persist
+    save = save_model  # to a folder: safetensors + JSON (skft.io.persist; load: skft.io.loader)
 
     def __setstate__(self, state):
         with unpickling_device(state) as restore:

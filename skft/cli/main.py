@@ -108,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also read a pickled model (.joblib/.pkl): unpickling runs code from the file, "
         "so only for files you made or trust",
     )
+    predict.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a class of your own (dotted name) that the model folder may name, besides those "
+        "skft trusts (repeatable); only for folders you made or trust",
+    )
     return parser
 
 

@@ -112,7 +112,7 @@ def run_tune(args) -> int:
 
 def run_predict(args) -> int:
     """Run ``skft predict`` with parsed arguments (see ``skft predict --help``); 0 on success."""
-    model = _load_model(Path(args.model), args.trust_pickle)
+    model = _load_model(Path(args.model), args.trust_pickle, getattr(args, "trust", None) or [])
     size = model.image_size or getattr(model.backbone_spec_, "default_image_size", None) or 224
     X, _, ids = load_reporting_skips(args.data, size, False, args.limit, args.text_column)
     pred = model.predict(X)
@@ -135,11 +135,11 @@ def run_predict(args) -> int:
     return 0
 
 
-def _load_model(path: Path, trust_pickle: bool) -> Any:
-    from ..io.persist import load
+def _load_model(path: Path, trust_pickle: bool, trusted: list[str]) -> Any:
+    from ..io.loader import load
 
     if path.is_dir() or not path.exists():
-        return load(path)
+        return load(path, trusted=trusted)
     if not trust_pickle:
         raise ValueError(
             f"{path} is a file, not a model.skft folder: if it is a pickle (.joblib/.pkl), "

@@ -247,11 +247,14 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             return {"calibration_agreement": float(np.mean(ref.argmax(1) == out.argmax(1)))}
         return {"calibration_max_diff": float(np.abs(ref - out).max())}
 
-    def save(self, path: Any):
-        """Write to the folder ``path`` (JSON, safetensors, ONNX; no pickle); see skft.load."""
+    def save(self, path: Any, trusted: Any = ()):
+        """Write to the folder ``path`` (JSON, safetensors, ONNX; no pickle); see skft.load.
+
+        ``trusted``: classes of your own among the estimator's parameters (see ``skft.load``).
+        """
         from .persist import save_compressed
 
-        return save_compressed(self, path)
+        return save_compressed(self, path, trusted)
 
     # ----------------------------------------------------------------------
     # prediction

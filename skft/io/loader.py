@@ -1,0 +1,322 @@
+"""Safe persistence, the reading side: :func:`load` (``skft.load``).
+
+Loading parses JSON and safetensors only: no pickle, no ``torch.load``, and no
+module named by the file is imported. Before anything the file names is built:
+
+- config.json is checked against one allow-list of types (:mod:`skft.io.trust`):
+  classes are looked up by name in a table of the classes skft writes, every
+  other value must be plain JSON; everything refused is listed in one
+  :class:`ModelFileError`;
+- the sha256 of weights.safetensors must match the one in config.json;
+- the tensors' names and shapes (read from the safetensors header) must match
+  the network the config describes, built first without memory (``meta`` device).
+
+Nothing below this module imports it: it needs the estimator classes and
+:class:`skft.Compressed`, which use the writing side, :mod:`skft.io.persist`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .persist import CONFIG, FORMAT_VERSION, WEIGHTS
+from .trust import ESTIMATORS, ModelFileError, vet_params
+
+__all__ = ["ModelFileError", "load"]
+
+_COMPRESSED, _ONNX, _INNER = "compressed.json", "model.onnx", "estimator"
+
+
+def load(path: str | os.PathLike, trusted: Any = ()) -> Any:
+    """Read a model written by ``save``: no pickle, no code from the files.
+
+    ``trusted``: classes (or their dotted names) of your own that the file may
+    name besides those skft trusts (see :mod:`skft.io.trust`); pass the list
+    given to ``save``.
+
+    Raises :class:`ModelFileError` (a ``ValueError``) for a file that is not a
+    saved model, names types or parameters that are not trusted (all listed),
+    was changed or truncated, holds weights that do not fit its config, or
+    needs a plugin or backbone that is not installed (named in the message).
+    """
+    folder = Path(path)
+    if (folder / _COMPRESSED).is_file():
+        return load_compressed(folder, trusted)
+    estimator, data = build_saved(folder, trusted)
+    _load_state(estimator, folder / WEIGHTS, data)
+    return estimator
+
+
+def build_saved(folder: Path, trusted: Any = (), exact: bool = True) -> tuple[Any, bytes]:
+    """The saved estimator, module built, and its checked weights file's bytes (not loaded).
+
+    ``exact``: the tensors' shapes must be the built network's (else only their names:
+    a pruned network's weights are smaller).
+    """
+    from .. import estimators
+    from ..params import check_params
+
+    config = _read_config(folder)
+    cls = getattr(estimators, config["class"])
+    params = vet_params(config["params"], cls, trusted, where=str(folder))
+    _check_plugins(config, folder)
+    data = _read_weights(folder, config["weights_sha256"])
+    tensors = _header_shapes(folder / WEIGHTS, data)
+    try:
+        estimator = cls(**params)
+        pretrained, estimator.pretrained = estimator.pretrained, False  # the saved weights follow
+        for name, value in check_params(estimator).fitted_attributes().items():
+            setattr(estimator, name, value)  # without data: lr="find" is not run again
+        _restore_fitted(estimator, config["fitted"])
+        _check_shapes(estimator, tensors, folder / WEIGHTS, exact)
+        estimator.initialize()
+        estimator.pretrained = pretrained
+    except ModelFileError:
+        raise
+    except Exception as exc:  # bad values in a config that passed the allow-list
+        raise ModelFileError(
+            f"{folder / CONFIG} has bad parameters or fitted values: {type(exc).__name__}: {exc}"
+        ) from exc
+    return estimator, data
+
+
+def _load_json(file: Path) -> Any:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        return json.loads(file.read_text(), parse_constant=refuse)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{file} is corrupt (not valid JSON): {exc}") from exc
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {file}: {exc}") from exc
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    if not (folder / CONFIG).is_file():
+        if folder.is_file():
+            raise ModelFileError(
+                f"{folder} is a file; a saved skft model is a folder with {CONFIG} and {WEIGHTS} "
+                "(pickled models, .joblib/.pkl, are not read by skft.load)"
+            )
+        raise ModelFileError(f"{folder}: no {CONFIG}; not a model saved by skft")
+    config = _load_json(folder / CONFIG)
+    keys = {"format", "format_version", "class", "params", "fitted", "weights_sha256"}
+    if not isinstance(config, dict) or config.get("format") != "skft-model" or keys - set(config):
+        raise ModelFileError(f"{folder / CONFIG} is not an skft model config (keys missing)")
+    version = config["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{folder} has format version {version!r}; this skft reads up to "
+            f"{FORMAT_VERSION}: upgrade skft"
+        )
+    if config["class"] not in ESTIMATORS:
+        raise ModelFileError(f"{folder}: unknown estimator class {config['class']!r}")
+    digest = config["weights_sha256"]
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise ModelFileError(f"{folder / CONFIG}: weights_sha256 is not a sha256 digest")
+    if not isinstance(config["fitted"], dict) or not isinstance(config.get("plugins") or {}, dict):
+        raise ModelFileError(f"{folder / CONFIG}: fitted and plugins must be JSON objects")
+    return config
+
+
+def _check_plugins(config: dict[str, Any], folder: Path) -> None:
+    from ..plugins import DEFAULT_PLUGINS, UnknownNameError, get_backbone, load_plugins, pm
+
+    backbone = config.get("backbone")
+    try:
+        if not isinstance(backbone, str):
+            raise TypeError(backbone)
+        get_backbone(backbone)
+    except (UnknownNameError, TypeError) as exc:
+        load_plugins()
+        loaded = {n for n, p in pm.list_name_plugin() if n not in DEFAULT_PLUGINS and p}
+        missing = [
+            f"{name} {version}" if isinstance(version, str) else str(name)
+            for name, version in (config.get("plugins") or {}).items()
+            if name not in loaded
+        ]
+        hint = (
+            f"; it was saved with plugin(s) {', '.join(missing)}: install them" if missing else ""
+        )
+        raise ModelFileError(
+            f"{folder} needs backbone {backbone!r}, which no installed plugin provides{hint}"
+        ) from exc
+
+
+def _restore_fitted(estimator: Any, fitted: dict[str, Any]) -> None:
+    from sklearn.preprocessing import StandardScaler
+
+    estimator.input_shape_ = tuple(int(d) for d in fitted["input_shape"])
+    if not estimator.input_shape_ or min(estimator.input_shape_) < 1:
+        raise ValueError(f"input_shape {fitted['input_shape']!r} has no samples' shape")
+    lr = fitted.get("lr_found")
+    estimator.lr_found_ = None if lr is None else float(lr)
+    if estimator.input_kind_.name == "tabular":
+        estimator.n_features_in_ = estimator.input_shape_[0]
+    if "classes" in fitted:
+        labels = fitted["classes"]
+        dtype = object if labels["dtype"] == "object" else np.dtype(labels["dtype"])
+        if dtype is not object and dtype.kind not in "biufU":
+            raise ValueError(f"classes dtype {labels['dtype']!r} is not a label dtype")
+        values = labels["values"]
+        if not isinstance(values, list) or not all(
+            isinstance(v, (str, int, float, bool)) for v in values
+        ):
+            raise ValueError("classes must be a list of str, int, float or bool")
+        estimator._set_classes(np.asarray(values, dtype=dtype))
+    else:
+        scaler = StandardScaler()
+        scaler.mean_ = np.asarray(fitted["target_scaler"]["mean"], dtype=np.float64)
+        scaler.scale_ = np.asarray(fitted["target_scaler"]["scale"], dtype=np.float64)
+        if scaler.mean_.ndim != 1 or scaler.mean_.shape != scaler.scale_.shape:
+            raise ValueError("target_scaler mean and scale must be lists of one length")
+        scaler.var_ = scaler.scale_**2
+        scaler.n_features_in_ = len(scaler.mean_)
+        scaler.n_samples_seen_ = 0
+        estimator.target_scaler_ = scaler
+        estimator.y_ndim_ = int(fitted["y_ndim"])
+        estimator.n_outputs_ = len(scaler.mean_)
+
+
+def _read_weights(folder: Path, digest: str) -> bytes:
+    file = folder / WEIGHTS
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{folder}: cannot read {WEIGHTS}: {exc}") from exc
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ModelFileError(
+            f"{file} does not match the sha256 recorded in {CONFIG}: the file was changed, "
+            "truncated or replaced; save the model again"
+        )
+    return data
+
+
+def _header_shapes(file: Path, data: bytes) -> dict[str, tuple[int, ...]]:
+    """``{tensor name: shape}`` from a safetensors header, read without loading tensors."""
+    try:
+        (size,) = struct.unpack("<Q", data[:8])
+        if size > len(data) - 8:
+            raise ValueError("header longer than the file")
+        header = json.loads(data[8 : 8 + size])
+        return {
+            name: tuple(int(d) for d in entry["shape"])
+            for name, entry in header.items()
+            if name != "__metadata__"
+        }
+    except (struct.error, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise ModelFileError(
+            f"{file} does not fit the model in {CONFIG}: not a safetensors file ({exc})"
+        ) from exc
+
+
+def _check_shapes(
+    estimator: Any, tensors: dict[str, tuple[int, ...]], file: Path, exact: bool
+) -> None:
+    """Refuse weights whose tensors are not the configured network's, before allocating it."""
+    import torch
+
+    from ..network import build_network
+
+    args = (estimator.input_shape_, estimator.n_outputs_, estimator.head_factory_)
+    try:
+        with torch.device("meta"):  # shapes only: no memory, whatever the config says
+            module = build_network(estimator.backbone_spec_, False, *args)
+    except Exception:  # noqa: BLE001 - cannot be built on meta: the real build decides
+        return
+    own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    missing, unexpected = sorted(own.keys() - tensors.keys()), sorted(tensors.keys() - own.keys())
+    shapes = [
+        f"{k}: file {tensors[k]} vs model {own[k]}"
+        for k in sorted(own.keys() & tensors.keys())
+        if exact
+        and tensors[k] != own[k]
+        or not exact
+        and (len(tensors[k]) != len(own[k]) or any(a > b for a, b in zip(tensors[k], own[k])))
+    ]
+    if missing or unexpected or shapes:
+        lines = [f"{file} does not fit the model in {CONFIG}:"]
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+            if items:
+                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+                lines.append(f"  {label}: {', '.join(items[:5])}{more}")
+        raise ModelFileError("\n".join(lines))
+
+
+def _load_state(estimator: Any, file: Path, data: bytes) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    from .weights import load_state_dict_checked
+
+    try:
+        state = load(data)
+        load_state_dict_checked(estimator.module_, state, source=str(file))
+    except (SafetensorError, RuntimeError, ValueError) as exc:
+        raise ModelFileError(f"{file} does not fit the model in {CONFIG}: {exc}") from exc
+    estimator.prefix_keys_ = {}
+
+
+# --------------------------------------------------------------------------
+# Compressed (written by skft.deploy.persist.save_compressed)
+# --------------------------------------------------------------------------
+
+
+def load_compressed(folder: Path, trusted: Any = ()) -> Any:
+    """Read a ``Compressed`` written by :func:`skft.deploy.persist.save_compressed`."""
+    import inspect
+
+    import torch
+    from sklearn.base import clone
+
+    from ..deploy.compress import Compressed
+    from ..deploy.onnx_export import OnnxModel
+    from ..deploy.pruning import prune_module
+
+    config = _load_json(folder / _COMPRESSED)
+    try:
+        params, report = config["params"], config["report"]
+        onnx_digest = config["onnx_sha256"]
+    except (KeyError, TypeError) as exc:
+        raise ModelFileError(f"{folder / _COMPRESSED} is not a saved Compressed: {exc}") from exc
+    if config.get("format") != "skft-compressed" or config.get("format_version") != 1:
+        raise ModelFileError(f"{folder / _COMPRESSED} is not a saved Compressed (format)")
+    accepted = set(inspect.signature(Compressed.__init__).parameters) - {"self", "estimator"}
+    from .trust import _plain_json
+
+    if not isinstance(params, dict) or not isinstance(report, dict):
+        raise ModelFileError(f"{folder / _COMPRESSED}: params and report must be JSON objects")
+    bad = [k for k, v in params.items() if k not in accepted or not _plain_json(v)]
+    if bad or not _plain_json(report):
+        raise ModelFileError(
+            f"refused parameters in {folder / _COMPRESSED}: {', '.join(bad) or 'report'}"
+        )
+    inner, data = build_saved(folder / _INNER, trusted, exact=False)
+    try:
+        if params.get("prune", 0) > 0:
+            example = torch.zeros((1, *inner.input_shape_))
+            names = inner.module_.group_names
+            keep = [names.index(n) for n in report.get("kept_groups", [])]
+            prune = float(params["prune"])
+            prune_module(inner.module_, example, prune, params.get("round_to"), keep)
+            inner.module_.apply_freeze_state(inner.freeze_state_)
+    except Exception as exc:
+        raise ModelFileError(f"{folder / _COMPRESSED} has bad parameters: {exc}") from exc
+    _load_state(inner, folder / _INNER / WEIGHTS, data)
+    inner.module_.eval()
+    comp = Compressed(clone(inner), **params)
+    comp.estimator_, comp.compression_report_, comp.onnx_model_ = inner, report, None
+    if onnx_digest is not None:
+        onnx = (folder / _ONNX).read_bytes()
+        if hashlib.sha256(onnx).hexdigest() != onnx_digest:
+            raise ModelFileError(f"{folder / _ONNX} does not match the sha256 in {_COMPRESSED}")
+        comp.onnx_model_ = OnnxModel(onnx)
+    return comp
