@@ -7,8 +7,6 @@ from typing import Any
 
 import pluggy
 
-from .specs import BackboneSpec
-
 __all__ = ["hookimpl", "hookspec"]
 
 hookspec = pluggy.HookspecMarker("skft")
@@ -95,24 +93,19 @@ def register_demos(register: Register) -> None:
     """
 
 
-# --------------------------------------------------------------------------
-# Resolution hooks: exactly one plugin answers
-# --------------------------------------------------------------------------
-
-
-@hookspec(firstresult=True)
-def resolve_backbone(name: str) -> BackboneSpec | None:
-    """Build a spec for an open-ended name no plugin registered.
+@hookspec
+def register_backbone_prefixes(register: Register) -> None:
+    """Register open-ended backbone names: a prefix and the resolver of names under it.
 
     Parameters
     ----------
-    name : str
-        The requested name, for example ``"timm:resnet10t"``.
-
-    Returns
-    -------
-    BackboneSpec or None
-        ``None`` when this plugin does not know the name.
+    register : callable
+        ``register(prefix, resolve, description="")``; ``resolve(name)`` gets the
+        whole name (``"timm:resnet10t"``) and returns a :class:`BackboneSpec`, or
+        raises ``ValueError`` naming what is wrong with it (an unknown model, a
+        missing folder). ``skft.get_backbone`` asks the resolver of the longest
+        registered prefix of a name no plugin registered; ``skft plugins`` lists
+        ``prefix<description>``.
     """
 
 

@@ -7,6 +7,7 @@ import importlib
 import os
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
@@ -17,10 +18,12 @@ from .specs import BackboneSpec, InputKind
 
 __all__ = [
     "DEFAULT_PLUGINS",
+    "BackbonePrefix",
     "Registry",
     "UnknownNameError",
     "PluginLoadWarning",
     "augmenters",
+    "backbone_prefixes",
     "backbones",
     "broken_plugins",
     "demos",
@@ -221,14 +224,50 @@ def augmenters() -> Registry[Callable[..., Any]]:
     return _collect(pm.hook.register_augmenters, Registry("augmenter", "augment"), None)
 
 
+@dataclass(frozen=True)
+class BackbonePrefix:
+    """An open-ended family of backbone names: ``prefix`` + anything ``resolve`` builds."""
+
+    prefix: str
+    resolve: Callable[[str], BackboneSpec]
+    description: str = ""
+
+
+def backbone_prefixes() -> dict[str, BackbonePrefix]:
+    """Every registered prefix of open-ended backbone names (``"timm:"``, ``"hf:"``, ...)."""
+    found: dict[str, BackbonePrefix] = {}
+
+    def register(prefix: str, resolve: Callable[[str], BackboneSpec], description: str = ""):
+        if not isinstance(prefix, str) or not prefix:
+            raise TypeError(f"a backbone prefix must be a non-empty str, got {prefix!r}")
+        if not callable(resolve):
+            raise TypeError(f"backbone prefix {prefix!r}: resolve must be callable")
+        if prefix in found:
+            raise ValueError(f"backbone prefix {prefix!r} is registered twice")
+        found[prefix] = BackbonePrefix(prefix, resolve, description)
+
+    load_plugins()
+    _call_each(pm.hook.register_backbone_prefixes, register=register)
+    return found
+
+
 def get_backbone(name: str) -> BackboneSpec:
-    """Look a backbone up by name, asking ``resolve_backbone`` for unregistered ones."""
+    """Look a backbone up by name; open-ended names go to their prefix's resolver."""
     registry = backbones()
     if isinstance(name, str) and name not in registry:
-        hook, answers = pm.hook.resolve_backbone, (ValueError, TypeError)
-        spec = _call_each(hook, firstresult=True, answers=answers, name=name)
-        if spec is not None:
+        prefixes = backbone_prefixes()
+        matching = [p for p in prefixes if name.startswith(p)]
+        if matching:
+            spec = prefixes[max(matching, key=len)].resolve(name)
+            if not isinstance(spec, BackboneSpec):
+                raise TypeError(f"the resolver of {max(matching, key=len)!r} returned {spec!r}")
             return spec
+        if prefixes:
+            try:
+                return registry.get(name)
+            except UnknownNameError as exc:
+                also = ", ".join(f"{p}<name>" for p in sorted(prefixes))
+                raise UnknownNameError(f"{exc} Also open-ended: {also}.") from None
     return registry.get(name)
 
 

@@ -81,17 +81,15 @@ def test_plugins_listing_follows_resolve_hook_implementations(capsys):
     from skft.plugins import load_plugins, pm
 
     class ToyResolver:
-        PREFIX = "toy:"
-
         @hookimpl
-        def resolve_backbone(self, name):
-            return None
+        def register_backbone_prefixes(self, register):
+            register("toy:", lambda name: None)
 
     load_plugins()
     pm.register(ToyResolver(), "toy")
     try:
         assert main(["plugins"]) == 0
-        assert "also: toy:<any toy model name> (plugin 'toy')" in capsys.readouterr().out
+        assert f"also: toy:<any toy model name> ({__name__})" in capsys.readouterr().out
     finally:
         pm.unregister(name="toy")
     assert main(["plugins"]) == 0

@@ -38,7 +38,7 @@ class _RaisingPlugin:
         raise RuntimeError("weights index missing")
 
     @skft.hookimpl
-    def resolve_backbone(self, name):
+    def register_backbone_prefixes(self, register):
         raise RuntimeError("resolver crashed")
 
 
@@ -101,10 +101,13 @@ def test_skft_plugins_lists_broken_plugins(broken_install, capsys):
 
 
 def test_a_resolvers_unknown_name_error_is_its_answer(broken_install):
+    def resolve(name):
+        raise ValueError(f"Unknown zoo model {name!r}")
+
     class Resolver:
         @skft.hookimpl
-        def resolve_backbone(self, name):
-            raise ValueError(f"Unknown zoo model {name!r}")
+        def register_backbone_prefixes(self, register):
+            register("zoo:", resolve)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PluginLoadWarning)

@@ -231,3 +231,63 @@ def test_register_input_kinds_and_unknown_kind(digits):
         pm.unregister(name="bag-backbone")
         if pm.get_plugin("bag-kind") is not None:
             pm.unregister(name="bag-kind")
+
+
+def _tiny_build(pretrained, input_shape):
+    return BackboneParts([("lin", nn.Linear(input_shape[0], 4))], nn.Identity(), 4)
+
+
+def test_open_ended_names_go_to_the_longest_registered_prefix():
+    from skft.plugins import UnknownNameError, backbone_prefixes
+
+    asked = []
+
+    def resolver(tag):
+        def resolve(name):
+            asked.append((tag, name))
+            return BackboneSpec(name, _tiny_build, has_pretrained=False, input_kind="tabular")
+
+        return resolve
+
+    class Prefixes:
+        @hookimpl
+        def register_backbone_prefixes(self, register):
+            register("zoo:", resolver("zoo"), description="<any zoo model>")
+            register("zoo:big/", resolver("big"))
+
+    skft.plugins.load_plugins()
+    pm.register(Prefixes(), "prefixes")
+    try:
+        assert {"zoo:", "zoo:big/"} <= set(backbone_prefixes())
+        assert skft.get_backbone("zoo:cat").name == "zoo:cat"
+        assert skft.get_backbone("zoo:big/elephant").name == "zoo:big/elephant"
+        assert asked == [("zoo", "zoo:cat"), ("big", "zoo:big/elephant")]
+        assert skft.get_backbone("resnet18").name == "resnet18"  # registered names first
+        with pytest.raises(UnknownNameError, match="Also open-ended: .*zoo:<name>"):
+            skft.get_backbone("zo:cat")
+    finally:
+        pm.unregister(name="prefixes")
+    assert "zoo:" not in backbone_prefixes()
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (("", lambda n: None), TypeError, "non-empty str"),
+        (("x:", "not callable"), TypeError, "must be callable"),
+        (("x:", lambda n: "a string"), TypeError, "returned 'a string'"),
+    ],
+)
+def test_bad_prefix_registrations_are_named(args, error, match):
+    class Bad:
+        @hookimpl
+        def register_backbone_prefixes(self, register):
+            register(*args)
+
+    skft.plugins.load_plugins()
+    pm.register(Bad(), "bad-prefix")
+    try:
+        with pytest.raises(error, match=match):
+            skft.get_backbone("x:anything")
+    finally:
+        pm.unregister(name="bad-prefix")

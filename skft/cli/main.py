@@ -120,29 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_ended_names() -> list[str]:
-    """Backbone name patterns that plugins resolve on demand (``resolve_backbone``).
+    """Backbone name patterns that plugins resolve on demand (``register_backbone_prefixes``).
 
-    A plugin module with a ``PREFIX`` attribute (skft-timm: ``"timm:"``) is
-    shown as ``timm:<any timm model name>``; the distribution that installed
-    it is named when known.
+    Each registered prefix as ``prefix<description>`` (skft-timm:
+    ``timm:<any timm model name>``), with the distribution that installed its
+    resolver when known, else the resolver's module.
     """
     from importlib.metadata import packages_distributions
 
-    from ..plugins import load_plugins, pm
+    from ..plugins import backbone_prefixes
 
-    load_plugins()
     dists = packages_distributions()
     lines = []
-    for impl in pm.hook.resolve_backbone.get_hookimpls():
-        plugin = impl.plugin
-        module = getattr(plugin, "__name__", None) or type(plugin).__module__
-        source = ", ".join(dists.get(module.split(".")[0], [])) or f"plugin {impl.plugin_name!r}"
-        prefix = getattr(plugin, "PREFIX", None)
-        if isinstance(prefix, str) and prefix:
-            pattern = f"{prefix}<any {prefix.rstrip(':')} model name>"
-        else:
-            pattern = "other names on demand"
-        lines.append(f"{pattern} ({source})")
+    for prefix, entry in sorted(backbone_prefixes().items()):
+        module = getattr(entry.resolve, "__module__", None) or "?"
+        source = ", ".join(dists.get(module.split(".")[0], [])) or module
+        described = entry.description or f"<any {prefix.rstrip(':@')} model name>"
+        lines.append(f"{prefix}{described} ({source})")
     return lines
 
 

@@ -170,7 +170,12 @@ def register_backbones(register: Callable[..., None]) -> None:
 
 
 @hookimpl
-def resolve_backbone(name: str) -> BackboneSpec | None:
+def register_backbone_prefixes(register: Callable[..., None]) -> None:
+    register(PREFIX, resolve_backbone, description="<any timm model name>")
+
+
+def resolve_backbone(name: str) -> BackboneSpec:
+    """The spec of ``"timm:<model name>"``."""
     if not isinstance(name, str) or not name.startswith(PREFIX):
-        return None
+        raise ValueError(f"{name!r} is not a timm backbone name ({PREFIX}<model name>)")
     return timm_spec(name[len(PREFIX) :])

@@ -27,7 +27,9 @@ def test_import_imports_neither_timm_nor_torch():
     code = (
         "import sys, skft_timm\n"
         "spec = skft_timm.efficientnet_lite0_spec()\n"
-        "assert skft_timm.resolve_backbone('resnet18') is None\n"
+        "found = []\n"
+        "skft_timm.register_backbone_prefixes(lambda p, r, description='': found.append(p))\n"
+        "assert found == ['timm:'], found\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('timm', 'torch')]\n"
         "assert not bad, bad[:5]\n"
         "print(spec.name)\n"
@@ -49,8 +51,10 @@ def test_found_through_entry_point():
 
 
 def test_other_names_are_not_resolved():
-    assert skft_timm.resolve_backbone("resnet18") is None
-    assert skft_timm.resolve_backbone("efficientnet_lite0") is None
+    assert skft.get_backbone("resnet18").extra["source"] == "torchvision"
+    for name in ("resnet18", "efficientnet_lite0"):
+        with pytest.raises(ValueError, match="not a timm backbone name"):
+            skft_timm.resolve_backbone(name)
 
 
 # --------------------------------------------------------------------------

@@ -36,7 +36,6 @@ from skft.specs import BackboneSpec, InputKind, Pretrained
 __all__ = [
     "HF_PREFIX",
     "MINILM_ALIASES",
-    "PREFIX",
     "TEXT",
     "TEXT_AUGMENTERS",
     "TEXT_DEFAULTS",
@@ -48,7 +47,6 @@ __version__ = "0.1.0"
 
 #: Names starting with this prefix are Hugging Face model ids or local folders.
 HF_PREFIX = "hf:"
-PREFIX = HF_PREFIX  # what `skft plugins` shows as an open-ended name
 MINILM_ALIASES = ("all-MiniLM-L6-v2",)
 POOLS = ("mean", "cls")
 
@@ -166,14 +164,21 @@ def register_backbones(register: Callable[..., None]) -> None:
 
 
 @hookimpl
-def resolve_backbone(name: str) -> BackboneSpec | None:
+def register_backbone_prefixes(register: Callable[..., None]) -> None:
+    register(HF_PREFIX, resolve_backbone, description="<model id or folder>[@mean|@cls]")
+    for name in ("minilm", *MINILM_ALIASES):
+        register(f"{name}@", resolve_backbone, description="mean|cls (pooling)")
+
+
+def resolve_backbone(name: str) -> BackboneSpec:
+    """The spec of ``"hf:<model id or folder>"`` or ``"minilm@cls"``; pooling after ``@``."""
     if not isinstance(name, str):
-        return None
+        raise TypeError(f"backbone must be a name (str), got {type(name).__name__}")
     base, pool = _split_pool(name) if "@" in name else (name, "mean")
     if base in ("minilm", *MINILM_ALIASES):
         return minilm_spec(pool)
     if not base.startswith(HF_PREFIX):
-        return None
+        raise ValueError(f"{name!r} is not a text backbone name ({HF_PREFIX}<model id>)")
     source = base[len(HF_PREFIX) :]
     if not source:
         raise ValueError("backbone 'hf:' needs a model id or folder, e.g. 'hf:bert-base-uncased'")
