@@ -20,6 +20,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
+from .defaults import effective
 from .plugins import augmenters, instantiate
 from .specs import Augmenter
 
@@ -116,6 +117,17 @@ def parse_augment(augment: Any) -> list[str]:
     return names
 
 
+def augmentation_on(augment: Any, strength: Any = 1.0) -> bool:
+    """Whether training batches are augmented: a strength above 0 and not only ``"none"``.
+
+    The one answer to "is augmentation on?": the parameter checks, the frozen-prefix
+    cache (augmented inputs differ between epochs), ``augment_batch`` and the default
+    search space (``strength`` left at 1: is the strength worth searching?) all ask it.
+    ``augment`` is the effective value (None already replaced by the backbone's default).
+    """
+    return float(strength) > 0 and set(parse_augment(augment)) != {"none"}
+
+
 def _accepts(factory: Any, param: str) -> bool:
     try:
         sig = inspect.signature(factory)
@@ -168,7 +180,9 @@ def augment_batch(net: Any, batch: tuple[Any, Any]) -> tuple[Any, Any]:
 
     Xi, yi = batch
     strength, aug = float(net.augment_strength), net.augmenter_
-    if strength > 0 and not net.input_depth_ and net.input_kind_.name in aug.input_kinds:
+    augment = net.augment if net.augment is not None else effective(net, "augment")  # per batch
+    on = augmentation_on(augment, strength)
+    if on and not net.input_depth_ and net.input_kind_.name in aug.input_kinds:
         Xi = to_device(Xi, net.device)
         if net.input_kind_.to_augmentable is not None:
             Xi = net.input_kind_.to_augmentable(Xi)

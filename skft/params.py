@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 
-from .augment import build_augmenter
+from .augment import augmentation_on, build_augmenter
 from .defaults import effective
 from .plugins import get_backbone, heads, input_kinds
 from .specs import BackboneSpec, InputKind
@@ -188,8 +188,7 @@ def check_params(estimator: Any, X: Any = None, y: Any = None) -> Resolved:
             f"tta={estimator.tta!r} needs image input; {spec.name!r} takes {kind.name}"
         )
     kinds = augmenter.input_kinds
-    augments = augment != "none" and float(estimator.augment_strength) > 0
-    if augments and kind.name not in kinds:
+    if augmentation_on(augment, estimator.augment_strength) and kind.name not in kinds:
         raise ValueError(
             f"augment={augment!r} works on {'/'.join(kinds)} input but "
             f"backbone {spec.name!r} takes {kind.name} input; "

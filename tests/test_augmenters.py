@@ -274,3 +274,19 @@ def test_any_callable_gets_the_declared_attributes(plain_augmenters):
     assert comp.mixes_targets and comp.input_kinds == ("tabular",)
     assert all(isinstance(a, Augmenter) for a in comp.augmenters)
     pickle.loads(pickle.dumps(shift))
+
+
+@pytest.mark.parametrize(
+    ("augment", "strength", "on"),
+    [
+        ("basic", 0.5, True),
+        ("basic", 0.0, False),
+        ("none", 1.0, False),
+        ("none+mixup", 0.5, True),
+        (["none", "none"], 1.0, False),
+    ],
+)
+def test_one_answer_to_is_augmentation_on(augment, strength, on):
+    from skft.augment import augmentation_on
+
+    assert augmentation_on(augment, strength) is on

@@ -54,7 +54,7 @@ def layer_group_count(spec: Any, image_size: Any = None) -> int:
 def search_space(estimator: Any) -> dict[str, Any] | None:
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    from ..augment import parse_augment
+    from ..augment import augmentation_on
     from ..defaults import effective
     from ..plugins import get_backbone
 
@@ -74,6 +74,6 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
     else:
         space["frozen_depth"] = CategoricalDistribution([*range(n_groups), "all"])
     augment = effective(estimator, "augment")  # None: the backbone's default
-    if "augment" in params and set(parse_augment(augment)) != {"none"}:
+    if "augment" in params and augmentation_on(augment):
         space["augment_strength"] = FloatDistribution(0.0, 1.0)
     return space

@@ -35,6 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..augment import augmentation_on
+from ..defaults import effective
+
 __all__ = [
     "CacheStats",
     "FeatureCache",
@@ -229,7 +232,7 @@ def cache_depth(net: Any, first_epoch: int, n_epochs: int) -> int:
     """Groups of ``net`` frozen in eval mode for a whole run when its inputs repeat; 0: no cache."""
     if not (net.feature_cache and net.input_kind_.cacheable):
         return 0
-    if float(net.augment_strength) > 0 and net.augment != "none":
+    if augmentation_on(effective(net, "augment"), net.augment_strength):
         return 0  # augmented inputs differ between epochs
     names = net.module_.group_names
     return cacheable_depth(net.freeze_policy_, names, net.frozen_depth_, first_epoch, n_epochs)
