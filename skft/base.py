@@ -23,7 +23,7 @@ from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch
 from .training.cache import cache_depth, cached_input, fixed_prefix
 from .training.checkpoint import resume_into
 from .training.device import unpickling_device
-from .training.early_stopping import validation_split
+from .training.early_stopping import stopping_record, validation_split
 from .training.faults import out_of_memory_hint
 from .training.progress import default_callbacks
 from .training.seeding import seeded
@@ -168,6 +168,29 @@ class FineTuneMixin(SpeedMixin):
             if views <= 1 or self.input_kind_.name != "image":
                 return NeuralNet.predict_proba(self, Xt)
             return predict_tta(self, Xt, views)
+
+    @property
+    def n_epochs_trained_(self) -> int:
+        """Epochs trained since the module was built (``max_epochs`` unless stopped early)."""
+        if not self.initialized_ or self.history_ is None:
+            raise AttributeError("n_epochs_trained_: call fit first")
+        return len(self.history)
+
+    @property
+    def validation_scores_(self) -> list[float | None]:
+        """With early stopping: the held-out score of every epoch."""
+        record = stopping_record(self)
+        if record is None:
+            raise AttributeError("validation_scores_: the last fit did not use early stopping")
+        return record[0]
+
+    @property
+    def best_epoch_(self) -> int:
+        """With early stopping: the epoch (1-based) whose weights the estimator keeps."""
+        record = stopping_record(self)
+        if record is None:
+            raise AttributeError("best_epoch_: the last fit did not use early stopping")
+        return record[1]
 
     export_backbone = export_backbone  # the tuned backbone as its original architecture
 

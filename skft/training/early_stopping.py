@@ -21,7 +21,7 @@ from sklearn.base import is_classifier
 from skorch.callbacks import Callback, EarlyStopping, EpochScoring
 from skorch.dataset import ValidSplit
 
-__all__ = ["AUTO_MIN_SAMPLES", "TrainingRecord", "early_stopping_callbacks", "validation_split"]
+__all__ = ["AUTO_MIN_SAMPLES", "early_stopping_callbacks", "stopping_record", "validation_split"]
 
 #: ``early_stopping="auto"`` turns early stopping on from this many training samples.
 AUTO_MIN_SAMPLES = 1000
@@ -45,9 +45,8 @@ def validation_split(net: Any) -> ValidSplit | None:
 
 def early_stopping_callbacks(net: Any) -> list[tuple[str, Callback]]:
     """The scoring and stopping callbacks (none when early stopping is off)."""
-    record = [("training_record", TrainingRecord())]
     if not active(net):
-        return record
+        return []
     default = "accuracy" if is_classifier(net) else "r2"
     scoring = EpochScoring(net.scoring or default, lower_is_better=False, name=SCORE)
     stop = EarlyStopping(
@@ -58,15 +57,13 @@ def early_stopping_callbacks(net: Any) -> list[tuple[str, Callback]]:
         lower_is_better=False,
         load_best=True,
     )
-    return [("valid_score", scoring), ("early_stopping", stop), *record]
+    return [("valid_score", scoring), ("early_stopping", stop)]
 
 
-class TrainingRecord(Callback):
-    """Puts ``n_epochs_trained_`` (and the validation curve) on the estimator after a fit."""
-
-    def on_train_end(self, net: Any, **kwargs: Any) -> None:
-        net.n_epochs_trained_ = len(net.history)
-        stop = dict(net.callbacks_).get("early_stopping")
-        if stop is not None:
-            net.validation_scores_ = [row.get(SCORE) for row in net.history]
-            net.best_epoch_ = int(stop.best_epoch_)
+def stopping_record(net: Any) -> tuple[list[float | None], int] | None:
+    """``(validation_scores, best_epoch)`` of ``net``'s fit, read from its history and
+    its early-stopping callback; ``None`` when it did not stop early."""
+    stop = dict(getattr(net, "callbacks_", None) or []).get("early_stopping")
+    if stop is None or getattr(stop, "best_epoch_", None) is None:
+        return None
+    return [row.get(SCORE) for row in net.history], int(stop.best_epoch_)
