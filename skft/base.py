@@ -105,6 +105,24 @@ class FineTuneMixin(SpeedMixin):
         self.optimizer_ = self.optimizer(groups, lr=lr, **kwargs)
         return self
 
+    def change_freeze_state(self, state) -> None:
+        """Apply a freezing policy's new ``state`` during a fit (:class:`FreezeSchedule`).
+
+        Trainable flags and BatchNorm modes go to the module; learning-rate factors to
+        the optimizer's per-group rates (the optimizer is built once, so groups keep their
+        state when the policy unfreezes more of them); cached prefix features are dropped.
+        """
+        module = getattr(self.module_, "module", self.module_)  # inside DistributedDataParallel
+        module.apply_freeze_state(state)
+        factors = dict(zip(module.group_names, state.lr_factors))
+        for group in self.optimizer_.param_groups:
+            new = factors.get(group.get("name"), group["lr_factor"])  # the head keeps its own
+            if new != group["lr_factor"]:
+                group["lr"] *= new / group["lr_factor"]
+                group["lr_factor"] = new
+        self.freeze_state_ = state
+        self.prefix_keys_ = {}  # weights that were frozen may train now
+
     def train_step_single(self, batch, **fit_params):
         """Augment the training batch on the device (skorch: training batches only)."""
         return super().train_step_single(augment_batch(self, batch), **fit_params)

@@ -33,24 +33,11 @@ def build_freezer(freeze: str, params: dict[str, Any]) -> FreezePolicy:
 
 
 class FreezeSchedule(Callback):
-    """Apply the freezing policy's state at the start of every epoch.
-
-    Trainable flags and BatchNorm modes go to the module; learning-rate
-    factors to the optimizer's per-group rates (the optimizer is built once,
-    so groups keep their state when the policy unfreezes more of them).
-    """
+    """Ask the freezing policy for its state at the start of every epoch; when it changes,
+    the estimator applies it (``change_freeze_state``: module flags, per-group rates)."""
 
     def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
         module = getattr(net.module_, "module", net.module_)  # inside DistributedDataParallel
         state = net.freeze_policy_(module.group_names, net.frozen_depth_, len(net.history) - 1)
-        if state == net.freeze_state_:
-            return
-        module.apply_freeze_state(state)
-        factors = dict(zip(module.group_names, state.lr_factors))
-        for group in net.optimizer_.param_groups:
-            new = factors.get(group.get("name"), group["lr_factor"])  # the head keeps its own
-            if new != group["lr_factor"]:
-                group["lr"] *= new / group["lr_factor"]
-                group["lr_factor"] = new
-        net.freeze_state_ = state
-        net.prefix_keys_ = {}  # weights that were frozen may train now
+        if state != net.freeze_state_:
+            net.change_freeze_state(state)
