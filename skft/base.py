@@ -21,7 +21,7 @@ from .io.persist import save as save_model
 from .network import build_network, export_backbone, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
 from .training.cache import cache_depth, cached_input, fixed_prefix
-from .training.checkpoint import resume_into
+from .training.checkpoint import EpochCheckpoint, checkpoint_path, read_checkpoint
 from .training.device import unpickling_device
 from .training.early_stopping import stopping_record, validation_split
 from .training.faults import out_of_memory_hint
@@ -141,13 +141,30 @@ class FineTuneMixin(SpeedMixin):
                         self.initialize()
                     n_epochs = self.max_epochs if epochs is None else epochs
                     if epochs is None and self.checkpoint:  # a whole fit: resumable
-                        n_epochs -= resume_into(self, Xt, yt)
+                        n_epochs -= self._resume_from_checkpoint(Xt, yt)
                     depth = cache_depth(self, len(self.history), n_epochs)
                     with cached_input(self, Xt, depth) as feats:
                         NeuralNet.partial_fit(self, feats, yt, epochs=n_epochs, **fit_params)
                 finally:
                     self.aug_generator_ = None
         return self
+
+    def _resume_from_checkpoint(self, Xt, yt) -> int:
+        """Save this fit's epochs under ``checkpoint`` and resume it; the epochs already done."""
+        path = checkpoint_path(self, Xt, yt)
+        self.callbacks_ = [(n, cb) for n, cb in self.callbacks_ if n != "checkpoint"]
+        self.callbacks_.append(("checkpoint", EpochCheckpoint(path)))
+        state = read_checkpoint(path, self.device)
+        if state is None:
+            return 0
+        self.module_.load_state_dict(state["module"])
+        self.optimizer_.load_state_dict(state["optimizer"])
+        self.history_ = state["history"]
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["aug_rng"] is not None and self.aug_generator_ is not None:
+            self.aug_generator_.set_state(state["aug_rng"])
+        self.prefix_keys_ = {}
+        return len(self.history)
 
     def fit(self, X, y, **fit_params):
         """Fine-tune for ``max_epochs`` epochs (from scratch unless ``warm_start``)."""

@@ -24,7 +24,7 @@ import torch
 from skorch.callbacks import Callback
 from skorch.history import History
 
-__all__ = ["EpochCheckpoint", "checkpoint_path", "resume", "resume_into"]
+__all__ = ["EpochCheckpoint", "checkpoint_path", "read_checkpoint"]
 
 #: parameters that do not change what a fit computes
 _IGNORED = {"checkpoint", "verbose", "callbacks", "device"}
@@ -74,30 +74,19 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} in the history cannot be checkpointed")
 
 
-def resume(net: Any, path: Path) -> int:
-    """Load ``path`` into the initialized ``net``, if it exists; the epochs it had completed."""
+def read_checkpoint(path: Path, device: Any) -> dict[str, Any] | None:
+    """The state saved at ``path`` (history as a skorch ``History``), or None if there is none.
+
+    A damaged file is named, never half-used; the estimator restores the state
+    (``FineTuneMixin._resume_from_checkpoint``).
+    """
     if not path.is_file():
-        return 0
+        return None
     try:
-        state = torch.load(path, map_location=net.device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is named, never half-used
         raise ValueError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); "
             "delete it to train from the start"
         ) from exc
-    net.module_.load_state_dict(state["module"])
-    net.optimizer_.load_state_dict(state["optimizer"])
-    net.history_ = History(json.loads(state["history"]))
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if state["aug_rng"] is not None and net.aug_generator_ is not None:
-        net.aug_generator_.set_state(state["aug_rng"])
-    net.prefix_keys_ = {}
-    return len(net.history)
-
-
-def resume_into(net: Any, X: torch.Tensor, y: torch.Tensor) -> int:
-    """Save this fit's epochs under ``net.checkpoint`` and resume it; the epochs already done."""
-    path = checkpoint_path(net, X, y)
-    net.callbacks_ = [(n, cb) for n, cb in net.callbacks_ if n != "checkpoint"]
-    net.callbacks_.append(("checkpoint", EpochCheckpoint(path)))
-    return resume(net, path)
+    return {**state, "history": History(json.loads(state["history"]))}
