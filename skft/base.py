@@ -7,6 +7,7 @@ speed paths (precision, channels-last, resident data, compile) :mod:`skft.traini
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
@@ -20,7 +21,7 @@ from .defaults import effective, holding_resolved
 from .io.persist import save as save_model
 from .network import build_network, export_backbone, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
-from .training.cache import cache_depth, cached_input, fixed_prefix
+from .training.cache import cache_depth, fixed_prefix, prefix_features
 from .training.checkpoint import EpochCheckpoint, checkpoint_path, read_checkpoint
 from .training.device import unpickling_device
 from .training.early_stopping import stopping_record, validation_split
@@ -143,11 +144,25 @@ class FineTuneMixin(SpeedMixin):
                     if epochs is None and self.checkpoint:  # a whole fit: resumable
                         n_epochs -= self._resume_from_checkpoint(Xt, yt)
                     depth = cache_depth(self, len(self.history), n_epochs)
-                    with cached_input(self, Xt, depth) as feats:
+                    with self._cached_input(Xt, depth) as feats:
                         NeuralNet.partial_fit(self, feats, yt, epochs=n_epochs, **fit_params)
                 finally:
                     self.aug_generator_ = None
         return self
+
+    @contextmanager
+    def _cached_input(self, X, depth: int):
+        """``X`` past the first ``depth`` groups (from the feature cache), entering the module
+        there: ``input_depth_`` says where while the context is open (see ``infer``)."""
+        if not depth or not isinstance(X, torch.Tensor):  # streamed files: no cache
+            yield X
+            return
+        feats = prefix_features(self, X, depth)
+        self.input_depth_ = depth
+        try:
+            yield feats
+        finally:
+            self.input_depth_ = 0
 
     def _resume_from_checkpoint(self, Xt, yt) -> int:
         """Save this fit's epochs under ``checkpoint`` and resume it; the epochs already done."""
@@ -192,7 +207,7 @@ class FineTuneMixin(SpeedMixin):
             if self.feature_cache and self.input_kind_.cacheable and not self.input_depth_:
                 if isinstance(X, torch.Tensor) and tuple(X.shape[1:]) == self.input_shape_:
                     depth = 0 if training else fixed_prefix(self.freeze_state_)
-            with cached_input(self, X, depth) as feats:
+            with self._cached_input(X, depth) as feats:
                 yield from super().forward_iter(feats, training=training, device=device)
 
     def _forward_numpy(self, X) -> np.ndarray:

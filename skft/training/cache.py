@@ -43,7 +43,7 @@ __all__ = [
     "FeatureCache",
     "cache_depth",
     "cacheable_depth",
-    "cached_input",
+    "prefix_features",
     "feature_cache",
     "fixed_prefix",
     "model_key",
@@ -238,25 +238,15 @@ def cache_depth(net: Any, first_epoch: int, n_epochs: int) -> int:
     return cacheable_depth(net.freeze_policy_, names, net.frozen_depth_, first_epoch, n_epochs)
 
 
-@contextmanager
-def cached_input(net: Any, X: torch.Tensor, depth: int) -> Iterator[torch.Tensor]:
-    """``X`` past ``net``'s first ``depth`` groups (from the cache), entering the module there.
+def prefix_features(net: Any, X: torch.Tensor, depth: int) -> torch.Tensor:
+    """``X`` past ``net``'s first ``depth`` groups, from the cache.
 
-    ``net.input_depth_`` says where the features enter while the context is
-    open. The prefix's content key is computed once per freezing state
-    (``net.prefix_keys_``, cleared when the state or the weights change), not
-    once per ``partial_fit`` call.
+    The prefix's content key is computed once per freezing state (memoised in
+    ``net.prefix_keys_``, which the estimator clears when the state or the weights
+    change), not once per ``partial_fit`` call.
     """
-    if not depth or not isinstance(X, torch.Tensor):  # streamed files: no cache
-        yield X
-        return
     key = net.prefix_keys_.get(depth)
     if key is None:
         key = net.prefix_keys_[depth] = model_key(net.module_, depth, net.device)
     size = max(net.batch_size if net.batch_size > 0 else len(X), 64)
-    feats = feature_cache.features(net.module_, depth, X, net.device, size, key=key)
-    net.input_depth_ = depth
-    try:
-        yield feats
-    finally:
-        net.input_depth_ = 0
+    return feature_cache.features(net.module_, depth, X, net.device, size, key=key)
