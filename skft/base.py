@@ -86,7 +86,12 @@ class FineTuneMixin(SpeedMixin):
         if initial and y is not None:
             for name, value in check_params(self, X, y).fitted_attributes().items():
                 setattr(self, name, value)
-        return adapt_input(self, X, fitting=initial, y=y)
+        Xt = adapt_input(self, X, fitting=initial, y=y)
+        if initial:
+            self.input_shape_, self.n_samples_fit_ = tuple(Xt.shape[1:]), len(Xt)
+            if self.input_kind_.name == "tabular":
+                self.n_features_in_ = self.input_shape_[0]
+        return Xt
 
     def initialize_module(self):
         spec = self.backbone_spec_

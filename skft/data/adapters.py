@@ -80,13 +80,13 @@ def as_float_images(X: torch.Tensor) -> torch.Tensor:
 
 
 def adapt_input(net: Any, X: Any, fitting: bool, y: Any = False) -> torch.Tensor:
-    """Adapt ``X`` with the backbone's input adapter; record (fit) or check (predict) its shape.
+    """Adapt ``X`` with the backbone's input adapter; check its shape when not ``fitting``.
 
     The adapter is the backbone spec's own, else its input kind's
-    (:class:`skft.specs.InputKind`). At fit time the per-sample shape becomes
-    ``input_shape_`` (and ``n_features_in_`` for tabular input); later calls
-    must match it. With targets ``y`` (fitting), their presence and length
-    are checked too.
+    (:class:`skft.specs.InputKind`). At fit time the estimator records the
+    per-sample shape as ``input_shape_`` (and ``n_features_in_`` for tabular
+    input); later calls must match it. With targets ``y`` (fitting), their
+    presence and length are checked too.
     """
     if y is None:
         raise ValueError(f"{type(net).__name__} requires y to be passed, but the target y is None")
@@ -103,11 +103,7 @@ def adapt_input(net: Any, X: Any, fitting: bool, y: Any = False) -> torch.Tensor
         Xt = adapter(X, image_size=size, **options)
     shape = tuple(Xt.shape[1:])
     fixed = slice(0, -1 if kind.variable_length else None)  # text: any sequence length
-    if fitting:
-        net.input_shape_, net.n_samples_fit_ = shape, len(Xt)
-        if kind.name == "tabular":
-            net.n_features_in_ = shape[0]
-    elif shape[fixed] != net.input_shape_[fixed]:
+    if not fitting and shape[fixed] != net.input_shape_[fixed]:
         name = type(net).__name__
         if kind.name == "tabular":
             raise ValueError(
