@@ -1,6 +1,8 @@
-"""Bad text input: image file paths are refused with a message naming the fix."""
+"""Bad text input: image paths refused, truncation warnings pointing at the user's line."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -34,3 +36,24 @@ def test_texts_with_dots_and_some_image_names_still_train(fast):
     X = ["see www.example.com now.", "call 555.1234 today", "photo.jpg attached", "ok."]
     clf = FineTunedClassifier(**{**fast, "max_epochs": 1}).fit(X, [0, 1, 0, 1])
     assert clf.predict(X).shape == (4,)
+
+
+def _truncation_warnings(caught):
+    found = [w for w in caught if "truncated" in str(w.message)]
+    assert found, [str(w.message) for w in caught]
+    return found
+
+
+def test_truncation_warning_points_at_the_users_fit_and_predict(fast):
+    long = " ".join(["free"] * 40)
+    X, y = [long, "ok", long, "win"], ["spam", "ham", "spam", "ham"]
+    clf = FineTunedClassifier(**{**fast, "max_epochs": 1}, max_length=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(X, y)
+    assert {w.filename for w in _truncation_warnings(caught)} == {__file__}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.predict(X)
+        clf.predict_proba(X)
+    assert {w.filename for w in _truncation_warnings(caught)} == {__file__}
