@@ -20,7 +20,6 @@ __all__ = ["FineTunedClassifier", "FineTunedRegressor"]
 _REGRESSION_LOSSES = {"mse": nn.MSELoss, "mae": nn.L1Loss, "huber": nn.HuberLoss}
 
 
-
 def _is_missing(value) -> bool:
     """None, a float NaN or pandas' NA/NaT: a missing label."""
     if value is None or type(value).__name__ in ("NAType", "NaTType"):
