@@ -20,6 +20,24 @@ __all__ = ["FineTunedClassifier", "FineTunedRegressor"]
 _REGRESSION_LOSSES = {"mse": nn.MSELoss, "mae": nn.L1Loss, "huber": nn.HuberLoss}
 
 
+def _is_missing(value) -> bool:
+    """None, a float NaN or pandas' NA/NaT: a missing label."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
+
+
+def _check_no_missing_labels(y: np.ndarray) -> None:
+    """A ValueError naming how many labels are missing and where, before the type checks."""
+    missing = [i for i, v in enumerate(y) if _is_missing(v)]
+    if missing:
+        first = ", ".join(str(i) for i in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise ValueError(
+            f"y has {len(missing)} missing label(s) (None or NaN) of {len(y)}, first at "
+            f"index {first}; drop those samples or fill their labels before fit"
+        )
+
+
 class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     """Fine-tune a pretrained backbone with a new classification head.
 
@@ -179,6 +197,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     def _prepare(self, X, y, initial: bool, classes=None):
         y = y.cpu().numpy() if isinstance(y, torch.Tensor) else y
         y = None if y is None else column_or_1d(np.asarray(y), warn=True)
+        if y is not None and y.dtype == object:
+            _check_no_missing_labels(y)
         Xt = self._prepare_X(X, y, initial)
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError("Input y contains NaN or infinity.")

@@ -219,3 +219,15 @@ def test_paths_in_numpy_and_pandas_containers(tmp_path, fast):
         np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-6)
     with pytest.raises(ValueError, match=r"2 columns \['path', 'label'\].*X\['path'\]"):
         clf.predict(frame.assign(label=y))
+
+
+@pytest.mark.parametrize("missing", [None, float("nan")])
+def test_missing_string_labels_are_counted_and_located(digits, fast, missing):
+    X, y = digits
+    labels = np.array([f"digit {v}" for v in y], dtype=object)
+    labels[[3, 7]] = missing
+    with pytest.raises(ValueError, match="y has 2 missing label") as info:
+        FineTunedClassifier(**fast).fit(X, labels)
+    text = str(info.value)
+    assert "index 3, 7" in text and "drop" in text and "fill" in text
+    assert "mixes strings" not in text

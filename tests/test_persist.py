@@ -240,3 +240,12 @@ def test_optuna_search_saves_its_best_model_and_results(digits, fast, tmp_path):
         list(search.cv_results_["mean_test_score"])
     )
     assert results["cv_results"]["param_lr"] == [p["lr"] for p in search.cv_results_["params"]]
+
+
+def test_missing_path_is_named_as_missing(tmp_path):
+    missing = tmp_path / "nope.skft"
+    with pytest.raises(ModelFileError, match="does not exist") as info:
+        skft.load(missing)
+    assert str(missing) in str(info.value) and "config.json" not in str(info.value)
+    with pytest.raises(ModelFileError, match="no config.json; not a model saved by skft"):
+        skft.load(tmp_path)  # exists, but not a model folder

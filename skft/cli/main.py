@@ -10,7 +10,43 @@ __all__ = ["DEMO_TIME", "build_parser", "main", "open_ended_names"]
 #: how long ``skft demo`` takes with its defaults (measured; README says the same)
 DEMO_TIME = "about a minute on 2 idle CPU cores"
 
-_Formatter = argparse.ArgumentDefaultsHelpFormatter
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" only where the help text does not state its default already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        return text if "default" in text.lower() else super()._get_help_string(action)
+
+
+def _at_least(low: float, kind: type = int):
+    """An argparse ``type``: ``kind`` values >= ``low``; others exit 2 with a message."""
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {kind.__name__}, got {text!r}") from None
+        if not value >= low:  # NaN too
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
+_POSITIVE = _at_least(1)
+
+
+def _seconds(text: str) -> float:
+    """An argparse ``type``: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,10 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the text demo instead: fine-tuned MiniLM vs linear probe vs TF-IDF + LR on 1,000 "
         "shipped SMS messages (needs the skft-transformers plugin)",
     )
-    demo.add_argument("--n-train", type=int, default=200, help="training images")
-    demo.add_argument("--n-test", type=int, default=500, help="held-out test images")
-    demo.add_argument("--epochs", type=int, default=10, help="epochs per run")
-    demo.add_argument("--image-size", type=int, default=64, help="8x8 digits upscaled to this")
+    demo.add_argument("--n-train", type=_POSITIVE, default=200, help="training images")
+    demo.add_argument("--n-test", type=_POSITIVE, default=500, help="held-out test images")
+    demo.add_argument("--epochs", type=_POSITIVE, default=10, help="epochs per run")
+    demo.add_argument(
+        "--image-size", type=_POSITIVE, default=64, help="8x8 digits upscaled to this"
+    )
     demo.add_argument("--out", default="skft-demo", help="folder for results and the plot")
     demo.add_argument("--seed", type=int, default=0, help="split and training seed")
 
@@ -64,31 +102,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretrained",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="start from pretrained weights (None: when the backbone has them)",
+        help="start from pretrained weights (default: when the backbone has them)",
     )
-    tune.add_argument("--trials", type=int, default=20, help="trials in the study (all workers)")
-    tune.add_argument("--cv", type=int, default=3, help="cross-validation folds per trial")
     tune.add_argument(
-        "--epochs", type=int, default=None, help="epochs per fold (default: the backbone's, 10)"
+        "--trials", type=_POSITIVE, default=20, help="trials in the study (all workers)"
     )
-    tune.add_argument("--image-size", type=int, default=64, help="images resized to this")
+    tune.add_argument("--cv", type=_at_least(2), default=3, help="cross-validation folds per trial")
     tune.add_argument(
-        "--batch-size", type=int, default=None, help="batch size (default: the backbone's)"
+        "--epochs",
+        type=_POSITIVE,
+        default=None,
+        help="epochs per fold (default: the backbone's, 10)",
+    )
+    tune.add_argument("--image-size", type=_POSITIVE, default=64, help="images resized to this")
+    tune.add_argument(
+        "--batch-size", type=_POSITIVE, default=None, help="batch size (default: the backbone's)"
     )
     tune.add_argument(
         "--storage",
         default=None,
-        help="Optuna storage (None: in memory): sqlite:///s.db, "
+        help="Optuna storage (default: in memory): sqlite:///s.db, "
         "postgresql://user:pw@host:5432/db, or journal:///path/s.log",
     )
     tune.add_argument("--study-name", default=None, help="workers with the same name share trials")
     tune.add_argument("--pruner", default="median", choices=["median", "none"], help="trial pruner")
-    tune.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
-    tune.add_argument("--jobs", type=int, default=1, help="parallel trials in this process")
+    tune.add_argument("--timeout", type=_seconds, default=None, help="stop after this many seconds")
+    tune.add_argument("--jobs", type=_POSITIVE, default=1, help="parallel trials in this process")
     tune.add_argument(
-        "--heartbeat", type=int, default=30, help="heartbeat seconds (database storages)"
+        "--heartbeat", type=_POSITIVE, default=30, help="heartbeat seconds (database storages)"
     )
-    tune.add_argument("--limit", type=int, default=None, help="use at most this many samples")
+    tune.add_argument("--limit", type=_POSITIVE, default=None, help="use at most this many samples")
     tune.add_argument("--seed", type=int, default=0, help="sampler and training seed")
     tune.add_argument("--out", default="skft-tune", help="folder for the model, report and plots")
 
@@ -101,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--text-column", default="text", help="column of a .csv/.tsv: texts")
     predict.add_argument("--out", default="predictions.csv", help="CSV file to write")
-    predict.add_argument("--limit", type=int, default=None, help="predict at most this many")
+    predict.add_argument("--limit", type=_POSITIVE, default=None, help="predict at most this many")
     predict.add_argument(
         "--trust-pickle",
         action="store_true",

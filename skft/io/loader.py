@@ -101,6 +101,10 @@ def _load_json(file: Path) -> Any:
 
 def _read_config(folder: Path) -> dict[str, Any]:
     if not (folder / CONFIG).is_file():
+        if not folder.exists():
+            raise ModelFileError(
+                f"{folder} does not exist; pass the folder written by save() (e.g. model.skft)"
+            )
         if folder.is_file():
             raise ModelFileError(
                 f"{folder} is a file; a saved skft model is a folder with {CONFIG} and {WEIGHTS} "

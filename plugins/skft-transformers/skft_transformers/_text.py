@@ -13,6 +13,8 @@ short; the layer groups trim each batch further to its own longest text.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from typing import Any
 
@@ -25,6 +27,62 @@ from ._tokens import IDS, MASK, N_SYNONYMS, SYN, WORD, load_tokenizer
 __all__ = ["N_SYNONYMS", "adapt_text", "check_texts", "load_tokenizer"]
 
 #: Synonym candidates carried per token.
+
+#: Names that end so are taken for image files, not texts.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+#: Packages whose frames a warning skips, to point at the user's ``fit``/``predict`` line.
+_LIBRARY_PACKAGES = frozenset(
+    {
+        "skft",
+        "skft_transformers",
+        "skft_timm",
+        "skorch",
+        "sklearn",
+        "torch",
+        "numpy",
+        "pandas",
+        "pluggy",
+        "joblib",
+        "optuna",
+        "tokenizers",
+        "transformers",
+    }
+)
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` (for a warning raised by the caller) of the first frame outside
+    skft, its plugins and the libraries it calls: the line in the user's code."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        package = str(frame.f_globals.get("__name__", "")).split(".")[0]
+        if package not in _LIBRARY_PACKAGES:
+            return level
+        frame, level = frame.f_back, level + 1
+    return 1
+
+
+def _is_image_path(text: str) -> bool:
+    if text.lower().endswith(IMAGE_EXTENSIONS):
+        return True
+    return 0 < len(text) < 4096 and "\n" not in text and os.path.isfile(text)
+
+
+def _refuse_paths(texts: list[str]) -> None:
+    """A ValueError when every text is a path to a file (an image file, most likely)."""
+    if not all(_is_image_path(t) for t in texts):
+        return
+    example = texts[0]
+    if all(t.lower().endswith(IMAGE_EXTENSIONS) for t in texts):
+        what = f"X holds image file paths (e.g. {example!r}), not texts"
+    else:
+        what = f"X holds paths to existing files (e.g. {example!r}), not texts"
+    raise ValueError(
+        f"{what}: this backbone takes texts and would learn from the path strings. Image "
+        "files need an image backbone (e.g. backbone='efficientnet_lite0' or 'resnet18'); "
+        "for text files, pass their contents (e.g. [Path(p).read_text() for p in paths])"
+    )
 
 
 def check_texts(X: Any) -> list[str]:
@@ -53,10 +111,13 @@ def check_texts(X: Any) -> list[str]:
         raise ValueError("X is empty: found 0 texts; at least 1 is required")
     for i, item in enumerate(X):
         if not isinstance(item, str):
-            what = "image arrays given to a text backbone" if hasattr(item, "shape") else (
-                f"X[{i}] is {type(item).__name__} ({item!r:.40}), not str"
+            what = (
+                "image arrays given to a text backbone"
+                if hasattr(item, "shape")
+                else (f"X[{i}] is {type(item).__name__} ({item!r:.40}), not str")
             )
             raise TypeError(f"{what}; a text backbone takes strings only")
+    _refuse_paths(list(X))
     return list(X)
 
 
@@ -78,8 +139,10 @@ def adapt_text(X: Any, source: str, max_length: int = 128, image_size: Any = Non
     texts = check_texts(X)
     if max_length is None:
         max_length = 128
-    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or (
-        max_length < 2
+    if (
+        isinstance(max_length, bool)
+        or not isinstance(max_length, (int, np.integer))
+        or (max_length < 2)
     ):
         raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
     _, encodings = _encode(source, texts, int(max_length))
@@ -89,7 +152,7 @@ def adapt_text(X: Any, source: str, max_length: int = 128, image_size: Any = Non
             f"{truncated} of {len(texts)} texts were truncated to max_length={max_length} "
             "tokens; raise max_length to keep them whole",
             UserWarning,
-            stacklevel=4,
+            stacklevel=_user_stacklevel(),
         )
     length = max(len(e.ids) for e in encodings)
     out = np.zeros((len(texts), SYN + N_SYNONYMS, length), dtype=np.int32)
