@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from sklearn.model_selection import GridSearchCV
 from skorch.callbacks import EpochScoring
 from skorch.dataset import ValidSplit
@@ -15,18 +14,6 @@ from skft import FineTunedClassifier, FineTunedRegressor, hookimpl
 from skft.plugins import pm
 
 AUGMENTERS = ["basic", "color", "randaugment", "mixup", "cutmix"]
-STRENGTHS = (0.1, 0.25, 0.5, 0.75, 1.0)
-
-
-def _images(digits, channels: int) -> torch.Tensor:
-    """The digits at 16 px; the 3-channel version tints every image differently."""
-    X = torch.from_numpy(digits[0]).unsqueeze(1)
-    X = F.interpolate(X, size=16, mode="bilinear", align_corners=False).clamp(0, 1)
-    if channels == 1:
-        return X
-    tint = torch.rand(len(X), 3, 1, 1, generator=torch.Generator().manual_seed(0))
-    return X * (0.3 + 0.7 * tint)
-
 
 
 @pytest.fixture(scope="module")
