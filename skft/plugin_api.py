@@ -9,11 +9,15 @@ torch when first called.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .hookspecs import hookimpl
+from .io.weights import (
+    adapt_input_channels,
+    download_state_dict,
+    load_state_dict_checked,
+    load_state_dict_file,
+)
 from .plugins import UnknownNameError, augmenters, backbones, freezers, get_backbone
 from .specs import (
     IMAGENET_MEAN,
@@ -31,9 +35,6 @@ from .specs import (
     Prunable,
     PruningHints,
 )
-
-if TYPE_CHECKING:
-    from torch import nn
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -90,48 +91,3 @@ def effective_param(estimator: Any, name: str) -> Any:
     from .defaults import effective
 
     return effective(estimator, name)
-
-
-# ----------------------------------------------------------------------------
-# Pretrained weights
-# ----------------------------------------------------------------------------
-
-
-def load_state_dict_file(
-    model: nn.Module, path: str | os.PathLike, ignore_prefixes: Iterable[str] = ()
-) -> nn.Module:
-    """Load a state dict saved with ``torch.save`` into ``model`` (``weights_only=True``).
-
-    Keys starting with any of ``ignore_prefixes`` are skipped on both sides; every
-    other key must match in name and shape, otherwise a ``ValueError`` names them.
-    """
-    from .io import weights
-
-    return weights.load_state_dict_file(model, path, ignore_prefixes)
-
-
-def load_state_dict_checked(
-    model: nn.Module,
-    state: dict[str, Any],
-    ignore_prefixes: Iterable[str] = (),
-    source: str = "state dict",
-    architecture: str | None = None,
-) -> None:
-    """``model.load_state_dict`` with one readable error for every mismatch."""
-    from .io import weights
-
-    weights.load_state_dict_checked(model, state, ignore_prefixes, source, architecture)
-
-
-def download_state_dict(get: Callable[[], dict[str, Any]], what: str, url: str) -> dict[str, Any]:
-    """``get()`` (a download of pretrained weights), with a clear error when offline."""
-    from .io import weights
-
-    return weights.download_state_dict(get, what, url)
-
-
-def adapt_input_channels(groups: Iterable[nn.Module], in_chans: int) -> None:
-    """The first convolution in ``groups`` adapted to ``in_chans`` input channels."""
-    from .io import weights
-
-    weights.adapt_input_channels(groups, in_chans)

@@ -28,6 +28,7 @@ import numpy as np
 
 from .persist import CONFIG, FORMAT_VERSION, WEIGHTS
 from .trust import ESTIMATORS, ModelFileError, vet_params
+from .weights import mismatch_report
 
 __all__ = ["ModelFileError", "load"]
 
@@ -247,12 +248,8 @@ def _check_shapes(
         and (len(tensors[k]) != len(own[k]) or any(a > b for a, b in zip(tensors[k], own[k])))
     ]
     if missing or unexpected or shapes:
-        lines = [f"{file} does not fit the model in {CONFIG}:"]
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
-            if items:
-                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
-                lines.append(f"  {label}: {', '.join(items[:5])}{more}")
-        raise ModelFileError("\n".join(lines))
+        header = f"{file} does not fit the model in {CONFIG}:"
+        raise ModelFileError(mismatch_report(header, missing, unexpected, shapes))
 
 
 def _load_state(estimator: Any, file: Path, data: bytes) -> None:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported when a function runs: skft.plugin_api stays light
+    from torch import nn
 
-__all__ = ["adapt_input_channels", "download_state_dict", "load_state_dict_file"]
+__all__ = [
+    "adapt_input_channels",
+    "download_state_dict",
+    "load_state_dict_checked",
+    "load_state_dict_file",
+    "mismatch_report",
+]
 
 
 def load_state_dict_file(
@@ -22,6 +28,8 @@ def load_state_dict_file(
     skft replaces) are skipped on both sides; every other key must match in
     name and shape, otherwise a ``ValueError`` says which do not.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained={str(path)!r}: no such weights file")
@@ -66,13 +74,21 @@ def load_state_dict_checked(
     ]
     if missing or unexpected or shapes:
         arch = architecture or type(model).__name__
-        lines = [f"{source} does not match the architecture ({arch}):"]
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
-            if items:
-                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
-                lines.append(f"  {label}: {', '.join(items[:5])}{more}")
-        raise ValueError("\n".join(lines))
+        header = f"{source} does not match the architecture ({arch}):"
+        raise ValueError(mismatch_report(header, missing, unexpected, shapes))
     model.load_state_dict(theirs, strict=False)
+
+
+def mismatch_report(
+    header: str, missing: list[str], unexpected: list[str], shapes: list[str]
+) -> str:
+    """``header`` and one line per kind of mismatch, each naming its first five keys."""
+    lines = [header]
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+        if items:
+            more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+            lines.append(f"  {label}: {', '.join(items[:5])}{more}")
+    return "\n".join(lines)
 
 
 def download_state_dict(get: Callable[[], dict[str, Any]], what: str, url: str) -> dict[str, Any]:
@@ -80,6 +96,8 @@ def download_state_dict(get: Callable[[], dict[str, Any]], what: str, url: str) 
     try:
         return get()
     except (OSError, RuntimeError) as exc:  # URLError is an OSError
+        import torch
+
         name = url.rsplit("/", 1)[-1]
         raise RuntimeError(
             f"Could not fetch the pretrained weights of {what} ({exc}). Without network "
@@ -96,6 +114,9 @@ def adapt_input_channels(groups: Iterable[nn.Module], in_chans: int) -> None:
     channels (timm's ``adapt_input_conv``), so a grayscale image gives the
     response an RGB image with equal channels would.
     """
+    import torch
+    from torch import nn
+
     conv = next((m for g in groups for m in g.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None or conv.in_channels == in_chans:
         return
