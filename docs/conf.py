@@ -53,10 +53,21 @@ numpydoc_show_class_members = False
 autosummary_context = {
     "user_methods": {
         "FineTunedClassifier": [
-            "fit", "partial_fit", "predict", "predict_proba", "save", "to_onnx", "export_backbone"
+            "fit",
+            "partial_fit",
+            "predict",
+            "predict_proba",
+            "save",
+            "to_onnx",
+            "export_backbone",
         ],
         "FineTunedRegressor": [
-            "fit", "partial_fit", "predict", "save", "to_onnx", "export_backbone"
+            "fit",
+            "partial_fit",
+            "predict",
+            "save",
+            "to_onnx",
+            "export_backbone",
         ],
         "OptunaSearch": ["fit", "save"],
         "Compressed": ["fit", "predict", "predict_proba", "score", "save"],
