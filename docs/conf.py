@@ -112,6 +112,10 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
 }
 html_show_sourcelink = False
+# pages without sub-pages: no empty "Section Navigation" column
+html_sidebars = {
+    page: [] for page in ("index", "install", "quickstart", "benchmarks", "plugins", "architecture")
+}
 
 
 # -- the command line's options, read from its parser at every build ----------------------
