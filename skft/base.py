@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import is_classifier
 from skorch import NeuralNet
 
 from .augment import augment_batch
@@ -21,6 +22,7 @@ from .defaults import effective, holding_resolved
 from .io.persist import save as save_model
 from .network import build_network, export_backbone, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
+from .plan import DataProfile, plan_fit
 from .training.cache import cache_depth, fixed_prefix, prefix_features
 from .training.checkpoint import EpochCheckpoint, checkpoint_path, read_checkpoint
 from .training.device import unpickling_device
@@ -83,9 +85,10 @@ class FineTuneMixin(SpeedMixin):
 
     def _prepare_X(self, X: Any, y: Any, initial: bool) -> torch.Tensor:
         """Check parameters and look names up on a first fit; adapt X (see ``adapt_input``)."""
-        if initial and y is not None:
-            for name, value in check_params(self, X, y).fitted_attributes().items():
-                setattr(self, name, value)
+        if initial and y is not None and self.lr == "find":
+            from .training.lr_finder import lr_find
+
+            self.lr_found_ = lr_find(self, X, y).suggestion
         Xt = adapt_input(self, X, fitting=initial, y=y)
         if initial:
             self.input_shape_, self.n_samples_fit_ = tuple(Xt.shape[1:]), len(Xt)
@@ -186,9 +189,33 @@ class FineTuneMixin(SpeedMixin):
         self.prefix_keys_ = {}
         return len(self.history)
 
+    def _plan(self, X, y) -> None:
+        """Check every parameter, then resolve the ``None`` ones from the data (``fit_plan_``).
+
+        The parameters are checked (and their names looked up) before the data is
+        read; the plan (:func:`skft.plan.plan_fit`) reads only its shape, sizes and
+        labels. The augmenter is built after it, from the planned ``augment``.
+        """
+        self.__dict__.pop("fit_plan_", None)  # a new fit: a new plan
+        spec = check_params(self).spec
+        profile = DataProfile.of(X, y, spec.input_kind, is_classifier(self))
+        self.fit_plan_ = plan_fit(spec, profile, self.get_params(deep=False))
+        for name, value in check_params(self).fitted_attributes().items():
+            setattr(self, name, value)
+
+    @property
+    def resolved_params_(self) -> dict[str, Any]:
+        """The values the last fit used for the parameters skft resolves (``skft.plan``)."""
+        plan = self.__dict__.get("fit_plan_")
+        if plan is None:
+            raise AttributeError("resolved_params_: call fit first")
+        return dict(plan.values)
+
     def fit(self, X, y, **fit_params):
         """Fine-tune for ``max_epochs`` epochs (from scratch unless ``warm_start``)."""
         initialize = not (self.warm_start and self.initialized_)
+        if initialize and y is not None:
+            self._plan(X, y)
         with holding_resolved(self):  # None: the backbone's defaults (lr, batch_size, ...)
             Xt, yt = self._prepare(X, y, initial=initialize)
             return self._run(Xt, yt, initialize, None, **fit_params)
@@ -196,6 +223,8 @@ class FineTuneMixin(SpeedMixin):
     def partial_fit(self, X, y, classes=None, **fit_params):
         """Train one more epoch (initializing on the first call)."""
         initialize = not self.initialized_
+        if initialize and y is not None:
+            self._plan(X, y)
         with holding_resolved(self):
             Xt, yt = self._prepare(X, y, initial=initialize, classes=classes)
             return self._run(Xt, yt, initialize, 1, **fit_params)
@@ -217,9 +246,9 @@ class FineTuneMixin(SpeedMixin):
 
     def _forward_numpy(self, X) -> np.ndarray:
         self.check_is_fitted()
-        Xt = adapt_input(self, X, fitting=False)
         views = n_tta_views(self.tta)
-        with holding_resolved(self):
+        with holding_resolved(self):  # the planned image_size and batch_size
+            Xt = adapt_input(self, X, fitting=False)
             if views <= 1 or self.input_kind_.name != "image":
                 return NeuralNet.predict_proba(self, Xt)
             return predict_tta(self, Xt, views)
