@@ -48,9 +48,11 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     pretrained : bool or path
         True: the backbone's default weights; False: random init; a path: a
         local state-dict file of the backbone's architecture.
-    frozen_depth : int or "all"
+    frozen_depth : None, int or "all"
         Layer groups frozen from the input side; 0 = full fine-tuning,
-        "all" = linear probe (only the head trains).
+        "all" = linear probe (only the head trains). None: decided from the
+        data by the fit plan (:mod:`skft.plan`): a linear probe for few colour
+        photos per class, full fine-tuning otherwise.
     freeze : str
         Freezing policy name; its parameters are passed as ``freeze__*``.
     augment : None, str or list of str
@@ -67,17 +69,23 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         ``"find"``: run :func:`skft.lr_find` on the training data first and
         train with its suggestion (``lr_found_``). None: the backbone's
         recommended rate (1e-3 for image backbones, 5e-5 for text encoders,
-        whose new head trains 20 times faster; see :mod:`skft.defaults`).
+        whose new head trains 20 times faster), 1e-2 for a linear probe; see
+        :mod:`skft.plan`.
     max_epochs, batch_size : None or int
-        Epochs and batch size; None: the backbone's (images: 10 and 32; text
-        encoders: 20 and 16).
+        Epochs and batch size; None: from the backbone and the data (images:
+        epochs for a budget of optimizer steps, batch 32 or a quarter of a small
+        data set; text encoders: 20 and 16). The values a fit used are in
+        ``resolved_params_``; ``fit_plan_`` says why.
     lr_schedule : None, "constant", "linear" or "cosine"
         The rate over the fit (:mod:`skft.training.schedule`): "linear" warms up over the
         first 10% of the steps and decays linearly to 0 at the end of
         ``max_epochs``; "cosine" warms up the same way and follows a half cosine.
-        None: the backbone's ("constant" for images, "linear" for text encoders).
+        None: from the backbone and the data ("constant" for images, "cosine" for
+        fine-tuning small or grayscale images and for a linear probe, "linear" for
+        text encoders; :mod:`skft.plan`).
     image_size : int or None
-        Side of the square input; None: the backbone's default.
+        Side of the square input; None: the backbone's default, or 64 for
+        images of 32 px or less (:mod:`skft.plan`).
     max_length : int >= 2 or None
         Text backbones: tokens per text (special tokens included), longer texts
         are truncated (counted, one warning); None: the backbone's default (128).

@@ -21,7 +21,7 @@ estimator's ``fit_plan_`` holds the decisions and the reason for each, and
 data                           decision
 =============================  =======================================================
 small images (side <= 32) or   far from ImageNet's photos: full fine-tuning
-grayscale                      (``frozen_depth=0``) at ``image_size=64``, AdamW 1e-3,
+grayscale                      (``frozen_depth=0``) at ``image_size=64``, AdamW 3e-3,
                                cosine schedule, epochs for :data:`FINE_TUNE_STEPS` steps
 colour photos, n/c < 100       linear probe: ``frozen_depth="all"``, lr 1e-2 (the head
                                alone), no augmentation (the frozen features are cached),
@@ -85,6 +85,9 @@ SMALL_SIDE = 32
 SMALL_IMAGE_SIZE = 64
 #: Samples per class (smallest class) below which colour photos get a linear probe.
 PROBE_BELOW_PER_CLASS = 100
+#: Learning rate of full fine-tuning on small or grayscale images (measured on digits:
+#: 50 images, 300 steps, 64 px: 0.874 at 3e-3 against 0.754 at 1e-3).
+FAR_LR = 3e-3
 #: Optimizer steps a fine-tuning fit aims at (epochs follow from the data size).
 FINE_TUNE_STEPS = 300
 #: Epochs of a linear probe (cheap: the frozen features are computed once).
@@ -212,6 +215,7 @@ def image_rule(profile: DataProfile, defaults: dict) -> dict[str, tuple[Any, str
                 SMALL_IMAGE_SIZE,
                 f"{side}-px sources upsampled to {SMALL_IMAGE_SIZE}",
             )
+        out["lr"] = (FAR_LR, "the whole network moves far from its pretraining")
         out["lr_schedule"] = ("cosine", "fine-tuning: warm-up and cosine decay")
         epochs = _epochs_for_steps(n, bs, FINE_TUNE_STEPS)
         out["max_epochs"] = (epochs, f"{FINE_TUNE_STEPS} steps of {bs} over {n} samples")

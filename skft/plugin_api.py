@@ -18,6 +18,7 @@ from .io.weights import (
     load_state_dict_checked,
     load_state_dict_file,
 )
+from .plan import DataProfile, FitPlan, image_rule
 from .plugins import UnknownNameError, augmenters, backbones, freezers, get_backbone
 from .specs import (
     IMAGENET_MEAN,
@@ -42,6 +43,8 @@ __all__ = [
     "Augmenter",
     "BackboneParts",
     "BackboneSpec",
+    "DataProfile",
+    "FitPlan",
     "FreezePolicy",
     "FreezeState",
     "InputKind",
@@ -60,6 +63,7 @@ __all__ = [
     "freezers",
     "get_backbone",
     "hookimpl",
+    "image_rule",
     "load_state_dict_checked",
     "load_state_dict_file",
     "one_column",

@@ -191,6 +191,10 @@ class BackboneSpec:
     # (the head trains at lr * head_lr_factor); see skft.defaults
     defaults: dict[str, Any] = field(default_factory=dict)
 
+    # the data-aware rule (skft.plan): (DataProfile, static defaults) -> {name: (value, reason)}
+    # for the parameters it decides; None: the rule of the input kind (images: skft.plan.image_rule)
+    plan: Callable[[Any, dict], dict] | None = None
+
     # free-form metadata (paper, licence, weight source, ...); skft never reads it
     extra: dict[str, Any] = field(default_factory=dict)
 
