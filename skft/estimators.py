@@ -56,10 +56,11 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     freeze : str
         Freezing policy name; its parameters are passed as ``freeze__*``.
     augment : None, str or list of str
-        Augmenter name (``"none"``, ``"basic"``, ``"color"``, ``"randaugment"``,
+        Augmenter name (``"none"``, ``"basic"``, ``"affine"``, ``"color"``, ``"randaugment"``,
         ``"mixup"``, ``"cutmix"``, or a plugin's, e.g. skft-transformers' ``"eda"``),
-        or a composition: ``"basic+mixup"`` or ``["basic", "mixup"]``. None: the
-        backbone's default (``"basic"`` for images, ``"none"`` for text). Parameters
+        or a composition: ``"basic+mixup"`` or ``["basic", "mixup"]``. None: from the
+        backbone and the data (``"basic"`` for photos, ``"affine"`` for small or
+        grayscale images, ``"none"`` for a linear probe and for text). Parameters
         as ``augment__*``; for a composition ``augment__<name>__<param>`` addresses
         one component (see :mod:`skft.augment`).
     augment_strength : float in [0, 1]

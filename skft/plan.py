@@ -22,7 +22,8 @@ data                           decision
 =============================  =======================================================
 small images (side <= 32) or   far from ImageNet's photos: full fine-tuning
 grayscale                      (``frozen_depth=0``) at ``image_size=64``, AdamW 3e-3,
-                               cosine schedule, epochs for :data:`FINE_TUNE_STEPS` steps
+                               cosine schedule, epochs for :data:`FINE_TUNE_STEPS` steps,
+                               ``augment="affine"`` (no mirror)
 colour photos, n/c < 300       linear probe: ``frozen_depth="all"``, lr 1e-2 (the head
                                alone), no augmentation (the frozen features are cached),
                                :data:`PROBE_EPOCHS` epochs
@@ -218,6 +219,7 @@ def image_rule(profile: DataProfile, defaults: dict) -> dict[str, tuple[Any, str
                 f"{side}-px sources upsampled to {SMALL_IMAGE_SIZE}",
             )
         out["lr"] = (FAR_LR, "the whole network moves far from its pretraining")
+        out["augment"] = ("affine", "crops, rotations and shifts; no mirror (digits, letters)")
         out["lr_schedule"] = ("cosine", "fine-tuning: warm-up and cosine decay")
         epochs = _epochs_for_steps(n, bs, FINE_TUNE_STEPS)
         out["max_epochs"] = (epochs, f"{FINE_TUNE_STEPS} steps of {bs} over {n} samples")
