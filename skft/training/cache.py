@@ -17,16 +17,14 @@ Entries are keyed on *content*, never on object identity:
 
 The cache is process-wide (``skft.training.cache.feature_cache``), bounded in bytes
 (least recently used rows are evicted first; ``SKFT_FEATURE_CACHE_MB`` sets
-the bound, 1024 MiB by default) and thread-safe. Switch it off per estimator
-with ``feature_cache=False``; results are the same either way.
+the bound, 1024 MiB by default) and thread-safe: the budget rules of
+:mod:`skft.training.budget`, which the decoded-image cache shares. Switch it off
+per estimator with ``feature_cache=False``; results are the same either way.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from torch import nn
 
 from ..augment import augmentation_on
 from ..defaults import effective
+from .budget import BoundedLRU, budget_bytes
 
 __all__ = [
     "CacheStats",
@@ -101,41 +100,35 @@ class FeatureCache:
 
     def __init__(self, max_bytes: int | None = None) -> None:
         if max_bytes is None:
-            max_bytes = int(float(os.environ.get("SKFT_FEATURE_CACHE_MB", "1024")) * 2**20)
-        self.max_bytes = int(max_bytes)
-        self._rows: OrderedDict[tuple[str, bytes], torch.Tensor] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.RLock()
+            max_bytes = budget_bytes("SKFT_FEATURE_CACHE_MB")
+        self._rows = BoundedLRU(max_bytes)
+        self._lock = self._rows.lock
         self.stats = CacheStats()
 
     def __len__(self) -> int:
         return len(self._rows)
 
     @property
+    def max_bytes(self) -> int:
+        return self._rows.max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        self._rows.max_bytes = int(value)
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by cached features."""
-        return self._bytes
+        return self._rows.nbytes
 
     def clear(self) -> None:
         """Drop every entry and reset the counters."""
         with self._lock:
             self._rows.clear()
-            self._bytes = 0
             self.stats = CacheStats()
 
     def _put(self, key: tuple[str, bytes], row: torch.Tensor) -> None:
-        size = row.numel() * row.element_size()
-        if size > self.max_bytes:
-            return
-        old = self._rows.pop(key, None)
-        if old is not None:
-            self._bytes -= old.numel() * old.element_size()
-        self._rows[key] = row
-        self._bytes += size
-        while self._bytes > self.max_bytes:
-            _, dropped = self._rows.popitem(last=False)
-            self._bytes -= dropped.numel() * dropped.element_size()
-            self.stats.evictions += 1
+        self.stats.evictions += self._rows.put(key, row)
 
     def features(
         self,
@@ -163,7 +156,6 @@ class FeatureCache:
                 if rk not in found:
                     hit = self._rows.get((mkey, rk))
                     if hit is not None:
-                        self._rows.move_to_end((mkey, rk))
                         found[rk] = hit
             self.stats.lookups += 1
         todo: dict[bytes, int] = {}
