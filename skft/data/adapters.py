@@ -13,7 +13,15 @@ from sklearn.utils.validation import check_array
 from torch.utils.data import Subset
 
 from ..defaults import effective
-from .images import array_to_nchw, as_sequence, is_path, is_pil, resize, stack_pil
+from .images import (
+    array_to_nchw,
+    as_sequence,
+    is_path,
+    is_pil,
+    load_image_files,
+    resize,
+    stack_pil,
+)
 from .streaming import ImageFiles, image_files
 
 __all__ = [
@@ -26,6 +34,7 @@ __all__ = [
     "set_input_tags",
 ]
 
+
 def adapt_tabular(X: Any, image_size: int | None = None) -> torch.Tensor:
     """2-D numeric X (numpy, pandas, lists, torch) to a float32 tensor ``(N, F)``."""
     if isinstance(X, torch.Tensor):
@@ -34,7 +43,9 @@ def adapt_tabular(X: Any, image_size: int | None = None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(X))
 
 
-def adapt_images(X: Any, image_size: int) -> torch.Tensor:
+def adapt_images(
+    X: Any, image_size: int, device: Any = None, decode_cache: bool = True
+) -> torch.Tensor:
     """Images in any supported layout to ``(N, C, S, S)`` with C in {1, 3}.
 
     Accepts numpy/torch arrays ``(N,H,W)``, ``(N,H,W,C)`` or ``(N,C,H,W)``
@@ -44,13 +55,20 @@ def adapt_images(X: Any, image_size: int) -> torch.Tensor:
     then a centre crop) along one path whatever the container, so the same
     picture gives the same tensor. uint8 input stays uint8 to save memory;
     float input becomes float32.
+
+    Files are decoded by :func:`skft.data.images.load_image_files`: a thread per
+    core, JPEG on the GPU when ``device`` is a CUDA device (``"auto"`` resolved),
+    through the decoded-image cache unless ``decode_cache`` is false.
     """
     X = as_sequence(X)
     if isinstance(X, (list, tuple)) and len(X) and is_path(X[0]):
         _refuse_text(X[0])
         if not all(is_path(p) for p in X):
             raise TypeError("a list X must hold only PIL images or only file paths")
-        return ImageFiles(X, image_size).load()  # the decoder streaming uses: same pixels
+        from ..training.device import resolve_device
+
+        device = resolve_device(device)  # the decoder streaming uses: same pixels on the CPU
+        return load_image_files(X, image_size, device=device, cache=decode_cache is not False)
     if isinstance(X, (list, tuple)) and len(X) and is_pil(X[0]):
         return stack_pil(list(X), image_size)
     if isinstance(X, (str, os.PathLike)) or is_pil(X):
