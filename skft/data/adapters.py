@@ -31,7 +31,9 @@ __all__ = [
     "adapt_input",
     "adapt_tabular",
     "as_float_images",
+    "sample_lengths",
     "set_input_tags",
+    "trim_to_longest",
 ]
 
 
@@ -156,13 +158,33 @@ def set_input_tags(tags: Any, backbone: Any) -> Any:
 # --------------------------------------------------------------------------
 
 
+def sample_lengths(kind: Any, X: Any) -> torch.Tensor | None:
+    """Each sample's length in adapted ``X``, on the CPU, for a kind that declares
+    :attr:`~skft.specs.InputKind.lengths` (text); ``None`` for the others."""
+    if kind is None or kind.lengths is None or not isinstance(X, torch.Tensor):
+        return None
+    return torch.as_tensor(kind.lengths(X.cpu()), dtype=torch.long).cpu()
+
+
+def trim_to_longest(batch: torch.Tensor, lengths: torch.Tensor, axis: int) -> torch.Tensor:
+    """``batch`` cut along ``axis`` to its longest sample (``lengths``: the batch's, on the CPU).
+
+    The length is a host number: no read-back from the device, wherever the batch is.
+    """
+    longest = max(int(lengths.max()), 1) if len(lengths) else 1
+    return batch.narrow(axis, 0, longest) if longest < batch.shape[axis] else batch
+
+
 class BatchLoader:
     """Batches sliced straight from in-memory tensors: one gather per batch.
 
     A drop-in for skorch's ``iterator_train``/``iterator_valid`` when the
     dataset is a skorch ``Dataset`` (or a ``Subset`` of one) over tensors;
     torch's ``DataLoader`` collates sample by sample, which costs more than
-    a small model's step. Other datasets are read item by item.
+    a small model's step. Other datasets are read item by item. A dataset
+    with ``sample_lengths`` (a CPU tensor, variable-length input) and
+    ``length_axis`` has each batch trimmed to its own longest sample there,
+    with the length known on the host (:func:`trim_to_longest`).
     """
 
     def __init__(
@@ -182,6 +204,8 @@ class BatchLoader:
         self.files = X if isinstance(X, ImageFiles) else None  # streamed: DataLoader workers
         self.X = X if isinstance(X, torch.Tensor) else None
         self.y = y if isinstance(y, torch.Tensor) else None
+        self.lengths = getattr(ds, "sample_lengths", None)
+        self.length_axis = getattr(ds, "length_axis", -1)
         self.n = len(dataset)
         # skorch's convention: batch_size=-1 puts every sample in one batch
         self.batch_size = max(self.n, 1) if batch_size == -1 else int(batch_size)
@@ -207,7 +231,10 @@ class BatchLoader:
                 continue
             idx = sel if self.indices is None else self.indices[sel]
             yb = self.y[idx] if self.y is not None else torch.zeros(len(idx))
-            yield self.X[idx], yb
+            Xb = self.X[idx]
+            if self.lengths is not None:
+                Xb = trim_to_longest(Xb, self.lengths[idx], self.length_axis)
+            yield Xb, yb
 
 
 class ShuffledBatchLoader(BatchLoader):

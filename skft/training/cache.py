@@ -138,6 +138,8 @@ class FeatureCache:
         device: torch.device | str,
         batch_size: int = 64,
         key: str | None = None,
+        lengths: torch.Tensor | None = None,
+        length_axis: int = 1,
     ) -> torch.Tensor:
         """``module.prefix(X, depth)``: preprocessing and the first ``depth`` groups.
 
@@ -145,7 +147,10 @@ class FeatureCache:
         are computed in eval mode without gradients, on ``device``, and stored.
         Returns a tensor on ``device`` with one row per sample of ``X``.
         ``key`` is :func:`model_key` of ``(module, depth, device)`` when the
-        caller already has it.
+        caller already has it. Variable-length input comes with ``lengths``
+        (each sample's, on the CPU): each chunk of ``X`` is trimmed to its
+        longest sample before the prefix runs, and its features are padded back
+        with zeros along ``length_axis`` to the length of ``X``, so rows stack.
         """
         device = torch.device(device)
         mkey = key or model_key(module, depth, device)
@@ -164,7 +169,10 @@ class FeatureCache:
                 todo[rk] = i
         if todo:
             idx = torch.as_tensor(list(todo.values()), dtype=torch.long)
-            computed = _run_prefix(module, depth, X[idx], device, batch_size)
+            todo_lengths = None if lengths is None else lengths[idx]
+            computed = _run_prefix(
+                module, depth, X[idx], device, batch_size, todo_lengths, length_axis
+            )
             with self._lock:
                 for rk, row in zip(todo, computed):
                     row = row.clone()  # own storage: the byte bound counts what is kept
@@ -187,12 +195,37 @@ def _eval(module: nn.Module) -> Iterator[None]:
 
 
 def _run_prefix(
-    module, depth: int, X: torch.Tensor, device: torch.device, batch_size: int
+    module,
+    depth: int,
+    X: torch.Tensor,
+    device: torch.device,
+    batch_size: int,
+    lengths: torch.Tensor | None = None,
+    length_axis: int = 1,
 ) -> list[torch.Tensor]:
+    from ..data.adapters import trim_to_longest
+
     out = []
     with torch.no_grad(), _eval(module):
         for start in range(0, len(X), batch_size):
-            out.extend(module.prefix(X[start : start + batch_size].to(device), depth).unbind(0))
+            chunk = X[start : start + batch_size]
+            if lengths is None:
+                out.extend(module.prefix(chunk.to(device), depth).unbind(0))
+                continue
+            trimmed = trim_to_longest(chunk, lengths[start : start + batch_size], -1)
+            feats = module.prefix(trimmed.to(device), depth)
+            out.extend(_pad_along(feats, length_axis, chunk.shape[-1]).unbind(0))
+    return out
+
+
+def _pad_along(t: torch.Tensor, axis: int, length: int) -> torch.Tensor:
+    """``t`` zero-padded along ``axis`` to ``length``."""
+    if t.shape[axis] >= length:
+        return t
+    shape = list(t.shape)
+    shape[axis] = length
+    out = t.new_zeros(shape)
+    out.narrow(axis, 0, t.shape[axis]).copy_(t)
     return out
 
 
@@ -230,15 +263,21 @@ def cache_depth(net: Any, first_epoch: int, n_epochs: int) -> int:
     return cacheable_depth(net.freeze_policy_, names, net.frozen_depth_, first_epoch, n_epochs)
 
 
-def prefix_features(net: Any, X: torch.Tensor, depth: int) -> torch.Tensor:
+def prefix_features(
+    net: Any, X: torch.Tensor, depth: int, lengths: torch.Tensor | None = None
+) -> torch.Tensor:
     """``X`` past ``net``'s first ``depth`` groups, from the cache.
 
     The prefix's content key is computed once per freezing state (memoised in
     ``net.prefix_keys_``, which the estimator clears when the state or the weights
-    change), not once per ``partial_fit`` call.
+    change), not once per ``partial_fit`` call. ``lengths``: each sample's length,
+    for variable-length input (see :meth:`FeatureCache.features`).
     """
     key = net.prefix_keys_.get(depth)
     if key is None:
         key = net.prefix_keys_[depth] = model_key(net.module_, depth, net.device)
     size = max(net.batch_size if net.batch_size > 0 else len(X), 64)
-    return feature_cache.features(net.module_, depth, X, net.device, size, key=key)
+    axis = net.input_kind_.feature_length_axis
+    return feature_cache.features(
+        net.module_, depth, X, net.device, size, key=key, lengths=lengths, length_axis=axis
+    )
