@@ -130,6 +130,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--search-rounds", type=int, default=3)
     p.add_argument("--before", action="store_true", help="also the search without the cache")
+    p.add_argument("--decode-only", action="store_true", help="part 1 only")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.data is not None:
@@ -157,6 +158,8 @@ def main() -> None:
             f"   parallel speed-up: {ratio_min:.2f}x (min)  {ratio_med:.2f}x (median)  goal >= 1.8x"
         )
 
+        if args.decode_only:
+            return
         unit = min(t["serial"])
         y = np.arange(len(paths)) % 2
         s, (misses, hits) = search_rounds(paths, y, args.search_rounds, args.before)
