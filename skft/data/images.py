@@ -374,13 +374,12 @@ def load_image_files(
 
 def _stack(decoded: list, paths: list[str], size: int, decoder: str, store: Any, threads: Any):
     channels = 1 if all(mode in GRAY_MODES for _, mode in decoded) else 3
-    out = torch.empty((len(decoded), channels, size, size), dtype=torch.uint8)
-    again = []
-    for i, (img, mode) in enumerate(decoded):
-        if img.shape[0] == channels or mode in _REPLICATED_GRAY:
-            out[i] = img.expand(channels, -1, -1)
-        else:
-            again.append(i)
+    imgs = [img for img, _ in decoded]
+    again = [
+        i
+        for i, (img, mode) in enumerate(decoded)
+        if img.shape[0] != channels and mode not in _REPLICATED_GRAY
+    ]
 
     def as_rgb(path: str) -> torch.Tensor:
         hit = store.get(path, size, decoder, "rgb") if store is not None else None
@@ -393,7 +392,17 @@ def _stack(decoded: list, paths: list[str], size: int, decoder: str, store: Any,
         return img
 
     for i, img in zip(again, thread_map(as_rgb, [paths[i] for i in again], threads)):
-        out[i] = img
+        imgs[i] = img
+    out = torch.empty((len(imgs), channels, size, size), dtype=torch.uint8)
+
+    def fill(rows: range) -> None:  # copied in the pool too, not by the caller's intra-op pool
+        for i in rows:
+            out[i].copy_(imgs[i].expand(channels, -1, -1))
+
+    step = max(len(imgs) // max(decode_threads() if threads is None else int(threads), 1), 1)
+    thread_map(
+        fill, [range(a, min(a + step, len(imgs))) for a in range(0, len(imgs), step)], threads
+    )
     return out
 
 
