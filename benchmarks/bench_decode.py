@@ -19,9 +19,16 @@ with noise, quality 90), or every ``*.jpg`` under ``--data`` (e.g.
 (random weights, a linear probe), so the search's own cost is small and the same in
 both searches.
 
-Run: ``python benchmarks/bench_decode.py [--n 400] [--rounds 5] [--before] [--data DIR]``
-(about 2 minutes on 2 CPU cores). Timings on a shared machine are noisy: compare the
-ratios measured in one run, not absolute times across runs.
+Run: ``python benchmarks/bench_decode.py [--n 400] [--rounds 5] [--before] [--data DIR]
+[--torch-threads 1]``, a few minutes on 2 CPU cores. ``--torch-threads 1`` keeps the
+searches' own main-thread tensor work out of torch's intra-op pool, which on a loaded
+machine made it vary several-fold between identical runs.
+
+Timings on a shared machine are noisy: compare the ratios measured in one run, not
+absolute times across runs. The CPU/wall line says how many cores the process actually
+got while decoding in parallel (with Linux's autogroup scheduling, a session gets its
+share of the machine whatever its thread count), and the process CPU time of the
+searches says how much decoding work each one did, which load changes less.
 """
 
 from __future__ import annotations
@@ -62,9 +69,15 @@ def write_jpegs(folder: Path, n: int, width: int = 500, height: int = 375) -> li
     return paths
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
+#: process CPU seconds of each timed call, by the name it was timed under
+CPU: dict[str, list[float]] = {}
+
+
+def timed(fn, name: str = "") -> float:
+    """Wall seconds of ``fn()``; its process CPU seconds go to ``CPU[name]``."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
+    CPU.setdefault(name, []).append(time.process_time() - c0)
     return time.perf_counter() - t0
 
 
@@ -76,8 +89,11 @@ def decode_rounds(paths: list[str], rounds: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {"serial": [], "parallel": []}
     load_image_files(paths[:8], SIZE, cache=False)  # imports and first-call costs
     for _ in range(rounds):
-        times["serial"].append(timed(lambda: load_image_files(paths, SIZE, threads=1, cache=False)))
-        times["parallel"].append(timed(lambda: load_image_files(paths, SIZE, cache=False)))
+        serial = lambda: load_image_files(paths, SIZE, threads=1, cache=False)  # noqa: E731
+        times["serial"].append(timed(serial, "serial"))
+        times["parallel"].append(
+            timed(lambda: load_image_files(paths, SIZE, cache=False), "parallel")
+        )
     return times
 
 
@@ -109,15 +125,16 @@ def search_rounds(paths: list[str], y: np.ndarray, rounds: int, before: bool):
         for name in times:
             decode_cache.clear()
             if name == "arrays":
-                times[name].append(timed(lambda: search(arrays, y)))
+                times[name].append(timed(lambda: search(arrays, y), name))
             elif name == "paths":
-                times[name].append(timed(lambda: search(X_paths, y)))
+                times[name].append(timed(lambda: search(X_paths, y), name))
                 counts = (decode_cache.stats.misses, decode_cache.stats.hits)
             else:  # every fit decodes its files again, one after the other
                 real = images.decode_threads
                 images.decode_threads = lambda: 1
                 try:
-                    times[name].append(timed(lambda: search(X_paths, y, decode_cache_on=False)))
+                    run = lambda: search(X_paths, y, decode_cache_on=False)  # noqa: E731
+                    times[name].append(timed(run, name))
                 finally:
                     images.decode_threads = real
     return times, counts
@@ -131,7 +148,12 @@ def main() -> None:
     p.add_argument("--search-rounds", type=int, default=3)
     p.add_argument("--before", action="store_true", help="also the search without the cache")
     p.add_argument("--decode-only", action="store_true", help="part 1 only")
+    p.add_argument(
+        "--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
+    )
     args = p.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     with tempfile.TemporaryDirectory() as tmp:
         if args.data is not None:
             paths = sorted(str(f) for f in args.data.rglob("*.jpg"))
@@ -157,6 +179,10 @@ def main() -> None:
         print(
             f"   parallel speed-up: {ratio_min:.2f}x (min)  {ratio_med:.2f}x (median)  goal >= 1.8x"
         )
+        share = statistics.median(c / w for c, w in zip(CPU["parallel"], t["parallel"]))
+        print(
+            f"   cores this process got while decoding in parallel (CPU/wall, median): {share:.2f}"
+        )
 
         if args.decode_only:
             return
@@ -177,6 +203,13 @@ def main() -> None:
                 + ("   goal <= 0.67" if name == "paths" else "")
             )
         print(f"   one search over paths: {misses} files decoded, {hits} served by the cache")
+        cpu_unit = min(CPU["serial"])
+        for name in [n for n in s if n != "arrays"]:
+            extra = (statistics.median(CPU[name]) - statistics.median(CPU["arrays"])) / cpu_unit
+            print(
+                f"   process CPU time, {name} - arrays: {extra:.2f} serial decodes' CPU time "
+                f"(median; unit {cpu_unit:.3f} s)"
+            )
 
 
 if __name__ == "__main__":
