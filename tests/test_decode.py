@@ -242,7 +242,7 @@ def fake_cuda(monkeypatch):
     return calls
 
 
-def test_jpeg_files_go_to_the_cuda_decoder_and_others_to_the_cpu(paths, fake_cuda):
+def test_jpeg_files_go_to_the_cuda_decoder_and_others_to_the_cpu(paths, fake_cuda, monkeypatch):
     out = load_image_files(paths, 16, device="cuda", cache=False)
     jpegs = [p for p in paths if p.endswith(".jpg")]
     gray = sum(1 for p in jpegs if Image.open(p).mode == "L")
@@ -250,6 +250,10 @@ def test_jpeg_files_go_to_the_cuda_decoder_and_others_to_the_cpu(paths, fake_cud
         [(gray, "ImageReadMode.GRAY", "cuda"), (len(jpegs) - gray, "ImageReadMode.RGB", "cuda")]
     )
     assert torch.equal(out, load_image_files(paths, 16, cache=False))  # same decoder here
+    fake_cuda.clear()  # small chunks: files read and decoded block by block, same tensors
+    monkeypatch.setattr(images, "GPU_DECODE_CHUNK", 2)
+    assert torch.equal(load_image_files(paths, 16, device="cuda", cache=False), out)
+    assert max(n for n, _, _ in fake_cuda) == 2 and sum(n for n, _, _ in fake_cuda) == len(jpegs)
     # the decoder is part of the cache key: CPU entries never answer for CUDA
     load_image_files(paths, 16)
     load_image_files(paths, 16, device="cuda")

@@ -361,14 +361,19 @@ def load_image_files(
             store.put(f.identity, size, decoder, img, f.mode)
         return img, f.mode
 
-    decoded = thread_map(native, paths, threads)
-    pending = [i for i, (img, _) in enumerate(decoded) if isinstance(img, EncodedFile)]
-    if pending:
-        files = [decoded[i][0] for i in pending]
+    if decoder == "cpu":
+        return _stack(thread_map(native, paths, threads), paths, size, decoder, store, threads)
+    decoded: list = []
+    block = 4 * GPU_DECODE_CHUNK  # the JPEG bytes waiting for the GPU: a few blocks' worth
+    for start in range(0, len(paths), block):
+        part = thread_map(native, paths[start : start + block], threads)
+        pending = [i for i, (img, _) in enumerate(part) if isinstance(img, EncodedFile)]
+        files = [part[i][0] for i in pending]
         for i, f, img in zip(pending, files, decode_jpegs_on(device, files, size, threads)):
-            decoded[i] = (img, f.mode)
+            part[i] = (img, f.mode)
             if store is not None:
                 store.put(f.identity, size, decoder, img, f.mode)
+        decoded.extend(part)
     return _stack(decoded, paths, size, decoder, store, threads)
 
 
