@@ -17,7 +17,13 @@ from sklearn.base import is_classifier
 from skorch import NeuralNet
 
 from .augment import augment_batch
-from .data.adapters import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
+from .data.adapters import (
+    BatchLoader,
+    ShuffledBatchLoader,
+    adapt_input,
+    sample_lengths,
+    set_input_tags,
+)
 from .defaults import effective, holding_resolved
 from .io.persist import save as save_model
 from .network import build_network, export_backbone, param_groups
@@ -161,16 +167,36 @@ class FineTuneMixin(SpeedMixin):
     @contextmanager
     def _cached_input(self, X, depth: int):
         """``X`` past the first ``depth`` groups (from the feature cache), entering the module
-        there: ``input_depth_`` says where while the context is open (see ``infer``)."""
-        if not depth or not isinstance(X, torch.Tensor):  # streamed files: no cache
+        there: ``input_depth_`` says where while the context is open (see ``infer``).
+
+        Variable-length input (text) also gets each sample's length, computed here on the
+        host, for the batch loader to trim batches by (see :meth:`get_dataset`).
+        """
+        if getattr(self, "input_depth_", 0):  # inside a run on cached features: X is those
             yield X
             return
-        feats = prefix_features(self, X, depth)
+        if not isinstance(X, torch.Tensor):  # streamed files: no cache
+            depth = 0
+        lengths = sample_lengths(self.input_kind_, X)
+        feats = prefix_features(self, X, depth, lengths) if depth else X
+        axis = self.input_kind_.feature_length_axis if depth else -1
+        outer = self.__dict__.get("_host_lengths")
         self.input_depth_ = depth
+        self.__dict__["_host_lengths"] = None if lengths is None else (lengths, axis)
         try:
             yield feats
         finally:
             self.input_depth_ = 0
+            self.__dict__["_host_lengths"] = outer
+
+    def get_dataset(self, X, y=None):
+        """skorch's dataset; for variable-length input, with each sample's length on the host
+        (``sample_lengths``, ``length_axis``): :class:`BatchLoader` trims batches by them."""
+        dataset = super().get_dataset(X, y)
+        lengths = self.__dict__.get("_host_lengths")
+        if lengths is not None and len(lengths[0]) == len(dataset):
+            dataset.sample_lengths, dataset.length_axis = lengths
+        return dataset
 
     def _resume_from_checkpoint(self, Xt, yt) -> int:
         """Save this fit's epochs under ``checkpoint`` and resume it; the epochs already done."""

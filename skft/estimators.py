@@ -140,6 +140,11 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     num_workers : int or None
         Decoding worker processes for streamed files (0: in this process);
         None: half the CPU cores, 1 to 4.
+    decode_cache : bool
+        Image files loaded into memory are decoded once per process and kept
+        (keyed by path, size and modification time; at most
+        ``SKFT_DECODE_CACHE_MB``, 1024 MiB): the fits, predictions and scores of
+        a search decode each file once (see :mod:`skft.data.decode_cache`).
     precision : "auto", "fp32", "bf16" or "fp16"
         Autocast dtype of forward passes (fit and predict). ``"auto"``: bf16
         on CUDA devices that support it, else fp32 (always fp32 on CPU).
@@ -189,6 +194,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         scoring=None,
         streaming="auto",
         num_workers=None,
+        decode_cache=True,
         precision="auto",
         module=None,
         label_smoothing=0.0,
@@ -339,6 +345,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         scoring=None,
         streaming="auto",
         num_workers=None,
+        decode_cache=True,
         precision="auto",
         module=None,
         criterion="mse",

@@ -62,6 +62,7 @@ FINE_TUNE_PARAMS = (
     "scoring",
     "streaming",
     "num_workers",
+    "decode_cache",
     "precision",
 )
 
@@ -97,6 +98,7 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     ),
     "pretrained": ([bool, str, os.PathLike], "True, False or a path to a state-dict file"),
     "feature_cache": (["boolean"], "True or False"),
+    "decode_cache": (["boolean"], "True or False"),
     "early_stopping": (["boolean", StrOptions({"auto"})], "True, False or 'auto'"),
     "validation_fraction": ([Interval(Real, 0, 1, closed="neither")], "a float in (0, 1)"),
     "n_iter_no_change": ([Interval(Integral, 1, None, closed="left")], "an int >= 1"),
