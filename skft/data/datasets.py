@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from ..warn import warn_at_caller
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -285,10 +286,9 @@ def _check_files(files: list[Path]) -> tuple[list[Path], list[str]]:
 def _warn_skipped(root: Path, skipped: list[str]) -> None:
     shown = skipped[:_LISTED]
     more = f"\n  ... and {len(skipped) - len(shown)} more" if len(skipped) > len(shown) else ""
-    warnings.warn(
+    warn_at_caller(
         f"skipped {len(skipped)} file(s) under {root}:\n  " + "\n  ".join(shown) + more,
         SkippedFilesWarning,
-        stacklevel=3,
     )
 
 
