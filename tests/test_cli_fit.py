@@ -170,7 +170,7 @@ def test_fit_needs_two_classes(tmp_path, capsys):
 @pytest.mark.parametrize(
     "text, value",
     [("3e-4", 3e-4), ("5", 5), ("all", "all"), ("True", True), ("false", False)]
-    + [("None", None), ("[1, 2]", [1, 2]), ("cosine", "cosine"), ("'0'", "0")],
+    + [("None", None), ("none", "none"), ("[1, 2]", [1, 2]), ("cosine", "cosine"), ("'0'", "0")],
 )
 def test_set_values(text, value):
     assert parse_value(text) == value and type(parse_value(text)) is type(value)

@@ -26,26 +26,28 @@ OPTION_PARAMS = {
     "pretrained": "pretrained",
 }
 
-_WORDS = {"true": True, "false": False, "none": None, "null": None}
+_BOOLS = {"true": True, "false": False}
 
 
 def parse_value(text: str) -> Any:
-    """A ``--set`` value: a Python literal (``3e-4``, ``True``, ``[1, 2]``), ``true``,
-    ``false`` or ``none`` in any case, else the text itself (``all``, ``cosine``)."""
-    if text.lower() in _WORDS:
-        return _WORDS[text.lower()]
+    """A ``--set`` value: a Python literal (``3e-4``, ``True``, ``None``, ``[1, 2]``),
+    ``true`` or ``false`` in any case, else the text itself (``all``, ``cosine``, and
+    ``none``, the augmenter that does nothing)."""
+    if text.lower() in _BOOLS:
+        return _BOOLS[text.lower()]
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
 
 
-def estimator_params(args, spec) -> dict[str, Any]:
-    """The estimator's keyword arguments from the options and ``--set``; a parameter
-    given both ways, or a name neither estimator has, is a ValueError."""
+def estimator_params(args, backbone: str, spec) -> dict[str, Any]:
+    """The estimator's keyword arguments from the options and ``--set`` (``spec``:
+    ``backbone``'s); a parameter given both ways, or a name neither estimator has, is a
+    ValueError."""
     from ..estimators import FineTunedClassifier, FineTunedRegressor
 
-    params: dict[str, Any] = {"backbone": spec.name}
+    params: dict[str, Any] = {"backbone": backbone}
     for dest, name in OPTION_PARAMS.items():
         if getattr(args, dest) is not None:
             params[name] = getattr(args, dest)
@@ -115,7 +117,7 @@ def run_fit(args) -> int:
 
     backbone = args.backbone or ("minilm" if is_text_source(args.data) else "efficientnet_lite0")
     spec = get_backbone(backbone)
-    params = estimator_params(args, spec)
+    params = estimator_params(args, backbone, spec)
     Estimator = FineTunedRegressor if args.task == "regression" else FineTunedClassifier
     _check(Estimator(**params))  # bad values fail here, before the data is read
 
