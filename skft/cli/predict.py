@@ -118,9 +118,12 @@ def run_predict(args) -> int:
     model = load_model(args.model, args.trust_pickle, args.trust or [])
     data = load_with_labels(model, args.data, args.limit, args.text_column, args.label_column)
     print(f"predicting {len(data.ids)} samples of {args.data}", flush=True)
-    pred = model.predict(data.X)
-    proba = model.predict_proba(data.X) if hasattr(model, "predict_proba") else None
     classes = list(getattr(model, "classes_", []))
+    if hasattr(model, "predict_proba") and classes:  # one pass over the data, not two
+        proba = model.predict_proba(data.X)
+        pred = np.asarray(model.classes_)[proba.argmax(axis=1)]
+    else:
+        proba, pred = None, model.predict(data.X)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as fh:
