@@ -36,6 +36,7 @@ from .specs import (
     Prunable,
     PruningHints,
 )
+from .warn import warn_at_caller
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -67,6 +68,7 @@ __all__ = [
     "load_state_dict_checked",
     "load_state_dict_file",
     "one_column",
+    "warn_at_caller",
 ]
 
 
