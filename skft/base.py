@@ -91,6 +91,8 @@ class FineTuneMixin(SpeedMixin):
 
     def _prepare_X(self, X: Any, y: Any, initial: bool) -> torch.Tensor:
         """Check parameters and look names up on a first fit; adapt X (see ``adapt_input``)."""
+        if initial and y is not None and "fit_plan_" not in self.__dict__:
+            self._plan(X, y)  # called without fit (fit plans before holding the values)
         if initial and y is not None and self.lr == "find":
             from .training.lr_finder import lr_find
 
