@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..data.adapters import adapt_input, as_float_images
+from ..defaults import holding_resolved
 from .onnx_export import (
     QUANTIZE_MODES,
     STATIC_MODES,
@@ -165,7 +166,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         else:
             est = clone(self.estimator).fit(X, y)
         before = _size(est.module_)
-        Xt = adapt_input(est, X, fitting=False)
+        Xt = _adapted(est, X)
         report: dict[str, Any] = {"unhandled_layers": [], "unpruned_layers": []}
         if self.prune > 0:
             teacher = copy.deepcopy(est.module_) if self.distill > 0 else None
@@ -225,7 +226,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             return None
         if calibration_X is not None:
             try:
-                Xt = adapt_input(est, calibration_X, fitting=False)
+                Xt = _adapted(est, calibration_X)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"calibration data: {exc}") from exc
         rng = check_random_state(self.random_state)
@@ -270,7 +271,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         est = self.estimator_
         if self.onnx_model_ is None:
             return est._forward_numpy(X)
-        Xt = as_float_images(adapt_input(est, X, fitting=False)).float()  # text: ids as floats
+        Xt = as_float_images(_adapted(est, X)).float()  # text: ids as floats
         out = torch.from_numpy(self.onnx_model_.run(Xt.numpy()))
         return est._get_predict_nonlinearity()(out).numpy()
 
@@ -303,6 +304,12 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
 
 #: ONNX Runtime's fused attention operators (float and dynamic int8)
 FUSED_ATTENTION = ("Attention", "QAttention")
+
+
+def _adapted(est: Any, X: Any) -> torch.Tensor:
+    """``X`` through the fitted estimator's input adapter, at the size its fit plan chose."""
+    with holding_resolved(est):
+        return adapt_input(est, X, fitting=False)
 
 
 def _count_ops(model: bytes, op_types: tuple[str, ...]) -> int:
