@@ -19,12 +19,14 @@ from torch import nn
 
 from ..data.adapters import adapt_input, as_float_images
 from ..defaults import holding_resolved
+from .deployed import OUTPUTS
 from .onnx_export import (
     QUANTIZE_MODES,
     STATIC_MODES,
     OnnxModel,
     estimator_onnx,
     fusion_hints,
+    output_name,
     quantize_onnx,
 )
 from .onnx_export import to_onnx as to_onnx
@@ -248,11 +250,23 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             return {"calibration_agreement": float(np.mean(ref.argmax(1) == out.argmax(1)))}
         return {"calibration_max_diff": float(np.abs(ref - out).max())}
 
-    def save(self, path: Any, trusted: Any = ()):
+    def save(self, path: Any, trusted: Any = (), deploy: bool = False):
         """Write to the folder ``path`` (JSON, safetensors, ONNX; no pickle); see skft.load.
 
-        ``trusted``: classes of your own among the estimator's parameters (see ``skft.load``).
+        ``deploy=False``: the full folder (``compressed.json``, the compressed estimator
+        in ``estimator/``, ``model.onnx``), which ``skft.load`` returns as a ``Compressed``
+        that predicts, refits and searches. ``deploy=True``: only what prediction needs
+        (``model.onnx``, ``deploy.json``: preprocessing and labels, and ``tokenizer.json``
+        for texts), which ``skft.load`` returns as a predict-only
+        :class:`~skft.deploy.deployed.DeployedClassifier` or ``DeployedRegressor`` that
+        needs numpy and onnxruntime, not torch: the folder to ship.
+        ``trusted``: classes of your own among the estimator's parameters (full folders
+        only; see ``skft.load``).
         """
+        if deploy:
+            from .persist import save_deploy
+
+            return save_deploy(self, path)
         from .persist import save_compressed
 
         return save_compressed(self, path, trusted)
@@ -272,8 +286,11 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         if self.onnx_model_ is None:
             return est._forward_numpy(X)
         Xt = as_float_images(_adapted(est, X)).float()  # text: ids as floats
-        out = torch.from_numpy(self.onnx_model_.run(Xt.numpy()))
-        return est._get_predict_nonlinearity()(out).numpy()
+        out = self.onnx_model_.run(Xt.numpy())
+        name = output_name(est)  # in numpy, as deploy folders do: the same probabilities
+        if name is not None:
+            return OUTPUTS[name](out)
+        return est._get_predict_nonlinearity()(torch.from_numpy(out)).numpy()
 
     @available_if(lambda self: is_classifier(self.estimator))
     def predict_proba(self, X: Any) -> np.ndarray:

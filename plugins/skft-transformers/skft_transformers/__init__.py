@@ -31,7 +31,7 @@ from functools import partial
 from typing import Any
 
 from skft import hookimpl
-from skft.specs import BackboneSpec, InputKind, Pretrained
+from skft.specs import BackboneSpec, InputKind, Pretrained, TokenizedInput
 
 __all__ = [
     "HF_PREFIX",
@@ -117,6 +117,14 @@ def _adapt_source(source: str | None, X: Any, image_size: Any = None, max_length
     return _adapt(source or minilm_folder(), X, image_size, max_length)
 
 
+def _tokenized_input(source: str | None, max_length: int) -> TokenizedInput:
+    """How deploy folders tokenise: this tokenizer, the ids and mask rows of a token batch."""
+    from ._tokens import IDS, MASK, load_tokenizer
+
+    tokenizer = load_tokenizer(source or minilm_folder()).to_str()
+    return TokenizedInput(tokenizer, max_length, ids_row=IDS, mask_row=MASK)
+
+
 def encoder_spec(
     name: str, source: str | None, pool: str = "mean", n_layers: int | None = None, **extra: Any
 ) -> BackboneSpec:
@@ -128,6 +136,7 @@ def encoder_spec(
         has_pretrained=True,
         input_kind="text",
         adapter=partial(_adapt_source, source),
+        tokenized_input=partial(_tokenized_input, source),
         default_image_size=None,
         mean=(),
         std=(),
@@ -252,4 +261,3 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
     if isinstance(augment, str) and augment in TEXT_AUGMENTERS:
         space["augment__max_share"] = FloatDistribution(0.1, 0.5)
     return space or None  # augment_strength and frozen_depth: skft's own entries
-
