@@ -136,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", default="skft-tune", help="folder for the model, report and plots")
 
     predict = command("predict", "predict with a saved model, writing CSV")
-    predict.add_argument("model", help="a model.skft folder written by skft tune (or save())")
+    predict.add_argument(
+        "model",
+        help="a model folder written by skft tune or save(), or a deploy folder "
+        "(Compressed.save(path, deploy=True))",
+    )
     predict.add_argument(
         "data",
         help="'digits', an .npz with X, a folder of images, a .csv/.tsv of texts, or a folder "

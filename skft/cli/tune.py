@@ -113,8 +113,9 @@ def run_tune(args) -> int:
 def run_predict(args) -> int:
     """Run ``skft predict`` with parsed arguments (see ``skft predict --help``); 0 on success."""
     model = _load_model(Path(args.model), args.trust_pickle, getattr(args, "trust", None) or [])
-    size = model.image_size or getattr(model.backbone_spec_, "default_image_size", None) or 224
-    X, _, ids = load_reporting_skips(args.data, size, False, args.limit, args.text_column)
+    X, _, ids = load_reporting_skips(
+        args.data, _image_size(model), False, args.limit, args.text_column
+    )
     pred = model.predict(X)
     proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
     classes = list(getattr(model, "classes_", []))
@@ -133,6 +134,19 @@ def run_predict(args) -> int:
             writer.writerow(row)
     print(f"wrote {len(ids)} predictions to {out}")
     return 0
+
+
+def _image_size(model: Any) -> int | None:
+    """The side a model's images are resized to: the size it was fitted at (None: no images).
+
+    A ``Compressed`` predicts with its estimator's input; an estimator's fit plan may have
+    chosen the size (``image_size=None``), so the fitted input shape decides, not the parameter.
+    """
+    inner = getattr(model, "estimator_", model)
+    kind = getattr(inner, "input_kind_", None)
+    if kind is None:  # a deploy folder's model
+        return getattr(inner, "image_size", None)
+    return int(inner.input_shape_[-1]) if kind.name == "image" else None
 
 
 def _load_model(path: Path, trust_pickle: bool, trusted: list[str]) -> Any:
