@@ -113,7 +113,7 @@ def test_loading_and_predicting_imports_no_torch(compressed, folders):
         "print(sorted(m for m in ('torch', 'torchvision', 'skorch', 'onnx', 'sklearn') "
         "if m in sys.modules))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     predicted, imported = out.stdout.strip().splitlines()

@@ -287,7 +287,7 @@ class DeployedModel:
 
 
 class DeployedClassifier(DeployedModel):
-    """A classifier from a deploy folder: predict, predict_proba, score, classes_."""
+    """A deploy folder's classifier: ``predict``, ``predict_proba``, ``score``, ``classes_``."""
 
     def __init__(self, classes: np.ndarray, *args: Any) -> None:
         super().__init__(*args)

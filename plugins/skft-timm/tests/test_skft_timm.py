@@ -322,7 +322,7 @@ def test_a_saved_model_loads_in_a_fresh_process(tmp_path):
         f"model = skft.load({folder!r})\n"
         f"print(len(model.module_.groups), model.predict(np.load({x!r})).tolist())"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"{len(clf.module_.groups)} {clf.predict(X[:6]).tolist()}"

@@ -63,7 +63,7 @@ def test_loading_imports_neither_torch_nor_the_plugin(compressed):
         "print(sorted(m for m in ('torch', 'transformers', 'skft_transformers', 'sklearn') "
         "if m in sys.modules))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == [str(comp.predict(NEW[:4]).tolist()), "[]"]
