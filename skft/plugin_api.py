@@ -35,6 +35,7 @@ from .specs import (
     Pretrained,
     Prunable,
     PruningHints,
+    TokenizedInput,
 )
 from .warn import warn_at_caller
 
@@ -55,6 +56,7 @@ __all__ = [
     "Pretrained",
     "Prunable",
     "PruningHints",
+    "TokenizedInput",
     "UnknownNameError",
     "adapt_input_channels",
     "augmenters",
@@ -83,7 +85,7 @@ def one_column(X: Any, holds: str) -> Any:
     ``holds`` completes the error for a DataFrame of several columns: "pass the one
     column that holds ``holds``".
     """
-    from .data.images import one_column as impl
+    from .data.arrays import one_column as impl
 
     return impl(X, holds)
 

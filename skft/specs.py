@@ -26,6 +26,7 @@ __all__ = [
     "Prunable",
     "Pretrained",
     "PruningHints",
+    "TokenizedInput",
 ]
 
 #: ``True`` (the backbone's default weights), ``False`` (random init) or a path
@@ -76,6 +77,29 @@ class InputKind:
     #: e.g. uint8 images to float in [0, 1]; ``None``: the batch as it is.
     to_augmentable: Callable[[Any], Any] | None = None
     description: str = ""
+
+
+@dataclass(frozen=True)
+class TokenizedInput:
+    """How a deploy folder tokenises texts without the plugin that adapted them, or torch.
+
+    A text backbone's spec returns one from ``tokenized_input(max_length)``;
+    ``Compressed.save(path, deploy=True)`` writes ``tokenizer`` to the folder as
+    ``tokenizer.json`` and :mod:`skft.deploy.deployed` builds each batch as the
+    plugin's adapter does for the network: the ``tokenizers`` package encodes the
+    texts (no padding, truncation to ``max_length`` tokens), and a float32 array
+    ``(N, C, L)`` (``C`` the fitted channels, ``L`` the longest text) holds the
+    token ids in row ``ids_row`` and the attention mask in row ``mask_row``, both 0
+    past a text's end, and ``fill`` in every other row (rows the network does not
+    read, such as the augmenters' word ids and synonyms).
+    """
+
+    #: a fast tokenizer as JSON, as ``tokenizers.Tokenizer.to_str()`` writes it
+    tokenizer: str
+    max_length: int
+    ids_row: int = 0
+    mask_row: int = 1
+    fill: float = -1.0
 
 
 # --------------------------------------------------------------------------
@@ -202,6 +226,11 @@ class BackboneSpec:
     # the data-aware rule (skft.plan): (DataProfile, static defaults) -> {name: (value, reason)}
     # for the parameters it decides; None: the rule of the input kind (images: skft.plan.image_rule)
     plan: Callable[[Any, dict], dict] | None = None
+
+    # deploy folders (skft.deploy.deployed) adapt images and tabular data themselves; a
+    # backbone with an adapter of its own (text) says how its texts are tokenised there:
+    # (max_length) -> TokenizedInput; None: no deploy folder for such a backbone
+    tokenized_input: Callable[[int], TokenizedInput] | None = None
 
     # free-form metadata (paper, licence, weight source, ...); skft never reads it
     extra: dict[str, Any] = field(default_factory=dict)

@@ -103,8 +103,8 @@ def _data_argument(parser: argparse.ArgumentParser, what: str) -> None:
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model",
-        help="a model.skft folder written by skft fit, skft tune or save(), or the "
-        "folder skft fit/tune wrote it into",
+        help="a model.skft folder written by skft fit, skft tune or save(), the folder "
+        "skft fit/tune wrote it into, or a deploy folder (Compressed.save(path, deploy=True))",
     )
     parser.add_argument(
         "--trust-pickle",
@@ -308,7 +308,7 @@ def open_ended_names() -> list[str]:
     lines = []
     for prefix, entry in sorted(backbone_prefixes().items()):
         module = getattr(entry.resolve, "__module__", None) or "?"
-        source = ", ".join(dists.get(module.split(".")[0], [])) or module
+        source = ", ".join(dict.fromkeys(dists.get(module.split(".")[0], []))) or module
         described = entry.description or f"<any {prefix.rstrip(':@')} model name>"
         lines.append(f"{prefix}{described} ({source})")
     return lines

@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
+from .arrays import as_sequence, channels_last, image_array, is_path, is_pil, one_column
 from .decode_cache import decode_cache, file_identity
 
 __all__ = [
@@ -55,22 +55,14 @@ _RESIZE_CHUNK = 256
 
 
 def array_to_nchw(X: Any) -> torch.Tensor:
-    if isinstance(X, torch.Tensor):
-        t = X.detach().cpu()
-        layout_hint = "nchw"
-    else:
-        try:
-            arr = np.asarray(X)
-        except ValueError as exc:  # ragged nested lists
-            raise ValueError(f"X could not be read as an image array: {exc}") from exc
-        if arr.dtype == object:
-            raise TypeError(
-                "X has dtype object; pass a numeric array, a list of PIL images or a list of paths"
-            )
-        if np.iscomplexobj(arr):
-            raise ValueError("Complex data not supported")
-        layout_hint = "nhwc"
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+    """``X`` as a contiguous ``(N, C, H, W)`` tensor: uint8 pixels, or float32.
+
+    Arrays go through :func:`skft.data.arrays.image_array` (what deploy folders use
+    too); tensors are checked the same way on their own device-free copy.
+    """
+    if not isinstance(X, torch.Tensor):
+        return torch.from_numpy(image_array(X))
+    t = X.detach().cpu()
     if t.ndim == 0 or t.shape[0] == 0:
         raise ValueError("X is empty: found array with 0 sample(s); at least 1 is required")
     if t.is_complex():
@@ -78,7 +70,7 @@ def array_to_nchw(X: Any) -> torch.Tensor:
     if t.ndim == 3:
         t = t.unsqueeze(1)
     elif t.ndim == 4:
-        t = to_nchw(t, layout_hint)
+        t = to_nchw(t, "nchw")
     else:
         raise ValueError(
             f"image X must be 3-D (N,H,W) or 4-D (N,H,W,C)/(N,C,H,W); got shape {tuple(t.shape)}"
@@ -101,15 +93,7 @@ def array_to_nchw(X: Any) -> torch.Tensor:
 
 
 def to_nchw(t: torch.Tensor, hint: str) -> torch.Tensor:
-    first, last = t.shape[1] in (1, 3), t.shape[3] in (1, 3)
-    if first and (not last or hint == "nchw"):
-        return t
-    if last:
-        return t.permute(0, 3, 1, 2)
-    raise ValueError(
-        f"cannot find a channel axis of size 1 or 3 in X of shape {tuple(t.shape)}: "
-        "skft adapts grayscale (1) and RGB (3) images, as (N,H,W,C) or (N,C,H,W)"
-    )
+    return t.permute(0, 3, 1, 2) if channels_last(tuple(t.shape), hint) else t
 
 
 def resize(t: torch.Tensor, size: int) -> torch.Tensor:
@@ -128,18 +112,6 @@ def resize(t: torch.Tensor, size: int) -> torch.Tensor:
 # --------------------------------------------------------------------------
 # PIL images and files
 # --------------------------------------------------------------------------
-
-
-def is_path(x: Any) -> bool:
-    return isinstance(x, (str, os.PathLike))
-
-
-def is_pil(x: Any) -> bool:
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(x, Image.Image)
 
 
 def open_image(path: Any):
@@ -166,33 +138,6 @@ def stack_pil(images: Sequence[Any], size: int) -> torch.Tensor:
         pixels = TF.pil_to_tensor(im.convert("L" if gray else "RGB"))
         out[i] = resize(pixels.unsqueeze(0), size)[0]
     return out
-
-
-def one_column(X: Any, holds: str) -> Any:
-    """A pandas Series, or a one-column DataFrame, as a 1-D numpy array; other X unchanged.
-
-    ``holds`` completes the error for a DataFrame of several columns: "pass the one
-    column that holds ``holds``". Input adapters (plugins' too) share this.
-    """
-    columns = getattr(X, "columns", None)
-    if columns is not None and getattr(X, "ndim", 0) == 2:  # a DataFrame
-        if len(columns) != 1:
-            raise ValueError(
-                f"X is a DataFrame with {len(columns)} columns {list(columns)[:5]}; pass the "
-                f"one column that holds {holds}"
-            )
-        X = X.iloc[:, 0]
-    if hasattr(X, "to_numpy") and getattr(X, "ndim", 0) == 1:  # a Series
-        X = X.to_numpy()
-    return X
-
-
-def as_sequence(X: Any) -> Any:
-    """Paths or PIL images held in a numpy array or a pandas object, as a list."""
-    X = one_column(X, "image paths (e.g. X['path']) or an image array")
-    if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "OUS":
-        return [x.decode() if isinstance(x, bytes) else x for x in X.tolist()]
-    return X
 
 
 # --------------------------------------------------------------------------

@@ -1,11 +1,20 @@
-"""Deployment: structured pruning, ONNX export and simplification, int8, :class:`Compressed`."""
+"""Deployment: structured pruning, ONNX export and simplification, int8, :class:`Compressed`,
+and deploy folders (:class:`DeployedClassifier`, :class:`DeployedRegressor`: no torch)."""
 
-__all__ = ["Compressed", "to_onnx"]
+__all__ = ["Compressed", "DeployedClassifier", "DeployedRegressor", "to_onnx"]
+
+#: name -> module; loaded on first use (``compress`` imports torch, ``deployed`` does not)
+_LAZY = {
+    "Compressed": "compress",
+    "to_onnx": "compress",
+    "DeployedClassifier": "deployed",
+    "DeployedRegressor": "deployed",
+}
 
 
 def __getattr__(name: str):
-    if name in __all__:  # imports torch: loaded on first use
-        from . import compress
+    if name in _LAZY:
+        import importlib
 
-        return getattr(compress, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

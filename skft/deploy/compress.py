@@ -18,12 +18,15 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..data.adapters import adapt_input, as_float_images
+from ..defaults import holding_resolved
+from .deployed import OUTPUTS
 from .onnx_export import (
     QUANTIZE_MODES,
     STATIC_MODES,
     OnnxModel,
     estimator_onnx,
     fusion_hints,
+    output_name,
     quantize_onnx,
 )
 from .onnx_export import to_onnx as to_onnx
@@ -165,7 +168,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         else:
             est = clone(self.estimator).fit(X, y)
         before = _size(est.module_)
-        Xt = adapt_input(est, X, fitting=False)
+        Xt = _adapted(est, X)
         report: dict[str, Any] = {"unhandled_layers": [], "unpruned_layers": []}
         if self.prune > 0:
             teacher = copy.deepcopy(est.module_) if self.distill > 0 else None
@@ -225,7 +228,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             return None
         if calibration_X is not None:
             try:
-                Xt = adapt_input(est, calibration_X, fitting=False)
+                Xt = _adapted(est, calibration_X)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"calibration data: {exc}") from exc
         rng = check_random_state(self.random_state)
@@ -247,11 +250,23 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             return {"calibration_agreement": float(np.mean(ref.argmax(1) == out.argmax(1)))}
         return {"calibration_max_diff": float(np.abs(ref - out).max())}
 
-    def save(self, path: Any, trusted: Any = ()):
+    def save(self, path: Any, trusted: Any = (), deploy: bool = False):
         """Write to the folder ``path`` (JSON, safetensors, ONNX; no pickle); see skft.load.
 
-        ``trusted``: classes of your own among the estimator's parameters (see ``skft.load``).
+        ``deploy=False``: the full folder (``compressed.json``, the compressed estimator
+        in ``estimator/``, ``model.onnx``), which ``skft.load`` returns as a ``Compressed``
+        that predicts, refits and searches. ``deploy=True``: only what prediction needs
+        (``model.onnx``, ``deploy.json``: preprocessing and labels, and ``tokenizer.json``
+        for texts), which ``skft.load`` returns as a predict-only
+        :class:`~skft.deploy.deployed.DeployedClassifier` or ``DeployedRegressor`` that
+        needs numpy and onnxruntime, not torch: the folder to ship.
+        ``trusted``: classes of your own among the estimator's parameters (full folders
+        only; see ``skft.load``).
         """
+        if deploy:
+            from .persist import save_deploy
+
+            return save_deploy(self, path)
         from .persist import save_compressed
 
         return save_compressed(self, path, trusted)
@@ -270,9 +285,12 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         est = self.estimator_
         if self.onnx_model_ is None:
             return est._forward_numpy(X)
-        Xt = as_float_images(adapt_input(est, X, fitting=False)).float()  # text: ids as floats
-        out = torch.from_numpy(self.onnx_model_.run(Xt.numpy()))
-        return est._get_predict_nonlinearity()(out).numpy()
+        Xt = as_float_images(_adapted(est, X)).float()  # text: ids as floats
+        out = self.onnx_model_.run(Xt.numpy())
+        name = output_name(est)  # in numpy, as deploy folders do: the same probabilities
+        if name is not None:
+            return OUTPUTS[name](out)
+        return est._get_predict_nonlinearity()(torch.from_numpy(out)).numpy()
 
     @available_if(lambda self: is_classifier(self.estimator))
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -303,6 +321,12 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
 
 #: ONNX Runtime's fused attention operators (float and dynamic int8)
 FUSED_ATTENTION = ("Attention", "QAttention")
+
+
+def _adapted(est: Any, X: Any) -> torch.Tensor:
+    """``X`` through the fitted estimator's input adapter, at the size its fit plan chose."""
+    with holding_resolved(est):
+        return adapt_input(est, X, fitting=False)
 
 
 def _count_ops(model: bytes, op_types: tuple[str, ...]) -> int:

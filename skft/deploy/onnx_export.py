@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import os
 import re
@@ -27,6 +28,7 @@ __all__ = [
     "estimator_onnx",
     "export_onnx",
     "fusion_hints",
+    "output_name",
     "quantize_onnx",
     "to_onnx",
 ]
@@ -140,6 +142,19 @@ def to_onnx(estimator: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.write_bytes(data)
     return path
+
+
+def output_name(est: Any) -> str | None:
+    """``"softmax"`` or ``"identity"``: the estimator's predict nonlinearity; None: another."""
+    from skorch.utils import _identity
+
+    nonlinearity = est._get_predict_nonlinearity()
+    if nonlinearity is _identity:
+        return "identity"
+    if isinstance(nonlinearity, functools.partial) and nonlinearity.func is torch.softmax:
+        if not nonlinearity.args and nonlinearity.keywords == {"dim": -1}:
+            return "softmax"
+    return None
 
 
 def fusion_hints(module: nn.Module) -> dict[str, Any] | None:

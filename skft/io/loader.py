@@ -26,13 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from .persist import CONFIG, FORMAT_VERSION, WEIGHTS
-from .trust import ESTIMATORS, ModelFileError, vet_params
+from .persist import CONFIG, FORMAT_VERSION, WEIGHTS, decode_labels
+from .trust import ESTIMATORS, ModelFileError, read_json, vet_params
 from .weights import mismatch_report
 
 __all__ = ["ModelFileError", "load"]
 
 _COMPRESSED, _ONNX, _INNER = "compressed.json", "model.onnx", "estimator"
+_DEPLOY = "deploy.json"  # a deploy folder (skft.deploy.deployed): predict-only, no torch
 
 
 def load(path: str | os.PathLike, trusted: Any = ()) -> Any:
@@ -42,12 +43,26 @@ def load(path: str | os.PathLike, trusted: Any = ()) -> Any:
     name besides those skft trusts (see :mod:`skft.io.trust`); pass the list
     given to ``save``.
 
+    A deploy folder (``Compressed.save(path, deploy=True)``) gives a predict-only
+    :class:`~skft.deploy.deployed.DeployedClassifier` or ``DeployedRegressor``
+    (numpy and onnxruntime; no torch, no ``trusted`` types).
+
     Raises :class:`ModelFileError` (a ``ValueError``) for a file that is not a
     saved model, names types or parameters that are not trusted (all listed),
     was changed or truncated, holds weights that do not fit its config, or
     needs a plugin or backbone that is not installed (named in the message).
     """
     folder = Path(path)
+    if (folder / _DEPLOY).is_file():
+        full = [n for n in (_COMPRESSED, CONFIG) if (folder / n).exists()]
+        if full:
+            raise ModelFileError(
+                f"{folder} holds both {_DEPLOY} and {full[0]}: a deploy folder and a full "
+                "one; keep each in a folder of its own"
+            )
+        from ..deploy.deployed import read_deploy
+
+        return read_deploy(folder)
     if (folder / _COMPRESSED).is_file():
         return load_compressed(folder, trusted)
     estimator, data = build_saved(folder, trusted)
@@ -90,18 +105,6 @@ def build_saved(folder: Path, trusted: Any = (), exact: bool = True) -> tuple[An
     return estimator, data
 
 
-def _load_json(file: Path) -> Any:
-    def refuse(constant: str) -> None:
-        raise ValueError(f"{constant} is not JSON")
-
-    try:
-        return json.loads(file.read_text(), parse_constant=refuse)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ModelFileError(f"{file} is corrupt (not valid JSON): {exc}") from exc
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {file}: {exc}") from exc
-
-
 def _read_config(folder: Path) -> dict[str, Any]:
     if not (folder / CONFIG).is_file():
         if not folder.exists():
@@ -114,7 +117,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
                 "(pickled models, .joblib/.pkl, are not read by skft.load)"
             )
         raise ModelFileError(f"{folder}: no {CONFIG}; not a model saved by skft")
-    config = _load_json(folder / CONFIG)
+    config = read_json(folder / CONFIG)
     keys = {"format", "format_version", "class", "params", "fitted", "weights_sha256"}
     if not isinstance(config, dict) or config.get("format") != "skft-model" or keys - set(config):
         raise ModelFileError(f"{folder / CONFIG} is not an skft model config (keys missing)")
@@ -190,16 +193,7 @@ def _restore_fitted(estimator: Any, fitted: dict[str, Any]) -> None:
     if estimator.input_kind_.name == "tabular":
         estimator.n_features_in_ = estimator.input_shape_[0]
     if "classes" in fitted:
-        labels = fitted["classes"]
-        dtype = object if labels["dtype"] == "object" else np.dtype(labels["dtype"])
-        if dtype is not object and dtype.kind not in "biufU":
-            raise ValueError(f"classes dtype {labels['dtype']!r} is not a label dtype")
-        values = labels["values"]
-        if not isinstance(values, list) or not all(
-            isinstance(v, (str, int, float, bool)) for v in values
-        ):
-            raise ValueError("classes must be a list of str, int, float or bool")
-        estimator._set_classes(np.asarray(values, dtype=dtype))
+        estimator._set_classes(decode_labels(fitted["classes"]))
     else:
         scaler = StandardScaler()
         scaler.mean_ = np.asarray(fitted["target_scaler"]["mean"], dtype=np.float64)
@@ -305,7 +299,7 @@ def load_compressed(folder: Path, trusted: Any = ()) -> Any:
     from ..deploy.onnx_export import OnnxModel
     from ..deploy.pruning import prune_module
 
-    config = _load_json(folder / _COMPRESSED)
+    config = read_json(folder / _COMPRESSED)
     try:
         params, report = config["params"], config["report"]
         onnx_digest = config["onnx_sha256"]

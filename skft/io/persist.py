@@ -32,7 +32,15 @@ import numpy as np
 
 from .trust import ESTIMATORS, ModelFileError, encode_param, vet_params
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "load_search_results", "save", "save_search"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "decode_labels",
+    "encode_labels",
+    "load_search_results",
+    "save",
+    "save_search",
+]
 
 #: bumped when a change makes older files unreadable; ``load`` refuses newer ones
 FORMAT_VERSION = 1
@@ -81,7 +89,7 @@ def save(estimator: Any, path: str | os.PathLike, trusted: Any = ()) -> Path:
     if plan is not None:  # what the data decided for the None parameters (skft.plan)
         fitted["plan"] = plan_to_json(plan)
     if hasattr(estimator, "classes_inferred_"):
-        fitted["classes"] = _encode_labels(estimator.classes_inferred_)
+        fitted["classes"] = encode_labels(estimator.classes_inferred_)
     if hasattr(estimator, "target_scaler_"):
         scaler = estimator.target_scaler_
         fitted["y_ndim"] = int(estimator.y_ndim_)
@@ -146,11 +154,33 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
-def _encode_labels(labels: np.ndarray) -> dict[str, Any]:
+def encode_labels(labels: np.ndarray) -> dict[str, Any]:
+    """``classes_`` as JSON: their values and numpy dtype (:func:`decode_labels` reads it)."""
     values = labels.tolist()
     if not all(isinstance(v, (str, int, float, bool)) for v in values):
         raise ModelFileError(f"cannot save classes_ {values!r}: labels must be str, int or bool")
     return {"dtype": labels.dtype.str if labels.dtype != object else "object", "values": values}
+
+
+def decode_labels(labels: Any) -> np.ndarray:
+    """The ``classes_`` array :func:`encode_labels` wrote; ``ValueError`` for anything else."""
+    if not isinstance(labels, dict) or set(labels) != {"dtype", "values"}:
+        raise ValueError("classes must hold dtype and values")
+    try:
+        dtype = object if labels["dtype"] == "object" else np.dtype(labels["dtype"])
+    except TypeError as exc:
+        raise ValueError(f"classes dtype {labels['dtype']!r} is not a numpy dtype") from exc
+    if dtype is not object and dtype.kind not in "biufU":
+        raise ValueError(f"classes dtype {labels['dtype']!r} is not a label dtype")
+    values = labels["values"]
+    if not isinstance(values, list) or not all(
+        isinstance(v, (str, int, float, bool)) for v in values
+    ):
+        raise ValueError("classes must be a list of str, int, float or bool")
+    try:
+        return np.asarray(values, dtype=dtype)
+    except (OverflowError, ValueError, TypeError) as exc:  # 1e300 as int64, "a" as float
+        raise ValueError(f"classes values do not fit dtype {labels['dtype']!r}: {exc}") from exc
 
 
 def _sha256(path: Path) -> str:

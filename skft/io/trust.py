@@ -19,12 +19,21 @@ writing side (:mod:`skft.io.persist`) and the reading side (:mod:`skft.io.loader
 from __future__ import annotations
 
 import importlib
+import json
 import math
 from collections.abc import Iterable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
-__all__ = ["IMPORT", "ModelFileError", "allowed_types", "encode_param", "vet_params"]
+__all__ = [
+    "IMPORT",
+    "ModelFileError",
+    "allowed_types",
+    "encode_param",
+    "read_json",
+    "vet_params",
+]
 
 IMPORT = "__import__"
 #: the estimator classes a model folder may name
@@ -55,6 +64,20 @@ MOVED_MODULES = {
 
 class ModelFileError(ValueError):
     """A model that cannot be saved safely, or a saved model that cannot be loaded."""
+
+
+def read_json(file: Path) -> Any:
+    """The JSON in ``file``; ModelFileError for anything else (NaN and Infinity included)."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        return json.loads(file.read_text(), parse_constant=refuse)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{file} is corrupt (not valid JSON): {exc}") from exc
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {file}: {exc}") from exc
 
 
 def _name(cls: Any) -> str:

@@ -94,6 +94,10 @@ def split_model(model: nn.Module, key: str) -> BackboneParts:
         key = f"{key} (in_chans={in_chans})"
     plan = _PLANS.get(key)
     if plan is None:
+        if any(p.is_meta for p in model.parameters()):
+            # the cut is verified by running the model: not on the meta device (skft.load
+            # builds there first to check shapes); a wrong plan cached here would stick
+            raise RuntimeError(f"skft-timm: {key} is cut into layer groups on real weights")
         plan = _PLANS[key] = _make_plan(model, key)
     if not plan.groups:
         return BackboneParts(

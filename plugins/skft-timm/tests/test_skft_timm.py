@@ -299,3 +299,30 @@ def test_lite0_exports_with_its_same_padding_folded(offline, tmp_path):
     with torch.no_grad():
         want = clf.module_.eval()(x).numpy()
     np.testing.assert_allclose(OnnxModel(model).run(x.numpy()), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("skft.estimators") is None, reason="skft without estimators"
+)
+def test_a_saved_model_loads_in_a_fresh_process(tmp_path):
+    """skft.load builds on the meta device first: the cut into groups must not be made there."""
+    import os
+
+    import numpy as np
+    from skft.data.datasets import load_digits_images
+
+    X, y = load_digits_images(n_class=3)
+    clf = skft.FineTunedClassifier(
+        "timm:resnet10t", pretrained=False, image_size=32, max_epochs=1, random_state=0, verbose=0
+    ).fit(X[:24], y[:24])
+    np.save(tmp_path / "x.npy", X[:6])
+    folder, x = str(clf.save(tmp_path / "m.skft")), str(tmp_path / "x.npy")
+    code = (
+        "import sys, numpy as np, skft\n"
+        f"model = skft.load({folder!r})\n"
+        f"print(len(model.module_.groups), model.predict(np.load({x!r})).tolist())"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"{len(clf.module_.groups)} {clf.predict(X[:6]).tolist()}"

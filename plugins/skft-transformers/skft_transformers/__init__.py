@@ -32,7 +32,7 @@ from functools import partial
 from typing import Any
 
 from skft import hookimpl
-from skft.specs import BackboneSpec, InputKind, Pretrained
+from skft.specs import BackboneSpec, InputKind, Pretrained, TokenizedInput
 
 __all__ = [
     "HF_PREFIX",
@@ -127,6 +127,14 @@ def _adapt_source(source: str | None, X: Any, image_size: Any = None, max_length
     return _adapt(source or minilm_folder(), X, image_size, max_length)
 
 
+def _tokenized_input(source: str | None, max_length: int) -> TokenizedInput:
+    """How deploy folders tokenise: this tokenizer, the ids and mask rows of a token batch."""
+    from ._tokens import IDS, MASK, load_tokenizer
+
+    tokenizer = load_tokenizer(source or minilm_folder()).to_str()
+    return TokenizedInput(tokenizer, max_length, ids_row=IDS, mask_row=MASK)
+
+
 def encoder_spec(
     name: str, source: str | None, pool: str = "mean", n_layers: int | None = None, **extra: Any
 ) -> BackboneSpec:
@@ -138,6 +146,7 @@ def encoder_spec(
         has_pretrained=True,
         input_kind="text",
         adapter=partial(_adapt_source, source),
+        tokenized_input=partial(_tokenized_input, source),
         default_image_size=None,
         mean=(),
         std=(),
