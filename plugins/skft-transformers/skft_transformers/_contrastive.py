@@ -251,11 +251,13 @@ def contrastive_stage(estimator: Any, X: Any, y: Any) -> None:
             t0, losses = time.perf_counter(), []
             for s in range(0, len(order), policy.batch_size):
                 a, b, same = (torch.as_tensor(c) for c in order[s : s + policy.batch_size].T)
-                columns = [
-                    {"input_ids": X[idx, 0].to(device), "attention_mask": X[idx, 1].to(device)}
-                    for idx in (a, b)
-                ]
-                loss = loss_fn(columns, same.float().to(device))
+                # each sentence of the step through the encoder once (few-shot steps repeat
+                # sentences: 16 pairs of 16 sentences), then the loss on the two columns
+                rows, where = torch.unique(torch.cat([a, b]), return_inverse=True)
+                features = {"input_ids": X[rows, 0], "attention_mask": X[rows, 1]}
+                embedded = model({k: v.to(device) for k, v in features.items()})
+                columns = embedded["sentence_embedding"][where].split(len(a))
+                loss = loss_fn.compute_loss_from_embeddings(list(columns), same.float().to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
