@@ -160,6 +160,8 @@ def _training_rows(estimator: Any, X: Any, y: Any) -> tuple[Any, Any]:
     if valid is None:
         return X, y
     indices = getattr(train, "indices", None)
+    if indices is None and len(train) == len(X):  # validation data of its own (predefined)
+        return X, y
     if indices is None:
         raise ValueError(
             "freeze='contrastive' cannot tell which samples the validation split holds out "
@@ -189,6 +191,18 @@ def _encoder(module: Any):
             return {**features, "sentence_embedding": self.neck(x)}
 
     return Encoder()
+
+
+#: With ``verbose``, a stage epoch longer than this many seconds gets a per-step bar.
+BAR_AFTER = 5.0
+
+
+def _progress_bar(total: int, done: int) -> Any:
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, unit="step", leave=False, file=sys.stderr)
 
 
 def _loss(name: str, model: Any):
@@ -248,8 +262,12 @@ def contrastive_stage(estimator: Any, X: Any, y: Any) -> None:
     try:
         for epoch in range(policy.epochs):
             order = pairs if epoch == 0 else pairs[rng.permutation(len(pairs))]
-            t0, losses = time.perf_counter(), []
+            t0, losses, bar = time.perf_counter(), [], None
             for s in range(0, len(order), policy.batch_size):
+                if bar is None and estimator.verbose and time.perf_counter() - t0 > BAR_AFTER:
+                    bar = _progress_bar(steps_per_epoch, s // policy.batch_size)
+                elif bar is not None:
+                    bar.update(1)
                 a, b, same = (torch.as_tensor(c) for c in order[s : s + policy.batch_size].T)
                 # each sentence of the step through the encoder once (few-shot steps repeat
                 # sentences: 16 pairs of 16 sentences), then the loss on the two columns
@@ -264,6 +282,8 @@ def contrastive_stage(estimator: Any, X: Any, y: Any) -> None:
                 optimizer.step()
                 schedule.step()
                 losses.append(float(loss.detach()))
+            if bar is not None:
+                bar.close()
             log["loss"].append(float(np.mean(losses)))
             if estimator.verbose:
                 print(
