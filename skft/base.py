@@ -13,14 +13,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import is_classifier
 from skorch import NeuralNet
 
 from .augment import augment_batch
-from .data.adapters import BatchLoader, ShuffledBatchLoader, adapt_input, set_input_tags
+from .data.adapters import (
+    BatchLoader,
+    ShuffledBatchLoader,
+    adapt_input,
+    sample_lengths,
+    set_input_tags,
+)
 from .defaults import effective, holding_resolved
 from .io.persist import save as save_model
 from .network import build_network, export_backbone, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
+from .plan import DataProfile, plan_fit
 from .plugins import before_epochs
 from .training.cache import cache_depth, fixed_prefix, prefix_features
 from .training.checkpoint import EpochCheckpoint, checkpoint_path, read_checkpoint
@@ -84,9 +92,12 @@ class FineTuneMixin(SpeedMixin):
 
     def _prepare_X(self, X: Any, y: Any, initial: bool) -> torch.Tensor:
         """Check parameters and look names up on a first fit; adapt X (see ``adapt_input``)."""
-        if initial and y is not None:
-            for name, value in check_params(self, X, y).fitted_attributes().items():
-                setattr(self, name, value)
+        if initial and y is not None and "fit_plan_" not in self.__dict__:
+            self._plan(X, y)  # called without fit (fit plans before holding the values)
+        if initial and y is not None and self.lr == "find":
+            from .training.lr_finder import lr_find
+
+            self.lr_found_ = lr_find(self, X, y).suggestion
         Xt = adapt_input(self, X, fitting=initial, y=y)
         if initial:
             self.input_shape_, self.n_samples_fit_ = tuple(Xt.shape[1:]), len(Xt)
@@ -161,16 +172,36 @@ class FineTuneMixin(SpeedMixin):
     @contextmanager
     def _cached_input(self, X, depth: int):
         """``X`` past the first ``depth`` groups (from the feature cache), entering the module
-        there: ``input_depth_`` says where while the context is open (see ``infer``)."""
-        if not depth or not isinstance(X, torch.Tensor):  # streamed files: no cache
+        there: ``input_depth_`` says where while the context is open (see ``infer``).
+
+        Variable-length input (text) also gets each sample's length, computed here on the
+        host, for the batch loader to trim batches by (see :meth:`get_dataset`).
+        """
+        if getattr(self, "input_depth_", 0):  # inside a run on cached features: X is those
             yield X
             return
-        feats = prefix_features(self, X, depth)
+        if not isinstance(X, torch.Tensor):  # streamed files: no cache
+            depth = 0
+        lengths = sample_lengths(self.input_kind_, X)
+        feats = prefix_features(self, X, depth, lengths) if depth else X
+        axis = self.input_kind_.feature_length_axis if depth else -1
+        outer = self.__dict__.get("_host_lengths")
         self.input_depth_ = depth
+        self.__dict__["_host_lengths"] = None if lengths is None else (lengths, axis)
         try:
             yield feats
         finally:
             self.input_depth_ = 0
+            self.__dict__["_host_lengths"] = outer
+
+    def get_dataset(self, X, y=None):
+        """skorch's dataset; for variable-length input, with each sample's length on the host
+        (``sample_lengths``, ``length_axis``): :class:`BatchLoader` trims batches by them."""
+        dataset = super().get_dataset(X, y)
+        lengths = self.__dict__.get("_host_lengths")
+        if lengths is not None and len(lengths[0]) == len(dataset):
+            dataset.sample_lengths, dataset.length_axis = lengths
+        return dataset
 
     def _resume_from_checkpoint(self, Xt, yt) -> int:
         """Save this fit's epochs under ``checkpoint`` and resume it; the epochs already done."""
@@ -189,9 +220,33 @@ class FineTuneMixin(SpeedMixin):
         self.prefix_keys_ = {}
         return len(self.history)
 
+    def _plan(self, X, y) -> None:
+        """Check every parameter, then resolve the ``None`` ones from the data (``fit_plan_``).
+
+        The parameters are checked (and their names looked up) before the data is
+        read; the plan (:func:`skft.plan.plan_fit`) reads only its shape, sizes and
+        labels. The augmenter is built after it, from the planned ``augment``.
+        """
+        self.__dict__.pop("fit_plan_", None)  # a new fit: a new plan
+        spec = check_params(self).spec
+        profile = DataProfile.of(X, y, spec.input_kind, is_classifier(self))
+        self.fit_plan_ = plan_fit(spec, profile, self.get_params(deep=False))
+        for name, value in check_params(self).fitted_attributes().items():
+            setattr(self, name, value)
+
+    @property
+    def resolved_params_(self) -> dict[str, Any]:
+        """The values the last fit used for the parameters skft resolves (``skft.plan``)."""
+        plan = self.__dict__.get("fit_plan_")
+        if plan is None:
+            raise AttributeError("resolved_params_: call fit first")
+        return dict(plan.values)
+
     def fit(self, X, y, **fit_params):
         """Fine-tune for ``max_epochs`` epochs (from scratch unless ``warm_start``)."""
         initialize = not (self.warm_start and self.initialized_)
+        if initialize and y is not None:
+            self._plan(X, y)
         with holding_resolved(self):  # None: the backbone's defaults (lr, batch_size, ...)
             Xt, yt = self._prepare(X, y, initial=initialize)
             return self._run(Xt, yt, initialize, None, **fit_params)
@@ -199,6 +254,8 @@ class FineTuneMixin(SpeedMixin):
     def partial_fit(self, X, y, classes=None, **fit_params):
         """Train one more epoch (initializing on the first call)."""
         initialize = not self.initialized_
+        if initialize and y is not None:
+            self._plan(X, y)
         with holding_resolved(self):
             Xt, yt = self._prepare(X, y, initial=initialize, classes=classes)
             return self._run(Xt, yt, initialize, 1, **fit_params)
@@ -220,9 +277,9 @@ class FineTuneMixin(SpeedMixin):
 
     def _forward_numpy(self, X) -> np.ndarray:
         self.check_is_fitted()
-        Xt = adapt_input(self, X, fitting=False)
         views = n_tta_views(self.tta)
-        with holding_resolved(self):
+        with holding_resolved(self):  # the planned image_size and batch_size
+            Xt = adapt_input(self, X, fitting=False)
             if views <= 1 or self.input_kind_.name != "image":
                 return NeuralNet.predict_proba(self, Xt)
             return predict_tta(self, Xt, views)

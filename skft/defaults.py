@@ -1,18 +1,16 @@
-"""Training defaults that suit the backbone: what ``None`` means for ``lr``, ``batch_size``, ...
+"""What ``None`` means for ``lr``, ``batch_size``, ``frozen_depth``, ...: the fit plan's values.
 
-Estimator parameters listed in :data:`BACKBONE_DEFAULTED` default to ``None``,
-meaning "the backbone's recommended value": the spec's
-:attr:`~skft.specs.BackboneSpec.defaults` where it declares one, else
-:data:`CORE_DEFAULTS` (the values image backbones have always used). A
-transformer encoder declares e.g. ``lr=5e-5, batch_size=16,
-head_lr_factor=20`` (the new head trains at ``lr * 20``), while CNNs keep
-``lr=1e-3, batch_size=32``. A value the user sets always wins; ``lr="find"``
-still runs the learning-rate range test.
+Estimator parameters listed in :data:`skft.plan.PLANNED` default to ``None``,
+meaning "let skft decide": :func:`skft.plan.plan_fit` resolves them at the start
+of a fit from the backbone's declared defaults and the training data, and the
+fitted estimator keeps the result as ``fit_plan_`` (``resolved_params_``: the
+values). Before a fit (a search space being built, say) the backbone's static
+defaults stand in (:func:`training_defaults`).
 
 As with ``device="auto"`` (:func:`skft.training.device.holding_resolved_device`), the
 parameter keeps ``None`` (so ``get_params``, ``clone`` and pickles stay
-backbone-independent); :func:`holding_resolved` holds the resolved values
-in the instance while skorch code runs.
+data-independent); :func:`holding_resolved` holds the resolved values in the
+instance while skorch code, which reads ``self.lr``, ``self.batch_size``, ..., runs.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .plan import CORE_DEFAULTS, PLANNED, static_defaults
 from .training.device import holding_resolved_device
 
 __all__ = [
@@ -32,41 +31,35 @@ __all__ = [
     "training_defaults",
 ]
 
-#: What ``None`` means when the backbone declares nothing (image backbones).
-CORE_DEFAULTS: dict[str, Any] = {
-    "lr": 1e-3,
-    "batch_size": 32,
-    "max_epochs": 10,
-    "augment": "basic",
-    "max_length": 128,
-    "head_lr_factor": 1.0,
-    "lr_schedule": "constant",
-}
-
-#: Estimator parameters whose ``None`` means the backbone's default.
-BACKBONE_DEFAULTED = ("lr", "batch_size", "max_epochs", "augment", "max_length", "lr_schedule")
+#: Estimator parameters whose ``None`` means "the plan's value" (see :mod:`skft.plan`).
+BACKBONE_DEFAULTED = PLANNED
 
 
 def training_defaults(backbone: Any) -> dict[str, Any]:
-    """The defaults of ``backbone`` (a name or a spec): core values updated by the spec's."""
+    """The static defaults of ``backbone`` (a name or a spec): core values updated by the spec's."""
     from .plugins import get_backbone
     from .specs import BackboneSpec
 
     spec = backbone if isinstance(backbone, BackboneSpec) else get_backbone(backbone)
-    unknown = set(spec.defaults) - set(CORE_DEFAULTS)
-    if unknown:
-        raise ValueError(
-            f"backbone {spec.name!r} declares unknown training defaults {sorted(unknown)}; "
-            f"known: {sorted(CORE_DEFAULTS)}"
-        )
-    return {**CORE_DEFAULTS, **spec.defaults}
+    return static_defaults(spec)
+
+
+def _resolved(estimator: Any) -> dict[str, Any] | None:
+    plan = estimator.__dict__.get("fit_plan_")
+    return None if plan is None else dict(plan.values)
 
 
 def effective(estimator: Any, name: str) -> Any:
-    """``estimator``'s parameter ``name``, or its backbone's default when it is ``None``."""
+    """``estimator``'s parameter ``name``, or the value the plan gives its ``None``.
+
+    After a fit: the fit plan's value; before: the backbone's static default.
+    """
     value = estimator.get_params(deep=False).get(name)
     if value is not None or name not in CORE_DEFAULTS:
         return value
+    resolved = _resolved(estimator)
+    if resolved is not None and name in resolved:
+        return resolved[name]
     try:
         return training_defaults(estimator.get_params(deep=False)["backbone"])[name]
     except (ValueError, TypeError, KeyError):  # an unknown backbone: fit will say so
@@ -75,17 +68,20 @@ def effective(estimator: Any, name: str) -> Any:
 
 @contextmanager
 def holding_defaults(net: Any) -> Iterator[None]:
-    """Hold the backbone's defaults in ``net``'s ``None`` parameters (reentrant)."""
+    """Hold the plan's values (or the backbone's static defaults) in ``net``'s ``None``
+    parameters (reentrant)."""
     unset = [n for n in BACKBONE_DEFAULTED if n in net.__dict__ and net.__dict__[n] is None]
     if not unset:
         yield
         return
-    spec = net.__dict__.get("backbone_spec_")
-    if spec is None or spec.name != net.backbone:
-        spec = net.backbone
-    defaults = training_defaults(spec)
+    values = _resolved(net)
+    if values is None:
+        spec = net.__dict__.get("backbone_spec_")
+        if spec is None or spec.name != net.backbone:
+            spec = net.backbone
+        values = training_defaults(spec)
     for name in unset:
-        net.__dict__[name] = defaults[name]
+        net.__dict__[name] = values[name]
     try:
         yield
     finally:
@@ -95,6 +91,6 @@ def holding_defaults(net: Any) -> Iterator[None]:
 
 @contextmanager
 def holding_resolved(net: Any) -> Iterator[None]:
-    """The resolved device and the backbone's training defaults, held while skorch runs."""
+    """The resolved device and the fit plan's values, held while skorch runs."""
     with holding_resolved_device(net), holding_defaults(net):
         yield

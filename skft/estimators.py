@@ -48,16 +48,19 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     pretrained : bool or path
         True: the backbone's default weights; False: random init; a path: a
         local state-dict file of the backbone's architecture.
-    frozen_depth : int or "all"
+    frozen_depth : None, int or "all"
         Layer groups frozen from the input side; 0 = full fine-tuning,
-        "all" = linear probe (only the head trains).
+        "all" = linear probe (only the head trains). None: decided from the
+        data by the fit plan (:mod:`skft.plan`): a linear probe for few colour
+        photos per class, full fine-tuning otherwise.
     freeze : str
         Freezing policy name; its parameters are passed as ``freeze__*``.
     augment : None, str or list of str
-        Augmenter name (``"none"``, ``"basic"``, ``"color"``, ``"randaugment"``,
+        Augmenter name (``"none"``, ``"basic"``, ``"affine"``, ``"color"``, ``"randaugment"``,
         ``"mixup"``, ``"cutmix"``, or a plugin's, e.g. skft-transformers' ``"eda"``),
-        or a composition: ``"basic+mixup"`` or ``["basic", "mixup"]``. None: the
-        backbone's default (``"basic"`` for images, ``"none"`` for text). Parameters
+        or a composition: ``"basic+mixup"`` or ``["basic", "mixup"]``. None: from the
+        backbone and the data (``"basic"`` for photos, ``"affine"`` for small or
+        grayscale images, ``"none"`` for a linear probe and for text). Parameters
         as ``augment__*``; for a composition ``augment__<name>__<param>`` addresses
         one component (see :mod:`skft.augment`).
     augment_strength : float in [0, 1]
@@ -67,17 +70,23 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         ``"find"``: run :func:`skft.lr_find` on the training data first and
         train with its suggestion (``lr_found_``). None: the backbone's
         recommended rate (1e-3 for image backbones, 5e-5 for text encoders,
-        whose new head trains 20 times faster; see :mod:`skft.defaults`).
+        whose new head trains 20 times faster), 1e-2 for a linear probe; see
+        :mod:`skft.plan`.
     max_epochs, batch_size : None or int
-        Epochs and batch size; None: the backbone's (images: 10 and 32; text
-        encoders: 20 and 16).
+        Epochs and batch size; None: from the backbone and the data (images:
+        epochs for a budget of optimizer steps, batch 32 or a quarter of a small
+        data set; text encoders: 20 and 16). The values a fit used are in
+        ``resolved_params_``; ``fit_plan_`` says why.
     lr_schedule : None, "constant", "linear" or "cosine"
         The rate over the fit (:mod:`skft.training.schedule`): "linear" warms up over the
         first 10% of the steps and decays linearly to 0 at the end of
         ``max_epochs``; "cosine" warms up the same way and follows a half cosine.
-        None: the backbone's ("constant" for images, "linear" for text encoders).
+        None: from the backbone and the data ("constant" for images, "cosine" for
+        fine-tuning small or grayscale images and for a linear probe, "linear" for
+        text encoders; :mod:`skft.plan`).
     image_size : int or None
-        Side of the square input; None: the backbone's default.
+        Side of the square input; None: the backbone's default, or 64 for
+        images of 32 px or less (:mod:`skft.plan`).
     max_length : int >= 2 or None
         Text backbones: tokens per text (special tokens included), longer texts
         are truncated (counted, one warning); None: the backbone's default (128).
@@ -131,6 +140,11 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     num_workers : int or None
         Decoding worker processes for streamed files (0: in this process);
         None: half the CPU cores, 1 to 4.
+    decode_cache : bool
+        Image files loaded into memory are decoded once per process and kept
+        (keyed by path, size and modification time; at most
+        ``SKFT_DECODE_CACHE_MB``, 1024 MiB): the fits, predictions and scores of
+        a search decode each file once (see :mod:`skft.data.decode_cache`).
     precision : "auto", "fp32", "bf16" or "fp16"
         Autocast dtype of forward passes (fit and predict). ``"auto"``: bf16
         on CUDA devices that support it, else fp32 (always fp32 on CPU).
@@ -157,7 +171,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         backbone: str = "resnet18",
         *,
         pretrained=True,
-        frozen_depth=0,
+        frozen_depth=None,
         freeze: str = "depth",
         augment=None,
         augment_strength: float = 0.5,
@@ -180,6 +194,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         scoring=None,
         streaming="auto",
         num_workers=None,
+        decode_cache=True,
         precision="auto",
         module=None,
         label_smoothing=0.0,
@@ -307,7 +322,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         backbone: str = "resnet18",
         *,
         pretrained=True,
-        frozen_depth=0,
+        frozen_depth=None,
         freeze: str = "depth",
         augment=None,
         augment_strength: float = 0.5,
@@ -330,6 +345,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         scoring=None,
         streaming="auto",
         num_workers=None,
+        decode_cache=True,
         precision="auto",
         module=None,
         criterion="mse",

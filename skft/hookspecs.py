@@ -82,7 +82,7 @@ def register_heads(register: Register) -> None:
 
 @hookspec
 def register_demos(register: Register) -> None:
-    """Register demos that ``skft demo --kind NAME`` runs (``--text`` is ``--kind text``).
+    """Register demos: data and a comparison a plugin ships (``skft demo --text`` runs ``"text"``).
 
     Parameters
     ----------

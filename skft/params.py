@@ -62,6 +62,7 @@ FINE_TUNE_PARAMS = (
     "scoring",
     "streaming",
     "num_workers",
+    "decode_cache",
     "precision",
 )
 
@@ -70,8 +71,8 @@ FINE_TUNE_PARAMS = (
 CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     "augment_strength": ([Interval(Real, 0, 1, closed="both")], "a float in [0, 1]"),
     "frozen_depth": (
-        [Interval(Integral, 0, None, closed="left"), StrOptions({"all"})],
-        "an int >= 0 or 'all'",
+        [None, Interval(Integral, 0, None, closed="left"), StrOptions({"all"})],
+        "an int >= 0, 'all' or None (decided from the data, skft.plan)",
     ),
     "image_size": ([None, Interval(Integral, 8, None, closed="left")], "None or an int >= 8"),
     "max_length": (
@@ -97,6 +98,7 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     ),
     "pretrained": ([bool, str, os.PathLike], "True, False or a path to a state-dict file"),
     "feature_cache": (["boolean"], "True or False"),
+    "decode_cache": (["boolean"], "True or False"),
     "early_stopping": (["boolean", StrOptions({"auto"})], "True, False or 'auto'"),
     "validation_fraction": ([Interval(Real, 0, 1, closed="neither")], "a float in (0, 1)"),
     "n_iter_no_change": ([Interval(Integral, 1, None, closed="left")], "an int >= 1"),
@@ -161,10 +163,8 @@ class Resolved:
         }
 
 
-def check_params(estimator: Any, X: Any = None, y: Any = None) -> Resolved:
+def check_params(estimator: Any) -> Resolved:
     """Check every skft parameter and look its names up, before any work.
-
-    With ``lr="find"``, then run the learning-rate range test on ``X``, ``y``.
 
     ``InvalidParameterError`` (a ``ValueError`` and a ``TypeError``) names a
     bad value; :class:`skft.UnknownNameError` an unknown name, with close matches.
@@ -194,12 +194,7 @@ def check_params(estimator: Any, X: Any = None, y: Any = None) -> Resolved:
             f"backbone {spec.name!r} takes {kind.name} input; "
             "use augment='none' or augment_strength=0"
         )
-    found = Resolved(spec, kind, policy, augmenter, _head(estimator, spec))
-    if estimator.lr == "find" and X is not None:
-        from .training.lr_finder import lr_find
-
-        found.lr = lr_find(estimator, X, y).suggestion
-    return found
+    return Resolved(spec, kind, policy, augmenter, _head(estimator, spec))
 
 
 def _head(estimator: Any, spec: BackboneSpec) -> Any:

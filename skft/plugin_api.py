@@ -18,6 +18,7 @@ from .io.weights import (
     load_state_dict_checked,
     load_state_dict_file,
 )
+from .plan import DataProfile, FitPlan, image_rule
 from .plugins import UnknownNameError, augmenters, backbones, freezers, get_backbone
 from .specs import (
     IMAGENET_MEAN,
@@ -35,6 +36,7 @@ from .specs import (
     Prunable,
     PruningHints,
 )
+from .warn import warn_at_caller
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -42,6 +44,8 @@ __all__ = [
     "Augmenter",
     "BackboneParts",
     "BackboneSpec",
+    "DataProfile",
+    "FitPlan",
     "FreezePolicy",
     "FreezeState",
     "InputKind",
@@ -60,9 +64,11 @@ __all__ = [
     "freezers",
     "get_backbone",
     "hookimpl",
+    "image_rule",
     "load_state_dict_checked",
     "load_state_dict_file",
     "one_column",
+    "warn_at_caller",
 ]
 
 

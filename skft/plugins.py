@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -15,6 +14,7 @@ import pluggy
 
 from . import hookspecs
 from .specs import BackboneSpec, InputKind
+from .warn import warn_at_caller
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -69,10 +69,9 @@ def _mark_broken(name: str, entry_point: str, where: str, exc: BaseException) ->
     reason = f"entry point {entry_point!r}: {where} raised {type(exc).__name__}: {exc}"
     if name not in _broken:
         _broken[name] = reason
-        warnings.warn(
+        warn_at_caller(
             f"skft plugin {name!r} is broken ({reason}); the other plugins are loaded",
             PluginLoadWarning,
-            stacklevel=3,
         )
 
 

@@ -61,6 +61,14 @@ class InputKind:
     #: The last axis of a sample may differ between fit and predict (text: the
     #: longest tokenised sequence); only the other axes must match.
     variable_length: bool = False
+    #: Variable-length kinds: ``lengths(X)``, each sample's length along the last axis
+    #: of an adapted ``X`` on the CPU (text: its tokens). skft trims every batch to its
+    #: own longest sample on the host, before the batch moves to the device, so layer
+    #: groups compute on the length they are given and never read it back.
+    lengths: Callable[[Any], Any] | None = None
+    #: The axis of that length in the features one layer group hands the next (text:
+    #: ``(B, L, H + 1)``, axis 1): batches of cached prefix features are trimmed there.
+    feature_length_axis: int = 1
     #: The frozen-prefix feature cache applies (samples are fixed tensors whose
     #: prefix output does not change between epochs).
     cacheable: bool = True
@@ -190,6 +198,10 @@ class BackboneSpec:
     # "lr", "batch_size", "max_epochs", "augment", "max_length", and "head_lr_factor"
     # (the head trains at lr * head_lr_factor); see skft.defaults
     defaults: dict[str, Any] = field(default_factory=dict)
+
+    # the data-aware rule (skft.plan): (DataProfile, static defaults) -> {name: (value, reason)}
+    # for the parameters it decides; None: the rule of the input kind (images: skft.plan.image_rule)
+    plan: Callable[[Any, dict], dict] | None = None
 
     # free-form metadata (paper, licence, weight source, ...); skft never reads it
     extra: dict[str, Any] = field(default_factory=dict)

@@ -13,7 +13,7 @@ import skft
 from skft import FineTunedClassifier, FineTunedRegressor, hookimpl
 from skft.plugins import pm
 
-AUGMENTERS = ["basic", "color", "randaugment", "mixup", "cutmix"]
+AUGMENTERS = ["basic", "affine", "color", "randaugment", "mixup", "cutmix"]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from skft.plugins import pm
 from skft.specs import Augmenter
 from skft.testing import check_augmenter
 
-AUGMENTERS = ["basic", "color", "randaugment", "mixup", "cutmix"]
+AUGMENTERS = ["basic", "affine", "color", "randaugment", "mixup", "cutmix"]
 STRENGTHS = (0.1, 0.25, 0.5, 0.75, 1.0)
 
 

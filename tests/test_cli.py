@@ -111,7 +111,7 @@ def _help(capsys, *argv: str) -> str:
 def test_help_is_plain_text(capsys):
     out = _help(capsys)
     assert "skft command line" in out and "``" not in out
-    for command in ("demo", "plugins", "tune", "predict"):
+    for command in ("demo", "plugins", "fit", "predict", "evaluate", "tune"):
         assert "``" not in _help(capsys, command)
 
 

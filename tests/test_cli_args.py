@@ -31,6 +31,14 @@ def _subcommands():
         (["tune", "--limit", "0"], "--limit"),
         (["predict", "model.skft", "DATA", "--limit", "0"], "--limit"),
         (["demo", "--n-train", "0"], "--n-train"),
+        (["fit", "DATA", "--epochs", "0"], "--epochs"),
+        (["fit", "DATA", "--lr", "0"], "--lr"),
+        (["fit", "DATA", "--lr", "nan"], "--lr"),
+        (["fit", "DATA", "--batch-size", "0"], "--batch-size"),
+        (["fit", "DATA", "--image-size", "4"], "--image-size"),
+        (["fit", "DATA", "--frozen-depth", "-1"], "--frozen-depth"),
+        (["fit", "DATA", "--limit", "0"], "--limit"),
+        (["evaluate", "model.skft", "DATA", "--limit", "0"], "--limit"),
     ],
 )
 def test_bad_numbers_exit_2_before_reading_data(tmp_path, capsys, argv, option):
@@ -38,6 +46,8 @@ def test_bad_numbers_exit_2_before_reading_data(tmp_path, capsys, argv, option):
     argv = [missing if a == "DATA" else a for a in argv]
     if argv[0] == "tune":
         argv += ["--data", missing, "--out", str(tmp_path / "out")]
+    if argv[0] == "fit":
+        argv += ["--out", str(tmp_path / "out")]
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
@@ -67,3 +77,17 @@ def test_every_option_states_its_default_at_most_once(capsys):
     assert out.count("(default: minilm for texts, else efficientnet_lite0)") == 1
     assert "efficientnet_lite0) (default: None)" not in out
     assert "trials in the study (all workers) (default: 20)" in out
+
+
+def test_fit_options_default_to_the_plan(capsys):
+    args = build_parser().parse_args(["fit", "photos/"])
+    assert [args.epochs, args.lr, args.batch_size, args.image_size, args.frozen_depth] == [None] * 5
+    assert (args.pretrained, args.set, args.task) == (None, None, "auto")
+    args = build_parser().parse_args(
+        ["fit", "d", "--lr", "find", "--frozen-depth", "all", "--set", "tta=2", "--set", "a=b=c"]
+    )
+    assert (args.lr, args.frozen_depth, args.set) == ("find", "all", [("tta", "2"), ("a", "b=c")])
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.count("(default: planned from the data; the report shows the value)") == 5

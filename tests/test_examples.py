@@ -1,4 +1,5 @@
-"""The README's Quick start is ``examples/quickstart.py``: the same code, and it runs."""
+"""The Quick start of the README and the docs is ``examples/quickstart.py``: the same code,
+and it runs; the README stays short."""
 
 from __future__ import annotations
 
@@ -16,12 +17,23 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart.py"
 
 
-def test_readme_quick_start_is_the_example_file():
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+@pytest.mark.parametrize("page", ["README.md", "docs/quickstart.md"])
+def test_quick_start_is_the_example_file(page):
+    text = (ROOT / page).read_text()
+    section = text.split("# Quick start", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     code = QUICKSTART.read_text().split('"""', 2)[2].lstrip("\n")
     assert block == code
+
+
+def test_readme_is_short_and_points_to_the_docs():
+    """A newcomer reads the README in five minutes; the rest is in docs/ (make docs)."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    for link in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (ROOT / link).is_file(), link
+    for command in ("make demo", "make demo-text", "make test", "make docs"):
+        assert command in readme
 
 
 @pytest.mark.slow
@@ -55,11 +67,11 @@ def test_readme_and_makefile_offer_a_cpu_only_torch():
     assert makefile.count("torch==2.14.1 torchvision==0.29.1") == 1
 
 
-def test_readme_says_how_to_turn_progress_on():
+def test_readme_and_docs_say_how_to_turn_progress_on():
     readme = (ROOT / "README.md").read_text()
-    assert (
-        "| `verbose` | `0` | silent" in readme and "`verbose=1` prints one line per epoch" in readme
-    )
+    parameters = (ROOT / "docs" / "guide" / "estimators.md").read_text()
+    assert "| `verbose` | `0` | silent" in parameters
+    assert "`verbose=1` prints one line per epoch" in readme
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from skft.data.adapters import adapt_images
         ({"batch_size": -3}, "batch_size must be an int >= 1"),
         ({"lr": 0.0}, "lr must be a float > 0"),
         ({"feature_cache": "yes"}, "feature_cache must be True or False"),
-        ({"frozen_depth": True}, "frozen_depth must be an int >= 0 or 'all'"),
+        ({"frozen_depth": True}, "frozen_depth must be an int >= 0, 'all' or None"),
     ],
 )
 def test_bad_scalars_fail_before_any_work(digits, fast, params, words, monkeypatch):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..hookspecs import hookimpl
 from ..specs import Augmenter
 
-__all__ = ["BasicAugment", "ColorAugment", "CutMix", "MixUp", "NoAugment"]
+__all__ = ["AffineAugment", "BasicAugment", "ColorAugment", "CutMix", "MixUp", "NoAugment"]
 
 #: ITU-R 601 luma weights, as torchvision's ``rgb_to_grayscale``.
 LUMA = (0.299, 0.587, 0.114)
@@ -124,6 +124,20 @@ class BasicAugment(Augmenter):
             f"BasicAugment(flip={self.flip}, crop={self.crop}, rotate={self.rotate}, "
             f"translate={self.translate})"
         )
+
+
+class AffineAugment(BasicAugment):
+    """:class:`BasicAugment` without the mirror (``flip=0``): crop, rotation and shift.
+
+    For images whose orientation carries meaning (digits, letters, symbols); the
+    fit plan picks it for small or grayscale images (:mod:`skft.plan`).
+    """
+
+    def __init__(self, crop: float = 0.5, rotate: float = 20.0, translate: float = 0.15) -> None:
+        super().__init__(flip=0.0, crop=crop, rotate=rotate, translate=translate)
+
+    def __repr__(self) -> str:
+        return f"AffineAugment(crop={self.crop}, rotate={self.rotate}, translate={self.translate})"
 
 
 # --------------------------------------------------------------------------
@@ -300,6 +314,7 @@ class CutMix(Augmenter):
 def register_augmenters(register) -> None:
     register("none", NoAugment)
     register("basic", BasicAugment)
+    register("affine", AffineAugment)
     register("color", ColorAugment)
     register("mixup", MixUp)
     register("cutmix", CutMix)

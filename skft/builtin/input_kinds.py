@@ -8,10 +8,12 @@ from ..hookspecs import hookimpl
 from ..specs import InputKind
 
 
-def _adapt_images(X: Any, image_size: int | None = None):
+def _adapt_images(
+    X: Any, image_size: int | None = None, device: Any = None, decode_cache: bool = True
+):
     from ..data.adapters import adapt_images
 
-    return adapt_images(X, image_size=image_size)
+    return adapt_images(X, image_size=image_size, device=device, decode_cache=decode_cache)
 
 
 def _adapt_tabular(X: Any, image_size: int | None = None):
@@ -31,6 +33,7 @@ IMAGE = InputKind(
     adapter=_adapt_images,
     batch_type="uint8 or float32 tensor (N, C, H, W), C in {1, 3}",
     cacheable=True,
+    options=("device", "decode_cache"),  # files: decoded on the GPU for CUDA, cached
     to_augmentable=_float_images,
     description="arrays (N,H,W), (N,H,W,C), (N,C,H,W); PIL images; image file paths",
 )

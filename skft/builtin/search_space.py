@@ -14,10 +14,10 @@ Nothing here imports optuna or torch until the hook is called.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from ..hookspecs import hookimpl
+from ..warn import warn_at_caller
 
 __all__ = ["LR_RANGE", "layer_group_count", "search_space"]
 
@@ -66,10 +66,9 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
     try:
         n_groups = layer_group_count(spec, params.get("image_size"))
     except Exception as exc:  # noqa: BLE001 - a plugin's build failing must not stop the search
-        warnings.warn(
+        warn_at_caller(
             f"frozen_depth left out of the default search space: building backbone "
-            f"{spec.name!r} without weights to count its layer groups failed: {exc}",
-            stacklevel=2,
+            f"{spec.name!r} without weights to count its layer groups failed: {exc}"
         )
     else:
         space["frozen_depth"] = CategoricalDistribution([*range(n_groups), "all"])

@@ -112,6 +112,8 @@ def run_demo(
         augment="basic",
         augment_strength=0.5,
         augment__flip=0.0,
+        lr_schedule="constant",  # the three runs alike, whatever the fit plan would pick
+        batch_size=32,
     )  # digits: no mirror
     runs = [
         ("fine-tune", dict(pretrained=pretrained, frozen_depth=0, lr=1e-3)),

@@ -1,8 +1,9 @@
-"""The skft command line: demo, plugins, tune and predict."""
+"""The skft command line: demo, plugins, fit, predict, evaluate and tune."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 __all__ = ["DEMO_TIME", "build_parser", "main", "open_ended_names"]
@@ -49,6 +50,132 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _learning_rate(text: str) -> float | str:
+    """An argparse ``type``: a learning rate > 0, or ``find`` (the range test)."""
+    if text == "find":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 or 'find', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 or 'find', got {text}")
+    return value
+
+
+def _depth(text: str) -> int | str:
+    """An argparse ``type``: a frozen depth, an int >= 0 or ``all``."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an int >= 0 or 'all', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 or 'all', got {text}")
+    return value
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    """An argparse ``type``: ``NAME=VALUE`` for an estimator parameter."""
+    name, equals, value = text.partition("=")
+    if not equals or not re.fullmatch(r"[A-Za-z_]\w*", name.strip()):
+        raise argparse.ArgumentTypeError(
+            f"must be NAME=VALUE (e.g. augment_strength=0.3), got {text!r}"
+        )
+    return name.strip(), value.strip()
+
+
+def _data_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "data",
+        help=f"{what}: a folder of images (one sub-folder per class: the labels), a "
+        ".csv/.tsv of texts (and labels), a folder of .txt files (one sub-folder per class), "
+        "an .npz with X (and y), or 'digits'",
+    )
+    parser.add_argument("--text-column", default="text", help="column of a .csv/.tsv: texts")
+    parser.add_argument("--label-column", default="label", help="column of a .csv/.tsv: labels")
+    parser.add_argument(
+        "--limit", type=_POSITIVE, default=None, help="use at most this many samples (default: all)"
+    )
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model",
+        help="a model.skft folder written by skft fit, skft tune or save(), or the "
+        "folder skft fit/tune wrote it into",
+    )
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="also read a pickled model (.joblib/.pkl): unpickling runs code from the file, "
+        "so only for files you made or trust",
+    )
+    parser.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a class of your own (dotted name) that the model folder may name, besides those "
+        "skft trusts (repeatable); only for folders you made or trust",
+    )
+
+
+def _add_fit(command) -> None:
+    fit = command(
+        "fit",
+        "fine-tune one model with fixed settings; writes the model folder and a short report",
+    )
+    _data_argument(fit, "training data, labelled")
+    fit.add_argument(
+        "--backbone",
+        default=None,
+        help="backbone name (default: minilm for texts, else efficientnet_lite0)",
+    )
+    fit.add_argument(
+        "--pretrained",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="start from pretrained weights (default: when the backbone has them)",
+    )
+    planned = "(default: planned from the data; the report shows the value)"
+    fit.add_argument("--epochs", type=_POSITIVE, default=None, help=f"epochs {planned}")
+    fit.add_argument(
+        "--lr", type=_learning_rate, default=None, help=f"learning rate, or 'find' {planned}"
+    )
+    fit.add_argument("--batch-size", type=_POSITIVE, default=None, help=f"batch size {planned}")
+    fit.add_argument(
+        "--image-size", type=_at_least(8), default=None, help=f"images resized to this {planned}"
+    )
+    fit.add_argument(
+        "--frozen-depth",
+        type=_depth,
+        default=None,
+        help=f"layer groups frozen from the input side: 0 (fine-tune all), 1, ..., or 'all' "
+        f"(linear probe) {planned}",
+    )
+    fit.add_argument(
+        "--set",
+        type=_assignment,
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="any other estimator parameter, e.g. --set augment_strength=0.3 --set "
+        "lr_schedule=cosine (repeatable; VALUE read as a Python literal, else as text; "
+        "default: none)",
+    )
+    fit.add_argument(
+        "--task",
+        choices=["auto", "classification", "regression"],
+        default="auto",
+        help="auto: regression when the labels are numbers that are not all integers",
+    )
+    fit.add_argument("--seed", type=int, default=0, help="training seed (random_state)")
+    fit.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    fit.add_argument("--out", default="skft-fit", help="folder for model.skft and the report")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``skft`` parser, every option with a help text (defaults shown)."""
     parser = argparse.ArgumentParser(prog="skft", description=__doc__, formatter_class=_Formatter)
@@ -78,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="split and training seed")
 
     command("plugins", "list registered backbones, freezers and augmenters")
+    _add_fit(command)
 
     tune = command(
         "tune",
@@ -135,29 +263,32 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--seed", type=int, default=0, help="sampler and training seed")
     tune.add_argument("--out", default="skft-tune", help="folder for the model, report and plots")
 
-    predict = command("predict", "predict with a saved model, writing CSV")
-    predict.add_argument("model", help="a model.skft folder written by skft tune (or save())")
-    predict.add_argument(
-        "data",
-        help="'digits', an .npz with X, a folder of images, a .csv/.tsv of texts, or a folder "
-        "of .txt files",
+    predict = command(
+        "predict",
+        "predict with a saved model, writing CSV; scored when the data has labels",
     )
-    predict.add_argument("--text-column", default="text", help="column of a .csv/.tsv: texts")
+    _model_arguments(predict)
+    _data_argument(predict, "data to predict, scored when labelled")
     predict.add_argument("--out", default="predictions.csv", help="CSV file to write")
-    predict.add_argument("--limit", type=_POSITIVE, default=None, help="predict at most this many")
     predict.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="also read a pickled model (.joblib/.pkl): unpickling runs code from the file, "
-        "so only for files you made or trust",
+        "--plot",
+        default=None,
+        help="confusion-matrix PNG, when the data has labels (default: beside --out, "
+        "named <out>_confusion.png)",
     )
-    predict.add_argument(
-        "--trust",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="a class of your own (dotted name) that the model folder may name, besides those "
-        "skft trusts (repeatable); only for folders you made or trust",
+
+    evaluate = command(
+        "evaluate",
+        "score a saved model on labelled data: accuracy, macro F1, recall per class and "
+        "the confusion matrix (regression: MSE, MAE, R²)",
+    )
+    _model_arguments(evaluate)
+    _data_argument(evaluate, "labelled data")
+    evaluate.add_argument(
+        "--plot", default=None, help="write the confusion matrix as this PNG (default: no plot)"
+    )
+    evaluate.add_argument(
+        "--json", default=None, help="write the scores to this JSON file (default: not written)"
     )
     return parser
 
@@ -241,8 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "tune":
         from .tune import run_tune as run
+    elif args.command == "fit":
+        from .fit import run_fit as run
+    elif args.command == "evaluate":
+        from .evaluate import run_evaluate as run
     else:
-        from .tune import run_predict as run
+        from .predict import run_predict as run
     try:
         return run(args)
     except (UnknownNameError, FileNotFoundError, ValueError) as exc:

@@ -34,11 +34,12 @@ def load_reporting_skips(
     limit: int | None,
     text_column: str = "text",
     label_column: str = "label",
+    return_paths: bool = False,
 ):
     """:func:`skft.data.datasets.load_data`, its warnings (skipped files) printed to stderr.
 
     A ``.csv``/``.tsv`` file or a folder of ``.txt`` files holds texts
-    (:func:`skft.data.text.load_texts`).
+    (:func:`skft.data.text.load_texts`). ``return_paths``: a folder's images as paths.
     """
     from ..data.datasets import load_data
     from ..data.text import is_text_source, load_texts
@@ -47,7 +48,9 @@ def load_reporting_skips(
         return load_texts(source, text_column, label_column, labelled=labelled, limit=limit)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = load_data(source, image_size, labelled=labelled, limit=limit)
+        data = load_data(
+            source, image_size, labelled=labelled, limit=limit, return_paths=return_paths
+        )
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr, flush=True)
     return data

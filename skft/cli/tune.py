@@ -1,11 +1,9 @@
-"""``skft tune`` (an Optuna search, the refitted model, a report, plots) and ``skft predict``."""
+"""``skft tune``: an Optuna search, the refitted model, a report, plots."""
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -18,7 +16,7 @@ from .report import (
     write_report,
 )
 
-__all__ = ["SCORING", "run_predict", "run_tune"]
+__all__ = ["SCORING", "run_tune"]
 
 #: what ``skft tune`` optimises (the classifier's ``score``), as report.json and the plots name it
 SCORING = "accuracy"
@@ -108,49 +106,3 @@ def run_tune(args) -> int:
     print(text, end="")
     print(f"wrote {out / 'model.skft'}, report.json, report.txt, history.png, importances.png")
     return 0
-
-
-def run_predict(args) -> int:
-    """Run ``skft predict`` with parsed arguments (see ``skft predict --help``); 0 on success."""
-    model = _load_model(Path(args.model), args.trust_pickle, getattr(args, "trust", None) or [])
-    size = model.image_size or getattr(model.backbone_spec_, "default_image_size", None) or 224
-    X, _, ids = load_reporting_skips(args.data, size, False, args.limit, args.text_column)
-    pred = model.predict(X)
-    proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
-    classes = list(getattr(model, "classes_", []))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        header = ["id", "prediction"]
-        if proba is not None:
-            header += [f"proba_{c}" for c in classes]
-        writer.writerow(header)
-        for i, sample in enumerate(ids):
-            row = [sample, _plain(pred[i])]
-            if proba is not None:
-                row += [f"{p:.6f}" for p in proba[i]]
-            writer.writerow(row)
-    print(f"wrote {len(ids)} predictions to {out}")
-    return 0
-
-
-def _load_model(path: Path, trust_pickle: bool, trusted: list[str]) -> Any:
-    from ..io.loader import load
-
-    if path.is_dir() or not path.exists():
-        return load(path, trusted=trusted)
-    if not trust_pickle:
-        raise ValueError(
-            f"{path} is a file, not a model.skft folder: if it is a pickle (.joblib/.pkl), "
-            "loading it can run any code it holds, so skft predict refuses it. Pass "
-            "--trust-pickle if you made the file or trust its source, or re-save the model "
-            "with model.save('model.skft')"
-        )
-    import joblib
-
-    return joblib.load(path)
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v

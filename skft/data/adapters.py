@@ -13,7 +13,15 @@ from sklearn.utils.validation import check_array
 from torch.utils.data import Subset
 
 from ..defaults import effective
-from .images import array_to_nchw, as_sequence, is_path, is_pil, resize, stack_pil
+from .images import (
+    array_to_nchw,
+    as_sequence,
+    is_path,
+    is_pil,
+    load_image_files,
+    resize,
+    stack_pil,
+)
 from .streaming import ImageFiles, image_files
 
 __all__ = [
@@ -23,8 +31,11 @@ __all__ = [
     "adapt_input",
     "adapt_tabular",
     "as_float_images",
+    "sample_lengths",
     "set_input_tags",
+    "trim_to_longest",
 ]
+
 
 def adapt_tabular(X: Any, image_size: int | None = None) -> torch.Tensor:
     """2-D numeric X (numpy, pandas, lists, torch) to a float32 tensor ``(N, F)``."""
@@ -34,7 +45,9 @@ def adapt_tabular(X: Any, image_size: int | None = None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(X))
 
 
-def adapt_images(X: Any, image_size: int) -> torch.Tensor:
+def adapt_images(
+    X: Any, image_size: int, device: Any = None, decode_cache: bool = True
+) -> torch.Tensor:
     """Images in any supported layout to ``(N, C, S, S)`` with C in {1, 3}.
 
     Accepts numpy/torch arrays ``(N,H,W)``, ``(N,H,W,C)`` or ``(N,C,H,W)``
@@ -44,13 +57,20 @@ def adapt_images(X: Any, image_size: int) -> torch.Tensor:
     then a centre crop) along one path whatever the container, so the same
     picture gives the same tensor. uint8 input stays uint8 to save memory;
     float input becomes float32.
+
+    Files are decoded by :func:`skft.data.images.load_image_files`: a thread per
+    core, JPEG on the GPU when ``device`` is a CUDA device (``"auto"`` resolved),
+    through the decoded-image cache unless ``decode_cache`` is false.
     """
     X = as_sequence(X)
     if isinstance(X, (list, tuple)) and len(X) and is_path(X[0]):
         _refuse_text(X[0])
         if not all(is_path(p) for p in X):
             raise TypeError("a list X must hold only PIL images or only file paths")
-        return ImageFiles(X, image_size).load()  # the decoder streaming uses: same pixels
+        from ..training.device import resolve_device
+
+        device = resolve_device(device)  # the decoder streaming uses: same pixels on the CPU
+        return load_image_files(X, image_size, device=device, cache=decode_cache is not False)
     if isinstance(X, (list, tuple)) and len(X) and is_pil(X[0]):
         return stack_pil(list(X), image_size)
     if isinstance(X, (str, os.PathLike)) or is_pil(X):
@@ -138,13 +158,33 @@ def set_input_tags(tags: Any, backbone: Any) -> Any:
 # --------------------------------------------------------------------------
 
 
+def sample_lengths(kind: Any, X: Any) -> torch.Tensor | None:
+    """Each sample's length in adapted ``X``, on the CPU, for a kind that declares
+    :attr:`~skft.specs.InputKind.lengths` (text); ``None`` for the others."""
+    if kind is None or kind.lengths is None or not isinstance(X, torch.Tensor):
+        return None
+    return torch.as_tensor(kind.lengths(X.cpu()), dtype=torch.long).cpu()
+
+
+def trim_to_longest(batch: torch.Tensor, lengths: torch.Tensor, axis: int) -> torch.Tensor:
+    """``batch`` cut along ``axis`` to its longest sample (``lengths``: the batch's, on the CPU).
+
+    The length is a host number: no read-back from the device, wherever the batch is.
+    """
+    longest = max(int(lengths.max()), 1) if len(lengths) else 1
+    return batch.narrow(axis, 0, longest) if longest < batch.shape[axis] else batch
+
+
 class BatchLoader:
     """Batches sliced straight from in-memory tensors: one gather per batch.
 
     A drop-in for skorch's ``iterator_train``/``iterator_valid`` when the
     dataset is a skorch ``Dataset`` (or a ``Subset`` of one) over tensors;
     torch's ``DataLoader`` collates sample by sample, which costs more than
-    a small model's step. Other datasets are read item by item.
+    a small model's step. Other datasets are read item by item. A dataset
+    with ``sample_lengths`` (a CPU tensor, variable-length input) and
+    ``length_axis`` has each batch trimmed to its own longest sample there,
+    with the length known on the host (:func:`trim_to_longest`).
     """
 
     def __init__(
@@ -164,6 +204,8 @@ class BatchLoader:
         self.files = X if isinstance(X, ImageFiles) else None  # streamed: DataLoader workers
         self.X = X if isinstance(X, torch.Tensor) else None
         self.y = y if isinstance(y, torch.Tensor) else None
+        self.lengths = getattr(ds, "sample_lengths", None)
+        self.length_axis = getattr(ds, "length_axis", -1)
         self.n = len(dataset)
         # skorch's convention: batch_size=-1 puts every sample in one batch
         self.batch_size = max(self.n, 1) if batch_size == -1 else int(batch_size)
@@ -189,7 +231,10 @@ class BatchLoader:
                 continue
             idx = sel if self.indices is None else self.indices[sel]
             yb = self.y[idx] if self.y is not None else torch.zeros(len(idx))
-            yield self.X[idx], yb
+            Xb = self.X[idx]
+            if self.lengths is not None:
+                Xb = trim_to_longest(Xb, self.lengths[idx], self.length_axis)
+            yield Xb, yb
 
 
 class ShuffledBatchLoader(BatchLoader):

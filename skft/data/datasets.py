@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from ..warn import warn_at_caller
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -285,10 +286,9 @@ def _check_files(files: list[Path]) -> tuple[list[Path], list[str]]:
 def _warn_skipped(root: Path, skipped: list[str]) -> None:
     shown = skipped[:_LISTED]
     more = f"\n  ... and {len(skipped) - len(shown)} more" if len(skipped) > len(shown) else ""
-    warnings.warn(
+    warn_at_caller(
         f"skipped {len(skipped)} file(s) under {root}:\n  " + "\n  ".join(shown) + more,
         SkippedFilesWarning,
-        stacklevel=3,
     )
 
 
@@ -320,6 +320,7 @@ def load_data(
     *,
     labelled: bool = True,
     limit: int | None = None,
+    return_paths: bool = False,
 ) -> ImageData:
     """What ``skft tune --data`` and ``skft predict`` accept, by name or path.
 
@@ -336,6 +337,9 @@ def load_data(
     limit : int or None
         At most this many samples: the first ``limit`` of an array, spread
         over the classes of a folder.
+    return_paths : bool
+        A folder's images as file paths (checked, not decoded), for an estimator to
+        decode at the size its fit plan chose; arrays are returned as stored.
 
     Returns
     -------
@@ -352,7 +356,9 @@ def load_data(
             f"{str(source)!r} does not exist (and is not 'digits', an .npz file or a folder)"
         )
     if path.is_dir():
-        return load_image_folder(path, image_size, labelled=labelled, limit=limit)
+        return load_image_folder(
+            path, image_size, labelled=labelled, limit=limit, return_paths=return_paths
+        )
     if path.suffix == ".npz":
         return _first(*load_npz(path, labelled=labelled), limit)
     raise ValueError(

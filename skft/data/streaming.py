@@ -1,13 +1,14 @@
 """Image files read batch by batch: data larger than memory, decoded by DataLoader workers.
 
 A list of image paths becomes an :class:`ImageFiles`: a lazy sequence of
-uint8 tensors ``(C, S, S)``. Each item is decoded with
-``torchvision.io.decode_image`` (PIL for formats it cannot read), then
-resized and centre-cropped by the one resize path of :mod:`skft.data.adapters`, so a
-file gives the same pixels whether it is streamed or loaded into memory
-(in-memory loading of paths decodes every file through :func:`decode_file`
-too). Batches come from a ``torch.utils.data.DataLoader`` whose worker
-processes decode; augmentation stays on the device, as for in-memory data.
+uint8 tensors ``(C, S, S)``. Each item is decoded by
+:func:`skft.data.images.decode_file` (torchvision, PIL for formats it cannot
+read), then resized and centre-cropped by the one resize path of
+:mod:`skft.data.images`, so a file gives the same pixels whether it is streamed
+or loaded into memory on the CPU (in-memory loading decodes with the same
+functions, in threads, and caches them). Batches come from a
+``torch.utils.data.DataLoader`` whose worker processes decode; augmentation
+stays on the device, as for in-memory data.
 
 ``streaming="auto"`` (the estimators' default) streams paths whose decoded
 size, ``N * C * S * S`` bytes, exceeds :data:`STREAM_ABOVE_BYTES`
@@ -21,13 +22,12 @@ what streaming avoids); test-time augmentation works on streamed batches.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
-from .images import as_sequence, is_path, open_image, resize
+from .images import GRAY_MODES, as_sequence, decode_file, is_path, thread_map
 
 __all__ = [
     "STREAM_ABOVE_BYTES",
@@ -39,8 +39,6 @@ __all__ = [
 
 #: ``streaming="auto"`` streams image paths above this decoded size (bytes).
 STREAM_ABOVE_BYTES = int(float(os.environ.get("SKFT_STREAM_ABOVE_MB", "1024")) * 2**20)
-
-_GRAY_MODES = ("L", "1", "I;16", "I")
 
 
 def default_num_workers() -> int:
@@ -61,29 +59,11 @@ def _header_mode(path: Any) -> str:
         raise ValueError(f"cannot read image file {path}: {exc}") from exc
 
 
-def decode_file(path: Any, size: int, channels: int) -> torch.Tensor:
-    """One image file as uint8 ``(channels, size, size)``: decode, resize the shorter side, crop."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-    try:
-        with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders for TorchCodec
-            warnings.simplefilter("ignore", DeprecationWarning)
-            img = decode_image(read_file(str(path)), mode=mode)
-    except (RuntimeError, ValueError):
-        img = None
-    if img is None or img.dtype != torch.uint8:  # a format torchvision does not decode to uint8
-        from torchvision.transforms.v2 import functional as TF
-
-        img = TF.pil_to_tensor(open_image(path).convert("L" if channels == 1 else "RGB"))
-    return resize(img.unsqueeze(0), size)[0]
-
-
 class ImageFiles(Sequence):
     """Image files as a lazy sequence of uint8 tensors ``(C, size, size)``.
 
     ``channels`` is 1 when every file is grayscale (read from the file
-    headers, as for in-memory loading), else 3. Indexing with an int decodes
+    headers before any decoding), else 3, as for in-memory loading. Indexing with an int decodes
     one file; with a slice or an index array, a stacked batch. ``num_workers``
     and ``pin_memory`` say how :meth:`batches` loads it.
     """
@@ -100,7 +80,7 @@ class ImageFiles(Sequence):
     ) -> None:
         self.paths = [os.fspath(p) for p in paths]
         if channels is None:
-            gray = all(_header_mode(p) in _GRAY_MODES for p in self.paths)
+            gray = all(_header_mode(p) in GRAY_MODES for p in self.paths)
             channels = 1 if gray else 3
         self.size, self.channels = int(size), int(channels)
         self.num_workers = default_num_workers() if num_workers is None else int(num_workers)
@@ -127,11 +107,13 @@ class ImageFiles(Sequence):
         return decode_file(self.paths[index], self.size, self.channels)
 
     def load(self, indices: Sequence[int] | None = None) -> torch.Tensor:
-        """Decode ``indices`` (all files by default) into one uint8 tensor, in this process."""
+        """Decode ``indices`` (all files by default) into one uint8 tensor, in this process
+        (a thread per core)."""
         indices = range(len(self)) if indices is None else indices
         out = torch.empty((len(indices), self.channels, self.size, self.size), dtype=torch.uint8)
-        for row, i in enumerate(indices):
-            out[row] = decode_file(self.paths[i], self.size, self.channels)
+        decode = lambda i: decode_file(self.paths[i], self.size, self.channels)  # noqa: E731
+        for row, img in enumerate(thread_map(decode, list(indices), None)):
+            out[row] = img
         return out
 
     def fingerprint(self) -> bytes:

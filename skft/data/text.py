@@ -17,6 +17,7 @@ __all__ = [
     "load_text_folder",
     "load_text_table",
     "load_texts",
+    "table_columns",
 ]
 
 #: File suffixes read as tables of texts (tab-separated for .tsv/.tab).
@@ -129,11 +130,8 @@ def load_text_table(
         raise FileNotFoundError(f"{str(path)!r} does not exist")
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1, got {limit}")
-    tsv = path.suffix.lower() in (".tsv", ".tab")
     with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(
-            fh, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
-        )
+        reader = _table_reader(fh, path)
         columns = reader.fieldnames or []
         wanted = [text_column] + ([label_column] if labelled and label_column else [])
         missing = [c for c in wanted if c not in columns]
@@ -158,3 +156,20 @@ def load_text_table(
     if empty:
         raise ValueError(f"{path}: rows without a label in {label_column!r}: {empty[:5]}")
     return ImageData(texts, np.asarray(labels), ids)  # type: ignore[arg-type]
+
+
+def _table_reader(fh, path: Path) -> csv.DictReader:
+    """Rows of a CSV (comma, quoted) or TSV (tab, no quoting, by the suffix) file."""
+    tsv = path.suffix.lower() in (".tsv", ".tab")
+    return csv.DictReader(
+        fh, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
+    )
+
+
+def table_columns(path: str | Path) -> list[str]:
+    """The column names in the header of a CSV/TSV file (none for an empty file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} does not exist")
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(_table_reader(fh, path).fieldnames or [])

@@ -33,6 +33,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..warn import warn_at_caller
+
 __all__ = ["checked", "fused_transformer", "fuse_transformer", "simplified", "simplify_onnx"]
 
 #: fold ConstantOfShape (left alone by onnxscript by default) up to this many elements
@@ -185,13 +187,12 @@ def checked(
         new = rewrite(model)
         want, got = (_outputs(m, example) for m in (model, new))
     except Exception as exc:  # noqa: BLE001  (the optimizers' own errors vary)
-        warnings.warn(f"{what} failed, the graph is {kept}: {exc}", stacklevel=3)
+        warn_at_caller(f"{what} failed, the graph is {kept}: {exc}")
         return model
     if got.shape != want.shape or not np.allclose(got, want, rtol=1e-4, atol=1e-5):
         diff = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("nan")
-        warnings.warn(
-            f"{what} changed the outputs (max difference {diff:.3g}); the graph is {kept}",
-            stacklevel=3,
+        warn_at_caller(
+            f"{what} changed the outputs (max difference {diff:.3g}); the graph is {kept}"
         )
         return model
     return new

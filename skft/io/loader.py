@@ -73,6 +73,8 @@ def build_saved(folder: Path, trusted: Any = (), exact: bool = True) -> tuple[An
     try:
         estimator = cls(**params)
         pretrained, estimator.pretrained = estimator.pretrained, False  # the saved weights follow
+        if "plan" in config["fitted"]:  # before check_params: the planned augment
+            estimator.fit_plan_ = _plan_from_json(config["fitted"]["plan"])
         for name, value in check_params(estimator).fitted_attributes().items():
             setattr(estimator, name, value)  # without data: lr="find" is not run again
         _restore_fitted(estimator, config["fitted"])
@@ -154,6 +156,27 @@ def _check_plugins(config: dict[str, Any], folder: Path) -> None:
         raise ModelFileError(
             f"{folder} needs backbone {backbone!r}, which no installed plugin provides{hint}"
         ) from exc
+
+
+def _plan_from_json(data: Any) -> Any:
+    """The saved :class:`skft.plan.FitPlan`: known names, JSON scalars (or lists of them)."""
+    from ..plan import CORE_DEFAULTS, DataProfile, FitPlan
+
+    if not isinstance(data, dict) or set(data) != {"profile", "values", "reasons"}:
+        raise ValueError("plan must hold profile, values and reasons")
+    values, reasons, profile = data["values"], data["reasons"], data["profile"]
+    scalar = (str, int, float, bool, type(None))
+    if not isinstance(values, dict) or not set(values) <= set(CORE_DEFAULTS):
+        raise ValueError(f"plan values must name only {sorted(CORE_DEFAULTS)}")
+    for name, value in values.items():
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, scalar) for v in items):
+            raise ValueError(f"plan value {name}={value!r} is not a JSON scalar")
+    if not isinstance(reasons, dict) or not all(isinstance(v, str) for v in reasons.values()):
+        raise ValueError("plan reasons must be strings")
+    if not isinstance(profile, dict) or not all(isinstance(v, scalar) for v in profile.values()):
+        raise ValueError("plan profile must hold JSON scalars")
+    return FitPlan(DataProfile(**profile), values, reasons)
 
 
 def _restore_fitted(estimator: Any, fitted: dict[str, Any]) -> None:

@@ -44,6 +44,17 @@ CONFIG, WEIGHTS, SEARCH = "config.json", "weights.safetensors", "search.json"
 # --------------------------------------------------------------------------
 
 
+def plan_to_json(plan: Any) -> dict[str, Any]:
+    """A :class:`skft.plan.FitPlan` as JSON values."""
+    from dataclasses import asdict
+
+    return {
+        "profile": asdict(plan.profile),
+        "values": dict(plan.values),
+        "reasons": dict(plan.reasons),
+    }
+
+
 def save(estimator: Any, path: str | os.PathLike, trusted: Any = ()) -> Path:
     """Write a fitted estimator to the folder ``path`` (created; files in it replaced).
 
@@ -66,6 +77,9 @@ def save(estimator: Any, path: str | os.PathLike, trusted: Any = ()) -> Path:
     fitted: dict[str, Any] = {"input_shape": list(estimator.input_shape_)}
     if getattr(estimator, "lr_found_", None) is not None:
         fitted["lr_found"] = float(estimator.lr_found_)  # what lr="find" found
+    plan = estimator.__dict__.get("fit_plan_")
+    if plan is not None:  # what the data decided for the None parameters (skft.plan)
+        fitted["plan"] = plan_to_json(plan)
     if hasattr(estimator, "classes_inferred_"):
         fitted["classes"] = _encode_labels(estimator.classes_inferred_)
     if hasattr(estimator, "target_scaler_"):

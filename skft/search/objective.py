@@ -104,7 +104,7 @@ class CVObjective:
     def _lockstep(self, trial: Any, est: Any) -> float:
         import optuna
 
-        n_epochs = int(effective(est, "max_epochs"))  # None: the backbone's default
+        n_epochs = int(effective(est, "max_epochs"))  # None: the fit plan's, known after epoch 1
         models = [clone(est) for _ in self.folds]
         k = len(models)
         fit_time, score_time = np.zeros(k), np.zeros(k)
@@ -112,11 +112,15 @@ class CVObjective:
         if self.classes is not None:
             kwargs["classes"] = self.classes  # a fold may lack a class
         scores: list[float] = []
-        for epoch in range(n_epochs):
+        epoch = -1
+        while epoch + 1 < n_epochs:
+            epoch += 1
             for i, (model, (X_train, y_train, _, _)) in enumerate(zip(models, self.folds)):
                 t0 = time.perf_counter()
                 model.partial_fit(X_train, y_train, **kwargs)
                 fit_time[i] += time.perf_counter() - t0
+            if epoch == 0:  # the first partial_fit made the plan: its epochs (fold 1's data)
+                n_epochs = int(effective(models[0], "max_epochs"))
             last = epoch == n_epochs - 1
             if not (self.report_every_epoch or last):
                 continue

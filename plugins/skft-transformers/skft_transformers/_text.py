@@ -14,13 +14,11 @@ short; the layer groups trim each batch further to its own longest text.
 from __future__ import annotations
 
 import os
-import sys
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
-from skft.plugin_api import one_column
+from skft.plugin_api import one_column, warn_at_caller
 
 from ._tokens import IDS, MASK, N_SYNONYMS, SYN, WORD, load_tokenizer
 
@@ -30,37 +28,6 @@ __all__ = ["N_SYNONYMS", "adapt_text", "check_texts", "load_tokenizer"]
 
 #: Names that end so are taken for image files, not texts.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-#: Packages whose frames a warning skips, to point at the user's ``fit``/``predict`` line.
-_LIBRARY_PACKAGES = frozenset(
-    {
-        "skft",
-        "skft_transformers",
-        "skft_timm",
-        "skorch",
-        "sklearn",
-        "torch",
-        "numpy",
-        "pandas",
-        "pluggy",
-        "joblib",
-        "optuna",
-        "tokenizers",
-        "transformers",
-    }
-)
-
-
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` (for a warning raised by the caller) of the first frame outside
-    skft, its plugins and the libraries it calls: the line in the user's code."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None:
-        package = str(frame.f_globals.get("__name__", "")).split(".")[0]
-        if package not in _LIBRARY_PACKAGES:
-            return level
-        frame, level = frame.f_back, level + 1
-    return 1
 
 
 def _is_image_path(text: str) -> bool:
@@ -148,11 +115,10 @@ def adapt_text(X: Any, source: str, max_length: int = 128, image_size: Any = Non
     _, encodings = _encode(source, texts, int(max_length))
     truncated = sum(1 for e in encodings if e.overflowing)
     if truncated:
-        warnings.warn(
+        warn_at_caller(
             f"{truncated} of {len(texts)} texts were truncated to max_length={max_length} "
             "tokens; raise max_length to keep them whole",
             UserWarning,
-            stacklevel=_user_stacklevel(),
         )
     length = max(len(e.ids) for e in encodings)
     out = np.zeros((len(texts), SYN + N_SYNONYMS, length), dtype=np.int32)

@@ -122,3 +122,19 @@ def test_txt_folder_loader(texts, tmp_path):
     (tmp_path / "d" / "ham" / "bad.txt").write_bytes(b"\xff\xfe bad")
     with pytest.raises(ValueError, match="bad.txt: not UTF-8"):
         load_text_folder(tmp_path / "d")
+
+
+def test_fit_and_evaluate_a_csv(tiny_bert, texts, tmp_path, capsys):
+    X, y = texts
+    data = tmp_path / "messages.csv"
+    _write(data, X, y)
+    columns = ["--text-column", "message", "--label-column", "category"]
+    out = tmp_path / "run"
+    args = ["fit", str(data), *columns, "--backbone", "hf:" + tiny_bert, "--epochs", "1",
+            "--set", "max_length=16", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert f"{len(X)} samples, 2 classes" in printed and "'max_length': 16" in printed
+    assert main(["evaluate", str(out), str(data), *columns]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "accuracy " in printed and "recall per class (samples): ham " in printed
