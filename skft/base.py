@@ -162,6 +162,7 @@ class FineTuneMixin(SpeedMixin):
                         n_epochs -= self._resume_from_checkpoint(Xt, yt)
                     if initialize and not len(self.history):  # built now, not resumed
                         before_epochs(self, Xt, yt)  # plugins' stages (hookspecs.before_epochs)
+                        self.prefix_keys_ = {}  # a stage may have trained the frozen prefix
                     depth = cache_depth(self, len(self.history), n_epochs)
                     with self._cached_input(Xt, depth) as feats:
                         NeuralNet.partial_fit(self, feats, yt, epochs=n_epochs, **fit_params)

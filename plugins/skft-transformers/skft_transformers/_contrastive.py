@@ -116,36 +116,44 @@ class ContrastiveFreezer(FreezePolicy):
         )
 
 
-def sentence_pairs(labels: Any, iterations: int, rng: np.random.Generator) -> np.ndarray:
+def sentence_pairs(
+    labels: Any, iterations: int, rng: np.random.Generator, names: Sequence[Any] | None = None
+) -> np.ndarray:
     """Balanced pairs ``(i, j, same)``: each round pairs every sample with one other sample of
     its class (``same=1``) and one of another class (``same=0``), drawn with ``rng``.
 
-    Samples alone in their class get no positive pair. Returns an int64 array of shape
-    ``(n_pairs, 3)`` in random order. Raises ``ValueError`` for fewer than 2 classes, or
-    when no class holds 2 samples.
+    Returns an int64 array of shape ``(2 * iterations * n_samples, 3)`` in random order.
+    Raises ``ValueError`` for fewer than 2 classes, or for a class with fewer than 2
+    samples (it would have no pair of its own class); ``names`` (the class of each code,
+    in sorted order) name the classes in the message.
     """
     labels = np.asarray(labels)
     classes, codes = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
-        found = repr(classes.tolist()[0]) if len(classes) else "none"
+        found = classes.tolist()[0] if len(classes) else None
+        found = repr(found if names is None or found is None else np.asarray(names)[found].item())
         raise ValueError(
             "freeze='contrastive' pairs sentences of the same and of different classes: y "
             f"needs at least 2 classes, got 1 ({found}); use freeze='depth'"
         )
     members = [np.flatnonzero(codes == c) for c in range(len(classes))]
-    if max(len(m) for m in members) < 2:
+    names = classes.tolist() if names is None else [np.asarray(names)[c].item() for c in classes]
+    lone = [repr(name) for name, m in zip(names, members) if len(m) < 2]
+    if lone:
         raise ValueError(
-            "freeze='contrastive' needs a class with at least 2 samples to form a pair of the "
-            "same class; every class has 1"
+            "freeze='contrastive' pairs every sentence with another of its class: each class "
+            f"needs at least 2 training samples; {len(lone)} of {len(classes)} classes have 1 "
+            f"({', '.join(lone[:5])}{', ...' if len(lone) > 5 else ''}); add examples or use "
+            "freeze='depth'"
         )
     others = [np.flatnonzero(codes != c) for c in range(len(classes))]
     pairs = []
     for _ in range(iterations):
         for same, other in zip(members, others):
-            if len(same) > 1:  # another sample of the class, uniformly: never the sample itself
-                partner = same[rng.integers(len(same) - 1, size=len(same))]
-                partner = np.where(partner == same, same[-1], partner)
-                pairs.append(np.stack([same, partner, np.ones_like(same)], axis=1))
+            # another sample of the class, uniformly: never the sample itself
+            partner = same[rng.integers(len(same) - 1, size=len(same))]
+            partner = np.where(partner == same, same[-1], partner)
+            pairs.append(np.stack([same, partner, np.ones_like(same)], axis=1))
             partner = other[rng.integers(len(other), size=len(same))]
             pairs.append(np.stack([same, partner, np.zeros_like(same)], axis=1))
     out = np.concatenate(pairs).astype(np.int64) if pairs else np.zeros((0, 3), np.int64)
@@ -240,7 +248,8 @@ def contrastive_stage(estimator: Any, X: Any, y: Any) -> None:
     X, y = _training_rows(estimator, X, y)
     seed = int(torch.randint(2**62, (1,)))  # torch's RNG: skft seeds it from random_state
     rng = np.random.default_rng(seed)
-    pairs = sentence_pairs(y.cpu().numpy(), policy.pair_iterations, rng)
+    names = getattr(estimator, "classes_", None)  # the user's labels, for the messages
+    pairs = sentence_pairs(y.cpu().numpy(), policy.pair_iterations, rng, names)
     module = getattr(estimator.module_, "module", estimator.module_)  # inside DDP
     device = torch.device(estimator.device)
     model = _encoder(module)

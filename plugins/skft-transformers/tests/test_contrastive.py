@@ -58,10 +58,12 @@ def test_pairs_are_balanced_and_follow_the_seed():
 def test_pairs_need_two_classes_and_a_pair_of_one_class():
     with pytest.raises(ValueError, match="at least 2 classes, got 1"):
         sentence_pairs(np.zeros(6), 1, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="every class has 1"):
+    with pytest.raises(ValueError, match=r"at least 2 training samples; 3 of 3 classes have 1"):
         sentence_pairs(np.array([0, 1, 2]), 1, np.random.default_rng(0))
-    lone = sentence_pairs(np.array([0, 0, 0, 1]), 2, np.random.default_rng(0))
-    assert (lone[:, 2] == 1).sum() == 2 * 3 and (lone[:, 2] == 0).sum() == 2 * 4
+    with pytest.raises(ValueError, match=r"1 of 2 classes have 1 \('spam'\)"):
+        sentence_pairs(np.array([0, 0, 0, 1]), 2, np.random.default_rng(0), ["ham", "spam"])
+    two = sentence_pairs(np.array([0, 0, 1, 1]), 2, np.random.default_rng(0))
+    assert (two[:, 2] == 1).sum() == 2 * 4 and (two[:, 2] == 0).sum() == 2 * 4
 
 
 # --------------------------------------------------------------------------
@@ -100,6 +102,21 @@ def test_same_random_state_same_pairs_and_weights(stage, texts):
     assert not _changed(_encoder_state(a), _encoder_state(b))
     assert a.freeze_policy_.stage_log["loss"] == b.freeze_policy_.stage_log["loss"]
     assert _changed(_encoder_state(a), _encoder_state(c))
+
+
+def test_stage_runs_once_per_fit_not_when_training_continues(stage, texts):
+    X, y = texts
+    clf = FineTunedClassifier(**stage).fit(X, y)  # frozen_depth="all": only the stage moves it
+    tuned, log = _encoder_state(clf), clf.freeze_policy_.stage_log
+    clf.partial_fit(X, y)  # one more epoch of the head
+    assert not _changed(tuned, _encoder_state(clf)) and clf.freeze_policy_.stage_log is log
+    clf.set_params(warm_start=True).fit(X, y)  # continues too
+    assert not _changed(tuned, _encoder_state(clf)) and clf.freeze_policy_.stage_log is log
+    clf.set_params(warm_start=False).fit(X, y)  # a new fit: fresh weights, the stage again
+    assert clf.freeze_policy_.stage_log is not log
+    assert not _changed(tuned, _encoder_state(clf))  # same seed, same stage
+    first = FineTunedClassifier(**stage).partial_fit(X, y)  # the first partial_fit: the stage
+    assert not _changed(tuned, _encoder_state(first))
 
 
 def test_stage_then_fine_tuning_and_other_policies(stage, texts):
@@ -166,6 +183,38 @@ def test_search_space_offers_the_stage_parameters(fast):
     assert "freeze__pair_iterations" not in default_search_space(FineTunedClassifier(**fast))
 
 
+def test_search_with_the_stage_entries(fast, texts, monkeypatch):
+    pytest.importorskip("optuna")
+    from optuna.distributions import IntDistribution
+    from skft.search import OptunaSearch
+
+    from skft_transformers import _contrastive
+
+    runs = []
+    stage = _contrastive.contrastive_stage
+
+    def counted(estimator, X, y):
+        runs.append(estimator.freeze_policy_.pair_iterations)
+        stage(estimator, X, y)
+
+    monkeypatch.setattr(_contrastive, "contrastive_stage", counted)
+    X, y = texts
+    est = FineTunedClassifier(
+        **{**fast, "freeze": "contrastive", "frozen_depth": "all", "max_epochs": 1}
+    )
+    few = IntDistribution(1, 2)  # the plugin's range (0 .. 40) made short for a test
+    only_stage = {"lr": None, "frozen_depth": None, "augment_strength": None,
+                  "freeze__pair_iterations": few}  # fmt: skip
+    search = OptunaSearch(est, only_stage, n_trials=2, cv=2, random_state=0).fit(X, y)
+    assert {"freeze__pair_iterations", "freeze__lr"} <= set(search.search_space_)
+    for params in search.cv_results_["params"]:
+        assert params["freeze__pair_iterations"] in (1, 2) and 5e-6 <= params["freeze__lr"] <= 1e-4
+    # every fold trains epoch by epoch (lockstep partial_fit): one stage per fold, one refit
+    assert len(runs) == 2 * 2 + 1
+    assert runs[-1] == search.best_params_["freeze__pair_iterations"]
+    assert search.best_estimator_.freeze_policy_.lr == search.best_params_["freeze__lr"]
+
+
 def test_bad_stage_parameters_are_named(stage, texts):
     X, y = texts
     for name, value in [("pair_iterations", -1), ("lr", 0.0), ("loss", "triplet"), ("then", "x")]:
@@ -194,6 +243,16 @@ def test_one_class_is_refused(stage, texts):
         FineTunedClassifier(**stage).fit(X, ["ham"] * len(X))  # the classifier's own check
     with pytest.raises(ValueError, match="freeze='contrastive'.*at least 2 classes, got 1"):
         FineTunedClassifier(**stage).partial_fit(X, ["ham"] * len(X), classes=["ham", "spam"])
+
+
+def test_a_class_of_one_sentence_is_refused_before_training(stage, texts, monkeypatch):
+    X, y = texts
+    X, y = X[:13], y[:13]  # 12 ham, 1 spam
+    clf = FineTunedClassifier(**stage)
+    monkeypatch.setattr(type(clf), "train_step", lambda *a, **k: pytest.fail("trained"))
+    message = r"at least 2 training samples; 1 of 2 classes have 1 \('spam'\)"
+    with pytest.raises(ValueError, match=message):
+        clf.fit(X, y)
 
 
 def test_non_text_backbone_is_refused():
