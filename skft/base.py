@@ -29,6 +29,7 @@ from .io.persist import save as save_model
 from .network import build_network, export_backbone, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
 from .plan import DataProfile, plan_fit
+from .plugins import before_epochs
 from .training.cache import cache_depth, fixed_prefix, prefix_features
 from .training.checkpoint import EpochCheckpoint, checkpoint_path, read_checkpoint
 from .training.device import unpickling_device
@@ -159,6 +160,9 @@ class FineTuneMixin(SpeedMixin):
                     n_epochs = self.max_epochs if epochs is None else epochs
                     if epochs is None and self.checkpoint:  # a whole fit: resumable
                         n_epochs -= self._resume_from_checkpoint(Xt, yt)
+                    if initialize and not len(self.history):  # built now, not resumed
+                        before_epochs(self, Xt, yt)  # plugins' stages (hookspecs.before_epochs)
+                        self.prefix_keys_ = {}  # a stage may have trained the frozen prefix
                     depth = cache_depth(self, len(self.history), n_epochs)
                     with self._cached_input(Xt, depth) as feats:
                         NeuralNet.partial_fit(self, feats, yt, epochs=n_epochs, **fit_params)

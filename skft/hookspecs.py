@@ -110,6 +110,40 @@ def register_backbone_prefixes(register: Register) -> None:
 
 
 # --------------------------------------------------------------------------
+# Training hook: every plugin is called; errors propagate to ``fit``
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def before_epochs(estimator: Any, X: Any, y: Any) -> None:
+    """Train or adjust a freshly built network on the fit's data, before its first epoch.
+
+    Called once by every ``fit`` (and first ``partial_fit``) that builds the module: after
+    the module and optimizer are built, before the frozen-prefix cache and the first epoch,
+    inside the fit's seeded context (torch's RNG follows ``random_state``). Not called when
+    training continues (``partial_fit``, ``warm_start``) or resumes from a checkpoint, nor
+    by ``skft.load``. skft-transformers' contrastive stage (``freeze="contrastive"``) is one.
+
+    Parameters
+    ----------
+    estimator : estimator
+        The skft estimator being fitted, with its fitted attributes set (``module_``,
+        ``freeze_policy_``, ``freeze_state_``, ``input_kind_``, ``backbone_spec_``) and
+        its resolved ``device``. An implementation reads the estimator and trains
+        ``module_`` in place; it sets no attributes on the estimator, leaves the module's
+        freezing as ``freeze_state_`` says, and returns without work for estimators it
+        does not know.
+    X : torch.Tensor
+        The adapted training input, one row per sample (what the input kind's adapter
+        returned; text: token ids), including any validation split the epochs hold out
+        (``estimator.get_split_datasets(X, y)`` gives the split).
+    y : torch.Tensor
+        The encoded targets: class indices (int64) for classifiers, standardised floats
+        for regressors.
+    """
+
+
+# --------------------------------------------------------------------------
 # Search-space hook: every plugin may answer; the answers are merged
 # --------------------------------------------------------------------------
 

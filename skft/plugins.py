@@ -25,6 +25,7 @@ __all__ = [
     "augmenters",
     "backbone_prefixes",
     "backbones",
+    "before_epochs",
     "broken_plugins",
     "demos",
     "freezers",
@@ -248,6 +249,13 @@ def backbone_prefixes() -> dict[str, BackbonePrefix]:
     load_plugins()
     _call_each(pm.hook.register_backbone_prefixes, register=register)
     return found
+
+
+def before_epochs(estimator: Any, X: Any, y: Any) -> None:
+    """Call every plugin's ``before_epochs`` hook on a freshly built ``estimator`` (see
+    :func:`skft.hookspecs.before_epochs`); a plugin's error fails the fit."""
+    load_plugins()
+    pm.hook.before_epochs(estimator=estimator, X=X, y=y)
 
 
 def get_backbone(name: str) -> BackboneSpec:

@@ -13,7 +13,13 @@ Through skft's plugin hooks:
 * a ``@cls`` suffix (``"minilm@cls"``, ``"hf:<id>@cls"``) pools the first token
   (``[CLS]``) instead of the mean over the attention mask;
 * augmenters ``eda``, ``synonym``, ``insert``, ``swap``, ``delete`` (text only);
-* search-space entries: ``augment__max_share`` for the text augmenters.
+* the freezing policy ``contrastive`` (alias ``setfit``): SetFit's contrastive stage, sentence
+  pairs of the same / different class training the encoder with a sentence-transformers
+  loss before the epochs (through the ``before_epochs`` hook), then the freezing of the
+  ``depth`` policy; parameters ``freeze__pair_iterations`` (0: no stage), ``freeze__epochs``,
+  ``freeze__lr``, ``freeze__batch_size``, ``freeze__loss``, ... (see ``_contrastive``);
+* search-space entries: ``augment__max_share`` for the text augmenters, and
+  ``freeze__pair_iterations`` / ``freeze__lr`` with ``freeze="contrastive"``.
 
 Layer groups: ``embeddings``, ``layer0`` ... ``layer{n-1}``; the neck pools token states.
 Text backbones declare training defaults (``lr=5e-5`` for the encoder, the new head at
@@ -35,6 +41,7 @@ from skft import hookimpl
 from skft.specs import BackboneSpec, InputKind, Pretrained, TokenizedInput
 
 __all__ = [
+    "CONTRASTIVE_NAMES",
     "HF_PREFIX",
     "MINILM_ALIASES",
     "TEXT",
@@ -251,6 +258,30 @@ def register_augmenters(register: Callable[..., None]) -> None:
         register(op, _text_augmenter(op))
 
 
+#: ``freeze=`` names of the contrastive stage (see skft_transformers._contrastive).
+CONTRASTIVE_NAMES = ("contrastive", "setfit")
+
+
+def _contrastive_policy(**params: Any) -> Any:
+    from ._contrastive import ContrastiveFreezer
+
+    return ContrastiveFreezer(**params)
+
+
+@hookimpl
+def register_freezers(register: Callable[..., None]) -> None:
+    register(CONTRASTIVE_NAMES[0], _contrastive_policy, aliases=CONTRASTIVE_NAMES[1:])
+
+
+@hookimpl
+def before_epochs(estimator: Any, X: Any, y: Any) -> None:
+    """The contrastive stage, when the estimator's freezing policy is ``contrastive``."""
+    from ._contrastive import ContrastiveFreezer, contrastive_stage
+
+    if isinstance(getattr(estimator, "freeze_policy_", None), ContrastiveFreezer):
+        contrastive_stage(estimator, X, y)
+
+
 @hookimpl
 def search_space(estimator: Any) -> dict[str, Any] | None:
     params = estimator.get_params(deep=False)
@@ -270,4 +301,9 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
     augment = effective(estimator, "augment")  # None: the backbone's default
     if isinstance(augment, str) and augment in TEXT_AUGMENTERS:
         space["augment__max_share"] = FloatDistribution(0.1, 0.5)
+    if params.get("freeze") in CONTRASTIVE_NAMES:  # 0 iterations: the stage is off
+        from optuna.distributions import IntDistribution
+
+        space["freeze__pair_iterations"] = IntDistribution(0, 40, step=5)
+        space["freeze__lr"] = FloatDistribution(5e-6, 1e-4, log=True)
     return space or None  # augment_strength and frozen_depth: skft's own entries
