@@ -200,6 +200,13 @@ def _restore_fitted(estimator: Any, fitted: dict[str, Any]) -> None:
         ):
             raise ValueError("classes must be a list of str, int, float or bool")
         estimator._set_classes(np.asarray(values, dtype=dtype))
+        multilabel = fitted.get("multilabel", False)
+        if not isinstance(multilabel, bool):
+            raise ValueError(f"multilabel must be true or false, got {multilabel!r}")
+        if multilabel:
+            if values != list(range(len(values))):
+                raise ValueError("a multi-label model's classes must be 0..n_labels-1")
+            estimator.multilabel_ = True
     else:
         scaler = StandardScaler()
         scaler.mean_ = np.asarray(fitted["target_scaler"]["mean"], dtype=np.float64)
