@@ -374,8 +374,9 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
                     )
             self.criterion_ = self.initialized_instance(self.criterion, kwargs)
             return self
-        if self.class_weight_ is not None:
-            kwargs = {**criterion_weights(self.class_weight_), **kwargs}
+        weights = getattr(self, "class_weight_", None)  # unset in a loaded model
+        if weights is not None:
+            kwargs = {**criterion_weights(weights), **kwargs}
         loss = MultiLabelLoss(label_smoothing=float(self.label_smoothing), **kwargs)
         self.criterion_ = loss
         return self

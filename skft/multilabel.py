@@ -67,13 +67,14 @@ def check_indicator(y: Any, *, fitting: bool = True) -> np.ndarray:
             f"multi-label y has NaN or infinite entries (first at row {bad[0]}, column "
             f"{bad[1]}); fill them with 0 or 1 before fit"
         )
-    kind = type_of_target(Y)
-    if kind != "multilabel-indicator":
+    kind = type_of_target(Y)  # says "multilabel-indicator" for any two integer values
+    if kind != "multilabel-indicator" or not np.isin(Y, (0, 1)).all():
         values = np.unique(Y)
         shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")
+        why = "" if kind == "multilabel-indicator" else f" (sklearn's type_of_target: {kind!r})"
         raise ValueError(
-            f"y of shape {Y.shape} is not a 0/1 indicator matrix: its values are {shown} "
-            f"(sklearn's type_of_target: {kind!r}). Multi-label y must hold only 0 and 1, "
+            f"y of shape {Y.shape} is not a 0/1 indicator matrix: its values are {shown}"
+            f"{why}. Multi-label y must hold only 0 and 1, "
             "one column per label (sklearn.preprocessing.MultiLabelBinarizer makes one); "
             "skft does not fit multi-output multiclass or continuous targets with a classifier"
         )
