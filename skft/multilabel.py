@@ -35,8 +35,8 @@ def is_multilabel(y: Any) -> bool:
     shape = getattr(y, "shape", None)
     if shape is None:
         try:
-            shape = np.shape(y)
-        except ValueError:  # ragged lists: the label checks say what is wrong
+            shape = np.asarray(y).shape  # not np.shape: array-likes may refuse array functions
+        except (ValueError, TypeError):  # ragged lists: the label checks say what is wrong
             return False
     return len(shape) == 2 and shape[1] > 1
 
