@@ -76,16 +76,15 @@ def test_temperature_scaling_keeps_the_predicted_class(fitted, split, no_refit):
     np.testing.assert_array_equal(cal.predict(Xt), fitted.predict(Xt))
 
 
-@pytest.mark.parametrize("method", ["sigmoid", "temperature"])
-def test_calibration_does_not_worsen_the_log_loss_it_fits(fitted, split, no_refit, method):
-    """Both maps contain the identity (or nearly): on their own data, log loss cannot rise much."""
+def test_temperature_scaling_does_not_worsen_the_log_loss_it_fits(fitted, split, no_refit):
+    """Temperature 1 is the identity: on its own data, the fitted temperature cannot do worse."""
     _, (Xc, yc), _ = split
-    cal = CalibratedClassifierCV(FrozenEstimator(fitted), method=method).fit(Xc, yc)
-    order = list(cal.classes_)
-    raw = fitted.predict_proba(Xc)[:, [list(fitted.classes_).index(c) for c in order]]
-    assert (
-        log_loss(yc, cal.predict_proba(Xc), labels=order) <= log_loss(yc, raw, labels=order) + 0.02
-    )
+    cal = CalibratedClassifierCV(FrozenEstimator(fitted), method="temperature").fit(Xc, yc)
+    proba = cal.predict_proba(Xc).astype(np.float64)  # float32 rows sum to 1 +- 1e-7
+    proba /= proba.sum(axis=1, keepdims=True)
+    assert list(cal.classes_) == list(fitted.classes_)
+    raw = fitted.predict_proba(Xc)
+    assert log_loss(yc, proba, labels=cal.classes_) <= log_loss(yc, raw, labels=cal.classes_) + 1e-4
 
 
 def test_a_calibrated_model_pickles(fitted, split):
