@@ -13,7 +13,7 @@ from torch import nn
 
 from .base import FineTuneMixin
 from .deploy.onnx_export import to_onnx
-from .multilabel import (
+from .training.multilabel import (
     MultiLabelLoss,
     balanced_label_weights,
     check_indicator,
@@ -180,7 +180,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     **Multi-label targets.** ``y`` as a 2-D 0/1 indicator matrix of shape
     ``(n_samples, n_labels)`` (what :class:`sklearn.preprocessing.MultiLabelBinarizer`
     gives) fits one network with ``n_labels`` sigmoid outputs and a binary
-    cross-entropy (:class:`skft.multilabel.MultiLabelLoss`, a
+    cross-entropy (:class:`skft.training.multilabel.MultiLabelLoss`, a
     ``BCEWithLogitsLoss``, in place of the default ``criterion``). Then
     ``multilabel_`` is True, ``classes_`` is ``[0, ..., n_labels - 1]``,
     ``predict_proba`` returns one probability per label (rows need not sum to 1)

@@ -17,7 +17,7 @@ from torch import nn
 
 import skft
 from skft import FineTunedClassifier
-from skft.multilabel import MultiLabelLoss
+from skft.training.multilabel import MultiLabelLoss
 
 
 def tags(y: np.ndarray) -> np.ndarray:
