@@ -234,7 +234,12 @@ def test_a_constant_label_column_is_refused(tagged, fast, value, word):
     X, Y = tagged
     Y = Y.copy()
     Y[:, 1] = value
-    _refused(FineTunedClassifier(**fast), X, Y, rf"column\(s\) \[1\] are {word} for every sample")
+    _refused(
+        FineTunedClassifier(**fast),
+        X,
+        Y,
+        rf"column\(s\) \[1\] are {word} in all 60 training samples",
+    )
 
 
 @pytest.mark.parametrize(

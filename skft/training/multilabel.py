@@ -85,11 +85,11 @@ def check_indicator(y: Any, *, fitting: bool = True) -> np.ndarray:
         if never or always:
             parts = []
             if never:
-                parts.append(f"column(s) {never} are 0 for every sample")
+                parts.append(f"column(s) {never} are 0")
             if always:
-                parts.append(f"column(s) {always} are 1 for every sample")
+                parts.append(f"column(s) {always} are 1")
             raise ValueError(
-                f"multi-label y: label {' and '.join(parts)} of the {len(Y)} training "
+                f"multi-label y: label {' and '.join(parts)} in all {len(Y)} training "
                 "samples; a label that never varies cannot be learnt. Drop the column, or "
                 "split so that every label has positive and negative training samples"
             )
