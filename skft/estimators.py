@@ -13,6 +13,7 @@ from torch import nn
 
 from .base import FineTuneMixin
 from .deploy.onnx_export import to_onnx
+from .params import FINE_TUNE_PARAMS
 from .training.multilabel import (
     MultiLabelLoss,
     balanced_label_weights,
@@ -20,7 +21,6 @@ from .training.multilabel import (
     criterion_weights,
     is_multilabel,
 )
-from .params import FINE_TUNE_PARAMS
 
 __all__ = ["FineTunedClassifier", "FineTunedRegressor"]
 
