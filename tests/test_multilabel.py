@@ -341,3 +341,17 @@ def test_cli_predict_and_evaluate_score_label_sets(fitted, digits, tmp_path, cap
     assert "Jaccard (samples)" in capsys.readouterr().out
     assert main(["evaluate", str(tmp_path / "m.skft"), str(tmp_path / "single.npz")]) == 2
     assert "2-D 0/1 array 'y'" in capsys.readouterr().err
+
+
+def test_compressed_multilabel_predicts_label_sets(fitted, digits):
+    from skft import Compressed
+
+    X, y = digits
+    Y = tags(y)
+    model = pickle.loads(pickle.dumps(fitted))
+    comp = Compressed(model, prune=0.3, quantize="int8", recover_epochs=1, prefit=True)
+    comp.fit(X, Y)  # recovery with distillation from the unpruned model's sigmoids
+    proba = comp.predict_proba(X)
+    assert proba.shape == Y.shape and ((proba >= 0) & (proba <= 1)).all()
+    np.testing.assert_array_equal(comp.predict(X), (proba > model.threshold).astype(int))
+    assert comp.score(X, Y) == np.mean((comp.predict(X) == Y).all(axis=1))
