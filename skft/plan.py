@@ -15,7 +15,9 @@ A value the user sets always wins. The parameters themselves keep ``None``
 (``get_params``, ``clone`` and pickles do not depend on the data); the fitted
 estimator's ``fit_plan_`` holds the decisions and the reason for each, and
 ``resolved_params_`` the values the fit used. The image rule, as a table
-(``n``: training samples, ``n/c``: the smallest class's count):
+(``n``: training samples, ``n/c``: the smallest class's count; for multi-label ``y``,
+each label is a two-class problem and ``n/c`` is the rarer side, positives or
+negatives, of the rarest label):
 
 =============================  =======================================================
 data                           decision
