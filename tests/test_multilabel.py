@@ -355,3 +355,20 @@ def test_compressed_multilabel_predicts_label_sets(fitted, digits):
     assert proba.shape == Y.shape and ((proba >= 0) & (proba <= 1)).all()
     np.testing.assert_array_equal(comp.predict(X), (proba > model.threshold).astype(int))
     assert comp.score(X, Y) == np.mean((comp.predict(X) == Y).all(axis=1))
+
+
+def test_optuna_search_tunes_the_threshold(tagged, fast):
+    from optuna.distributions import FloatDistribution
+
+    from skft import OptunaSearch
+
+    X, Y = tagged
+    space = {"threshold": FloatDistribution(0.2, 0.8)}
+    search = OptunaSearch(
+        FineTunedClassifier(**fast), space, n_trials=2, cv=2, scoring="f1_samples",
+        pruner=None, random_state=0,
+    )  # fmt: skip
+    search.fit(X, Y)  # folds train in lockstep through partial_fit
+    assert 0.2 <= search.best_params_["threshold"] <= 0.8
+    assert 0 <= search.best_score_ <= 1
+    assert search.predict(X).shape == Y.shape
