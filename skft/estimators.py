@@ -14,6 +14,13 @@ from torch import nn
 from .base import FineTuneMixin
 from .deploy.onnx_export import to_onnx
 from .params import FINE_TUNE_PARAMS
+from .training.multilabel import (
+    MultiLabelLoss,
+    balanced_label_weights,
+    check_indicator,
+    criterion_weights,
+    is_multilabel,
+)
 
 __all__ = ["FineTunedClassifier", "FineTunedRegressor"]
 
@@ -109,6 +116,11 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         ``n_samples / (n_classes * count)`` in the ``y`` of the first fit;
         a dict maps labels to weights (labels left out weigh 1). The
         weights are kept as ``class_weight_``, in the order of ``classes_``.
+    threshold : float in (0, 1)
+        Multi-label ``y`` only: a label is predicted for a sample when its
+        probability exceeds ``threshold`` (0.5 by default; searchable, and
+        ``set_params(threshold=...)`` on a fitted model needs no refit).
+        Ignored for single-label ``y``. See "Multi-label targets" below.
     head : str
         The head put on the backbone's features (a registered name):
         ``"linear"`` (default) or ``"mlp"`` (``head__hidden=1024``,
@@ -162,9 +174,29 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         skorch's own arguments (``callbacks``, ``optimizer__*``,
         ``iterator_train__*``, ``train_split``, ...).
         ``train_split=None`` by default: no hidden validation split.
+
+    Notes
+    -----
+    **Multi-label targets.** ``y`` as a 2-D 0/1 indicator matrix of shape
+    ``(n_samples, n_labels)`` (what :class:`sklearn.preprocessing.MultiLabelBinarizer`
+    gives) fits one network with ``n_labels`` sigmoid outputs and a binary
+    cross-entropy (:class:`skft.training.multilabel.MultiLabelLoss`, a
+    ``BCEWithLogitsLoss``, in place of the default ``criterion``). Then
+    ``multilabel_`` is True, ``classes_`` is ``[0, ..., n_labels - 1]``,
+    ``predict_proba`` returns one probability per label (rows need not sum to 1)
+    and ``predict`` the indicator matrix (probability above ``threshold``), so
+    scikit-learn's multi-label scorers (``"f1_samples"``, ``"jaccard_samples"``)
+    work in a search. ``class_weight="balanced"`` balances each label's positives
+    against its negatives (``class_weight_``: one row per label, the weights of its
+    0s and 1s); ``label_smoothing`` moves targets to ``s/2`` and
+    ``1 - s/2``; mixup and cutmix mix the 0/1 targets. A label column that is 0
+    (or 1) for every training sample, or values other than 0 and 1, are refused
+    before training.
     """
 
-    own_params = (*FINE_TUNE_PARAMS, "label_smoothing", "class_weight")
+    own_params = (*FINE_TUNE_PARAMS, "label_smoothing", "class_weight", "threshold")
+    #: True after a fit on a multi-label indicator matrix (see Notes)
+    multilabel_ = False
 
     def __init__(
         self,
@@ -199,6 +231,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         module=None,
         label_smoothing=0.0,
         class_weight=None,
+        threshold=0.5,
         criterion=nn.CrossEntropyLoss,
         optimizer=torch.optim.AdamW,
         train_split=None,
@@ -211,6 +244,13 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
 
     def _prepare(self, X, y, initial: bool, classes=None):
         y = y.cpu().numpy() if isinstance(y, torch.Tensor) else y
+        if y is not None and is_multilabel(y):
+            return self._prepare_multilabel(X, y, initial, classes)
+        if not initial and self.multilabel_:
+            raise ValueError(
+                f"{type(self).__name__} was fitted on multi-label y ({self.n_outputs_} label "
+                f"columns); got y of shape {np.shape(y)}"
+            )
         y = None if y is None else column_or_1d(np.asarray(y), warn=True)
         if y is not None and y.dtype == object:
             _check_no_missing_labels(y)
@@ -229,6 +269,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
                     f"class ({labels.tolist()[0]!r})"
                 )
             self._set_classes(labels)
+            self.multilabel_ = False
             self.class_weight_ = self._class_weights(y)
         unseen = np.setdiff1d(np.unique(y), self.classes_)
         if unseen.size:
@@ -237,6 +278,45 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
             )
         encoded = self.column_of_sorted_[self.label_encoder_.transform(y)]
         return Xt, torch.as_tensor(encoded, dtype=torch.long)
+
+    def _prepare_multilabel(self, X, y, initial: bool, classes=None):
+        """X and a 0/1 indicator matrix ``y`` as float targets (see the class Notes)."""
+        Y = check_indicator(y, fitting=initial)  # before any work on X (lr="find" trains)
+        n_labels = Y.shape[1]
+        if initial:
+            given = self.classes if self.classes is not None else classes
+            if given is not None and not np.array_equal(np.asarray(given), np.arange(n_labels)):
+                raise ValueError(
+                    f"classes={list(given)!r} with multi-label y: classes_ are the label "
+                    f"columns' indices 0..{n_labels - 1} (scikit-learn's convention); keep "
+                    "the label names on the side (MultiLabelBinarizer.classes_)"
+                )
+            if isinstance(self.class_weight, dict):
+                raise ValueError(
+                    "class_weight as a dict maps single-label classes to weights; with "
+                    "multi-label y use class_weight='balanced' (each label's positives "
+                    "against its negatives) or criterion__pos_weight=<tensor of n_labels>"
+                )
+        elif not self.multilabel_:
+            raise ValueError(
+                f"{type(self).__name__} was fitted on single-label y; got a multi-label "
+                f"indicator matrix of shape {Y.shape}"
+            )
+        elif n_labels != self.n_outputs_:
+            raise ValueError(
+                f"y has {n_labels} label columns; {type(self).__name__} was fitted with "
+                f"{self.n_outputs_}"
+            )
+        Xt = self._prepare_X(X, Y, initial)
+        if len(Y) != len(Xt):
+            raise ValueError(f"X has {len(Xt)} samples but y has {len(Y)} rows")
+        if initial:
+            self._set_classes(np.arange(n_labels))
+            self.multilabel_ = True
+            self.class_weight_ = None
+            if self.class_weight == "balanced":
+                self.class_weight_ = balanced_label_weights(Y)
+        return Xt, torch.as_tensor(Y)
 
     def _set_classes(self, labels: np.ndarray) -> None:
         """Set ``classes_`` and the label encoding (columns keep the order given)."""
@@ -266,6 +346,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         return weights
 
     def initialize_criterion(self):
+        if self.multilabel_:
+            return self._initialize_multilabel_criterion()
         super().initialize_criterion()
         weights = getattr(self, "class_weight_", None)
         for name in ("class_weight", "label_smoothing"):
@@ -280,11 +362,39 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
             self.criterion_.label_smoothing = float(self.label_smoothing)
         return self
 
+    def _initialize_multilabel_criterion(self):
+        """:class:`MultiLabelLoss` in place of the default cross-entropy (class Notes)."""
+        kwargs = self.get_params_for("criterion")
+        if self.criterion is not nn.CrossEntropyLoss:  # the user's own: logits and 0/1 floats
+            for name in ("class_weight", "label_smoothing"):
+                if getattr(self, name):
+                    raise ValueError(
+                        f"{name}={getattr(self, name)!r} with multi-label y needs the default "
+                        f"criterion (binary cross-entropy), got {self.criterion!r}"
+                    )
+            self.criterion_ = self.initialized_instance(self.criterion, kwargs)
+            return self
+        weights = getattr(self, "class_weight_", None)  # unset in a loaded model
+        if weights is not None:
+            kwargs = {**criterion_weights(weights), **kwargs}
+        loss = MultiLabelLoss(label_smoothing=float(self.label_smoothing), **kwargs)
+        self.criterion_ = loss
+        return self
+
+    def _get_predict_nonlinearity(self):
+        if self.multilabel_ and self.predict_nonlinearity == "auto":
+            self.check_is_fitted()
+            return torch.sigmoid  # one probability per label
+        return super()._get_predict_nonlinearity()
+
     def check_data(self, X, y):
         pass  # labels were encoded in _prepare; classes_ already set
 
     def _mixable_targets(self, yi: torch.Tensor) -> torch.Tensor:
-        """Class indices to one-hot probabilities, for augmenters that mix targets (mixup)."""
+        """Class indices to one-hot probabilities, for augmenters that mix targets (mixup);
+        multi-label 0/1 targets as they are (mixed, each label's target is a probability)."""
+        if self.multilabel_:
+            return yi.to(self.device).float()
         if not isinstance(self.criterion_, nn.CrossEntropyLoss):
             raise ValueError(
                 f"augment={self.augment!r} mixes targets into class probabilities, which "
@@ -294,13 +404,31 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         return nn.functional.one_hot(yi.to(self.device).long(), self.n_outputs_).float()
 
     def predict_proba(self, X):
-        """Class probabilities, columns in the order of ``classes_``."""
+        """Class probabilities, columns in the order of ``classes_``.
+
+        Multi-label: one probability per label, shape ``(n_samples, n_labels)``.
+        """
         return self._forward_numpy(X)
 
     def predict(self, X):
-        """Predicted labels, as found in y (strings too)."""
+        """Predicted labels, as found in y (strings too); multi-label: the 0/1 indicator matrix."""
         self.check_is_fitted()
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        return self.labels_from_proba(self.predict_proba(X))
+
+    def labels_from_proba(self, proba: np.ndarray) -> np.ndarray:
+        """What ``predict`` returns for probabilities ``proba`` (those of ``predict_proba``).
+
+        Single-label: the most probable class of each row; multi-label: 1 where a
+        label's probability exceeds ``threshold``, else 0.
+        """
+        if self.multilabel_:
+            if proba.ndim != 2 or proba.shape[1] != self.n_outputs_:
+                raise ValueError(
+                    f"expected probabilities of shape (n_samples, {self.n_outputs_}), "
+                    f"got {proba.shape}"
+                )
+            return (proba > self.threshold).astype(np.int64)
+        return self.classes_[np.asarray(proba).argmax(axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

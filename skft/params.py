@@ -114,6 +114,7 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     "compile": (["boolean"], "True or False"),
     "label_smoothing": ([Interval(Real, 0, 1, closed="left")], "a float in [0, 1)"),
     "class_weight": ([None, dict, StrOptions({"balanced"})], "None, 'balanced' or a dict"),
+    "threshold": ([Interval(Real, 0, 1, closed="neither")], "a float in (0, 1)"),
 }
 
 
@@ -126,7 +127,7 @@ def skorch_params(init_locals: dict[str, Any], own: tuple[str, ...]) -> dict[str
 def _check_scalars(estimator: Any) -> None:
     for name, (constraints, accepted) in CONSTRAINTS.items():
         if not hasattr(estimator, name):
-            continue  # the classifier's label_smoothing and class_weight
+            continue  # the classifier's label_smoothing, class_weight and threshold
         value = getattr(estimator, name)
         try:
             if isinstance(value, bool) and "boolean" not in constraints and bool not in constraints:

@@ -15,7 +15,9 @@ A value the user sets always wins. The parameters themselves keep ``None``
 (``get_params``, ``clone`` and pickles do not depend on the data); the fitted
 estimator's ``fit_plan_`` holds the decisions and the reason for each, and
 ``resolved_params_`` the values the fit used. The image rule, as a table
-(``n``: training samples, ``n/c``: the smallest class's count):
+(``n``: training samples, ``n/c``: the smallest class's count; for multi-label ``y``,
+each label is a two-class problem and ``n/c`` is the rarer side, positives or
+negatives, of the rarest label):
 
 =============================  =======================================================
 data                           decision
@@ -105,15 +107,18 @@ class DataProfile:
 
     input_kind: str
     n_samples: int
-    #: distinct labels (classifiers), else None
+    #: distinct labels (classifiers; multi-label: label columns), else None
     n_classes: int | None = None
-    #: the smallest class's count (classifiers), else None
+    #: the smallest class's count (classifiers; multi-label: over every label column,
+    #: the rarer of its positives and negatives), else None
     min_class_count: int | None = None
     #: images: 1 (grayscale) or 3/4 (colour); None when unknown
     channels: int | None = None
     #: images: the shorter side of the images as given (median over a sample of
     #: files); None when unknown
     source_side: int | None = None
+    #: y is a multi-label indicator matrix (one column per label)
+    multilabel: bool = False
 
     @property
     def per_class(self) -> float:
@@ -125,12 +130,13 @@ class DataProfile:
         """The profile of training data ``X``, ``y`` for a backbone taking ``input_kind``."""
         n = _n_samples(X)
         n_classes = min_count = None
+        multilabel = False
         if classifier and y is not None:
-            n_classes, min_count = _class_counts(y)
+            n_classes, min_count, multilabel = _class_counts(y)
         channels = side = None
         if input_kind == "image":
             channels, side = _image_shape(X)
-        return cls(input_kind, n, n_classes, min_count, channels, side)
+        return cls(input_kind, n, n_classes, min_count, channels, side, multilabel)
 
 
 @dataclass(frozen=True)
@@ -254,17 +260,28 @@ def _n_samples(X: Any) -> int:
         return int(getattr(X, "shape", [0])[0])
 
 
-def _class_counts(y: Any) -> tuple[int | None, int | None]:
+def _class_counts(y: Any) -> tuple[int | None, int | None, bool]:
+    """(classes, the smallest class's count, multi-label); ``None`` counts where unknown.
+
+    A 2-D ``y`` of several columns is a multi-label indicator matrix: each column is
+    a two-class problem, and the smallest count is the rarer side of the rarest label.
+    """
     try:
+        if hasattr(y, "toarray"):  # a sparse indicator matrix
+            y = y.toarray()
         values = np.asarray(y.cpu() if hasattr(y, "cpu") else y)
+        if values.ndim == 2 and values.shape[1] > 1:
+            positives = values.astype(np.float64).sum(axis=0)
+            rarer = np.minimum(positives, len(values) - positives)
+            return values.shape[1], int(rarer.min()), True
         if values.ndim != 1:
-            return None, None
+            return None, None, False
         _, counts = np.unique(
             values.astype(str) if values.dtype == object else values, return_counts=True
         )
     except (TypeError, ValueError):
-        return None, None  # bad labels: the label checks will say so
-    return len(counts), int(counts.min()) if len(counts) else None
+        return None, None, False  # bad labels: the label checks will say so
+    return len(counts), int(counts.min()) if len(counts) else None, False
 
 
 def _image_shape(X: Any) -> tuple[int | None, int | None]:

@@ -13,7 +13,13 @@ import numpy as np
 from .report import load_reporting_skips
 from .scores import format_scores, plot_confusion, scores_for
 
-__all__ = ["LabelledData", "load_model", "load_with_labels", "run_predict"]
+__all__ = [
+    "LabelledData",
+    "is_multilabel_model",
+    "load_model",
+    "load_with_labels",
+    "run_predict",
+]
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,16 @@ def load_with_labels(
         label_column,
         return_paths=True,
     )
+    if is_multilabel_model(model):
+        if y is not None and np.ndim(y) == 2:
+            return LabelledData(X, ids, np.asarray(y))
+        return LabelledData(
+            X,
+            ids,
+            None,
+            "a multi-label model is scored against a 2-D 0/1 array 'y' (an .npz), one "
+            "column per label",
+        )
     if y is not None:
         if not hasattr(model, "classes_"):
             try:
@@ -121,7 +137,8 @@ def run_predict(args) -> int:
     classes = list(getattr(model, "classes_", []))
     if hasattr(model, "predict_proba") and classes:  # one pass over the data, not two
         proba = model.predict_proba(data.X)
-        pred = np.asarray(model.classes_)[proba.argmax(axis=1)]
+        decide = getattr(model, "labels_from_proba", None)
+        pred = decide(proba) if decide else np.asarray(model.classes_)[proba.argmax(axis=1)]
     else:
         proba, pred = None, model.predict(data.X)
     out = Path(args.out)
@@ -133,7 +150,7 @@ def run_predict(args) -> int:
             header += [f"proba_{c}" for c in classes]
         writer.writerow(header)
         for i, sample in enumerate(data.ids):
-            row = [sample, _plain(pred[i])]
+            row = [sample, _label_cell(pred[i])]
             if proba is not None:
                 row += [f"{p:.6f}" for p in proba[i]]
             writer.writerow(row)
@@ -143,7 +160,7 @@ def run_predict(args) -> int:
         return 0
     scores = scores_for(model, data.y, pred)
     print(format_scores(scores), end="")
-    if scores["task"] == "classification":
+    if scores["task"] == "classification":  # multi-label: no confusion matrix
         plot = Path(args.plot) if args.plot else out.with_name(f"{out.stem}_confusion.png")
         plot_confusion(scores, plot, f"{args.model} on {args.data}")
         print(f"wrote {plot}")
@@ -152,3 +169,15 @@ def run_predict(args) -> int:
 
 def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
+
+
+def _label_cell(pred: Any) -> Any:
+    """A prediction as a CSV cell; multi-label: the predicted label indices joined by ';'."""
+    if isinstance(pred, np.ndarray) and pred.ndim == 1:
+        return ";".join(str(i) for i in np.flatnonzero(pred))
+    return _plain(pred)
+
+
+def is_multilabel_model(model: Any) -> bool:
+    """Whether ``model`` (an estimator or a :class:`skft.Compressed`) predicts label sets."""
+    return bool(getattr(getattr(model, "estimator_", model), "multilabel_", False))

@@ -1,7 +1,8 @@
 """How good predictions are, for ``skft predict`` and ``skft evaluate``: scores, text, plot.
 
 Classification: accuracy, macro F1, recall per class and the confusion matrix (rows: the
-true class, columns: the predicted one). Regression: MSE, MAE and R².
+true class, columns: the predicted one). Multi-label: subset accuracy, F1 and Jaccard
+averaged over samples, macro F1 and F1 per label. Regression: MSE, MAE and R².
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 __all__ = [
     "classification_scores",
     "format_scores",
+    "multilabel_scores",
     "plot_confusion",
     "regression_scores",
     "scores_for",
@@ -55,6 +57,29 @@ def classification_scores(y_true: Any, y_pred: Any, classes: Any = ()) -> dict[s
     }
 
 
+def multilabel_scores(y_true: Any, y_pred: Any) -> dict[str, Any]:
+    """Subset accuracy, F1 and Jaccard over samples, macro F1, and F1 and support per label."""
+    from sklearn.metrics import accuracy_score, f1_score, jaccard_score
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.ndim != 2 or y_true.shape != y_pred.shape or not np.isin(y_true, (0, 1)).all():
+        raise ValueError(
+            f"a multi-label model predicts {y_pred.shape[1:]} label columns; the true labels "
+            f"must be a 0/1 array of shape {y_pred.shape}, got {y_true.shape}"
+        )
+    y_true = y_true.astype(int)
+    return {
+        "task": "multilabel",
+        "n": len(y_true),
+        "subset_accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1_samples": float(f1_score(y_true, y_pred, average="samples", zero_division=0)),
+        "jaccard_samples": float(jaccard_score(y_true, y_pred, average="samples", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "f1_per_label": f1_score(y_true, y_pred, average=None, zero_division=0).tolist(),
+        "support": y_true.sum(axis=0).tolist(),
+    }
+
+
 def regression_scores(y_true: Any, y_pred: Any) -> dict[str, Any]:
     """Mean squared error, mean absolute error and R² (averaged over outputs)."""
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
@@ -71,7 +96,10 @@ def regression_scores(y_true: Any, y_pred: Any) -> dict[str, Any]:
 
 
 def scores_for(model: Any, y_true: Any, y_pred: Any) -> dict[str, Any]:
-    """:func:`classification_scores` for a classifier, else :func:`regression_scores`."""
+    """:func:`classification_scores` for a classifier (:func:`multilabel_scores` for a
+    multi-label one), else :func:`regression_scores`."""
+    if getattr(getattr(model, "estimator_", model), "multilabel_", False):
+        return multilabel_scores(y_true, y_pred)
     if hasattr(model, "classes_"):
         return classification_scores(y_true, y_pred, model.classes_)
     return regression_scores(y_true, y_pred)
@@ -82,6 +110,14 @@ def format_scores(scores: dict[str, Any]) -> str:
     if scores["task"] == "regression":
         r2 = "-" if scores["r2"] is None else f"{scores['r2']:.4f}"
         return f"MSE {scores['mse']:.4g}  MAE {scores['mae']:.4g}  R² {r2}\n"
+    if scores["task"] == "multilabel":
+        pairs = enumerate(zip(scores["f1_per_label"], scores["support"]))
+        per_label = ", ".join(f"{i} {f:.3f} ({n})" for i, (f, n) in pairs)
+        return (
+            f"subset accuracy {scores['subset_accuracy']:.4f}  F1 (samples) "
+            f"{scores['f1_samples']:.4f}  Jaccard (samples) {scores['jaccard_samples']:.4f}  "
+            f"macro F1 {scores['macro_f1']:.4f}\nF1 per label (positives): {per_label}\n"
+        )
     lines = [f"accuracy {scores['accuracy']:.4f}  macro F1 {scores['macro_f1']:.4f}"]
     names = [str(c) for c in scores["labels"]]
     recall = [

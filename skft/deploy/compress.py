@@ -280,7 +280,8 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         return self.estimator_.classes_
 
     def _outputs(self, X: Any) -> np.ndarray:
-        """The network's outputs after the estimator's predict nonlinearity (softmax)."""
+        """The network's outputs after the estimator's predict nonlinearity (softmax; sigmoid
+        for multi-label)."""
         check_is_fitted(self, "estimator_")
         est = self.estimator_
         if self.onnx_model_ is None:
@@ -302,7 +303,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
         out = self._outputs(X)
         est = self.estimator_
         if is_classifier(est):
-            return est.classes_[out.argmax(axis=1)]
+            return est.labels_from_proba(out)  # multi-label: probabilities over threshold
         out = est.target_scaler_.inverse_transform(out.astype(np.float64))
         return out.ravel() if est.y_ndim_ == 1 else out
 

@@ -81,7 +81,12 @@ def distilling(est: Any, teacher: nn.Module, weight: float) -> None:
             return loss
         with torch.no_grad():
             target = teacher(to_tensor(X, device=y_pred.device), start=est.input_depth_)
-        if classifier:
+        if classifier and getattr(est, "multilabel_", False):  # one sigmoid per label
+            soft = nn.functional.binary_cross_entropy_with_logits(
+                y_pred / temperature, torch.sigmoid(target.to(y_pred.dtype) / temperature)
+            )
+            term = soft * temperature**2
+        elif classifier:
             soft = nn.functional.kl_div(
                 nn.functional.log_softmax(y_pred / temperature, dim=-1),
                 nn.functional.log_softmax(target / temperature, dim=-1),

@@ -193,7 +193,15 @@ def _restore_fitted(estimator: Any, fitted: dict[str, Any]) -> None:
     if estimator.input_kind_.name == "tabular":
         estimator.n_features_in_ = estimator.input_shape_[0]
     if "classes" in fitted:
-        estimator._set_classes(decode_labels(fitted["classes"]))
+        classes = decode_labels(fitted["classes"])
+        estimator._set_classes(classes)
+        multilabel = fitted.get("multilabel", False)
+        if not isinstance(multilabel, bool):
+            raise ValueError(f"multilabel must be true or false, got {multilabel!r}")
+        if multilabel:
+            if classes.tolist() != list(range(len(classes))):
+                raise ValueError("a multi-label model's classes must be 0..n_labels-1")
+            estimator.multilabel_ = True
     else:
         scaler = StandardScaler()
         scaler.mean_ = np.asarray(fitted["target_scaler"]["mean"], dtype=np.float64)

@@ -4,9 +4,9 @@ A saved model is a folder (by convention ``<name>.skft``) holding two files:
 
 - ``config.json``: the format version, the skft version, the estimator class, its
   parameters, what ``fit`` learnt besides the weights (``classes_`` with their
-  dtype, the input shape, the regression target scaler), the backbone name,
-  the plugins loaded when it was saved (name and version) and the sha256 of
-  the weights file;
+  dtype, whether ``y`` was multi-label, the input shape, the regression target
+  scaler), the backbone name, the plugins loaded when it was saved (name and
+  version) and the sha256 of the weights file;
 - ``weights.safetensors``: the module's state dict.
 
 The reading side, :func:`skft.load`, is :mod:`skft.io.loader`. Parameters that
@@ -90,6 +90,8 @@ def save(estimator: Any, path: str | os.PathLike, trusted: Any = ()) -> Path:
         fitted["plan"] = plan_to_json(plan)
     if hasattr(estimator, "classes_inferred_"):
         fitted["classes"] = encode_labels(estimator.classes_inferred_)
+        if getattr(estimator, "multilabel_", False):  # classes_ are the label columns
+            fitted["multilabel"] = True
     if hasattr(estimator, "target_scaler_"):
         scaler = estimator.target_scaler_
         fitted["y_ndim"] = int(estimator.y_ndim_)

@@ -21,6 +21,7 @@ from sklearn.utils import _safe_indexing
 
 from ..defaults import effective
 from ..training.device import DevicePool
+from ..training.multilabel import is_multilabel
 from ..training.progress import in_search
 from .space import suggest
 
@@ -75,7 +76,8 @@ class CVObjective:
             )
             for train, test in splits
         ]
-        self.classes = np.unique(y) if is_classifier(estimator) and y is not None else None
+        single_label = y is not None and not is_multilabel(y)  # multi-label: classes_ are columns
+        self.classes = np.unique(y) if is_classifier(estimator) and single_label else None
 
     def __call__(self, trial: Any) -> float:
         params = {name: suggest(trial, name, d) for name, d in self.space.items()}

@@ -1,7 +1,7 @@
 """Early stopping the scikit-learn way: a validation split of the fit data, the best epoch kept.
 
 ``early_stopping=True`` holds out ``validation_fraction`` of the data given to
-``fit`` (stratified for classifiers, the same samples at every call for one
+``fit`` (stratified for single-label classifiers, the same samples at every call for one
 ``random_state``), scores it after every epoch with ``scoring`` (default: the
 estimator's own metric, accuracy or R²), stops once the score has not improved
 by more than ``tol`` for ``n_iter_no_change`` epochs, and restores the weights of
@@ -40,7 +40,8 @@ def validation_split(net: Any) -> ValidSplit | None:
     if not active(net) or net.train_split is not None:
         return None
     seed = net.random_state if isinstance(net.random_state, int) else 0
-    return ValidSplit(net.validation_fraction, stratified=is_classifier(net), random_state=seed)
+    stratified = is_classifier(net) and not getattr(net, "multilabel_", False)  # 1-D labels only
+    return ValidSplit(net.validation_fraction, stratified=stratified, random_state=seed)
 
 
 def early_stopping_callbacks(net: Any) -> list[tuple[str, Callback]]:
