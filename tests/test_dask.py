@@ -179,7 +179,7 @@ def test_no_workers_is_joblibs_timeout(digits, fast):
     X, y = digits
     with (
         distributed.LocalCluster(
-            n_workers=0, processes=False, dashboard_address=None, silence_logs=logging.ERROR
+            n_workers=0, processes=False, dashboard_address=":0", silence_logs=logging.ERROR
         ) as empty,
         distributed.Client(empty, set_as_default=False) as client,
     ):
