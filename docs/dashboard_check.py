@@ -13,6 +13,7 @@ Exit status 0: every trial shown; 1: not; 2: no Chromium.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import re
 import socket
@@ -162,13 +163,15 @@ def main(argv: list[str] | None = None) -> int:
             url = dashboard.page()
             missing = missing_trials(page_text(chromium, url), args.trials)
             print(f"dashboard check: {url}: missing {missing or 'nothing'}")
-            written = time.perf_counter()
-            small_search(storage, args.trials + 1)  # one more, into the study it serves
+            search = small_search(storage, args.trials + 1)  # one more, into its study
             shown = not missing_trials(page_text(chromium, url), args.trials + 1)
+            last = search.study_.trials[-1]
+            end = last.datetime_complete or datetime.datetime.now()
             print(
-                f"dashboard check: trial #{args.trials} shown by a page loaded after it was "
-                f"written: {shown}, {time.perf_counter() - written:.1f} s after the search "
-                "began writing it (browser start and page load included)"
+                f"dashboard check: trial #{last.number} shown by a page loaded after it was "
+                f"written: {shown}, {(datetime.datetime.now() - end).total_seconds():.1f} s "
+                "after it was written (the search's refit, Chromium's start and the page's "
+                "load included)"
             )
             if args.screenshot is not None:
                 screenshot(chromium, url, args.screenshot)
