@@ -3,7 +3,8 @@
 scikit-learn's searches clone the estimator once per candidate and fold; under joblib's
 Dask backend (``joblib.parallel_backend("dask")``) each clone is then pickled
 (cloudpickle) and sent to a worker. Dask reports an estimator it cannot pickle only in
-its event loop's log, and the search waits for the lost task for ever; skft checks at
+its event loop's log, and the search waits for the lost task (dask 2026.8: until it was
+killed, more than 5 minutes later); skft checks at
 clone time instead (:meth:`skft.base.FineTuneMixin.__sklearn_clone__`) and names the
 parameter. Lambdas and local functions pickle with cloudpickle and are fine.
 
