@@ -7,6 +7,7 @@ speed paths (precision, channels-last, resident data, compile) :mod:`skft.traini
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
@@ -30,6 +31,7 @@ from .network import build_network, export_backbone, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
 from .plan import DataProfile, plan_fit
 from .plugins import before_epochs
+from .search.cluster import check_copyable, check_picklable, dask_backend_active
 from .training.cache import cache_depth, fixed_prefix, prefix_features
 from .training.checkpoint import EpochCheckpoint, checkpoint_path, read_checkpoint
 from .training.device import unpickling_device
@@ -69,6 +71,18 @@ class FineTuneMixin(SpeedMixin):
     def get_params(self, deep=True, **kwargs):
         params = super().get_params(deep=deep, **kwargs)
         return {k: v for k, v in params.items() if not k.startswith("_")}  # skorch internals
+
+    def __sklearn_clone__(self):
+        """scikit-learn's clone; a parameter that cannot be copied, or pickled for the Dask
+        workers of a search, is named before any fit starts (:mod:`skft.search.cluster`)."""
+        try:
+            clone = super().__sklearn_clone__()
+        except (TypeError, copy.Error) as exc:
+            check_copyable(self, exc)
+            raise
+        if dask_backend_active():
+            check_picklable(clone)
+        return clone
 
     def set_params(self, **kwargs):
         if "callbacks" in kwargs and not self.initialized_:

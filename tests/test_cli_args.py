@@ -39,6 +39,7 @@ def _subcommands():
         (["fit", "DATA", "--frozen-depth", "-1"], "--frozen-depth"),
         (["fit", "DATA", "--limit", "0"], "--limit"),
         (["evaluate", "model.skft", "DATA", "--limit", "0"], "--limit"),
+        (["dashboard", "DATA", "--port", "0"], "--port"),
     ],
 )
 def test_bad_numbers_exit_2_before_reading_data(tmp_path, capsys, argv, option):

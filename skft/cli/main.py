@@ -1,4 +1,4 @@
-"""The skft command line: demo, plugins, fit, predict, evaluate and tune."""
+"""The skft command line: demo, plugins, fit, predict, evaluate, tune and dashboard."""
 
 from __future__ import annotations
 
@@ -290,6 +290,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--json", default=None, help="write the scores to this JSON file (default: not written)"
     )
+    dashboard = command(
+        "dashboard",
+        "Optuna's dashboard (trials, per-epoch scores, importances) on the storage of a "
+        "running or finished search, in the browser",
+    )
+    dashboard.add_argument(
+        "storage",
+        help="the storage skft tune --storage or OptunaSearch(storage=...) writes: "
+        "sqlite:///s.db (or a path ending in .db), journal:///path/s.log (or a path "
+        "ending in .log), postgresql://user:pw@host:5432/db",
+    )
+    dashboard.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to serve on; the dashboard has no login and can delete studies, so "
+        "reach it from elsewhere through an SSH tunnel rather than 0.0.0.0",
+    )
+    dashboard.add_argument("--port", type=_at_least(1), default=8080, help="port to serve on")
     return parser
 
 
@@ -374,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         from .tune import run_tune as run
     elif args.command == "fit":
         from .fit import run_fit as run
+    elif args.command == "dashboard":
+        from .dashboard import run_dashboard as run
     elif args.command == "evaluate":
         from .evaluate import run_evaluate as run
     else:

@@ -1,0 +1,183 @@
+"""``skft dashboard`` in a real browser: a small search's trials appear on the page.
+
+Usage: ``python docs/dashboard_check.py [--screenshot docs/dashboard.png]``. It runs a
+small :class:`skft.OptunaSearch` (tiny CNN on 60 digits, 6 trials) into a SQLite storage
+in a temporary folder, starts ``skft dashboard`` on it on 127.0.0.1, loads the study's
+page in headless Chromium (Debian's ``chromium``; ``SKFT_CHROMIUM`` names another binary)
+and checks that the study and every trial are on the rendered page. Then it writes one
+more trial while the dashboard runs, and times how long after the write a freshly loaded
+page shows it. With ``--screenshot``, the page as the browser drew it is saved there.
+Exit status 0: every trial shown; 1: not; 2: no Chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from check_site import find_chromium  # noqa: E402  (the docs check's: same lookup)
+
+STUDY = "digits-smallcnn"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def small_search(storage: str, n_trials: int = 6, study_name: str = STUDY):
+    """A tiny CNN on 60 digits, tuned in ``storage`` until its study holds ``n_trials``
+    finished trials (a few seconds per trial on 2 cores)."""
+    import optuna
+
+    from skft import FineTunedClassifier, OptunaSearch
+    from skft.data.datasets import load_digits_images
+
+    X, y = load_digits_images(n_class=3)
+    clf = FineTunedClassifier(
+        "smallcnn", pretrained=False, image_size=16, max_epochs=3, batch_size=16, verbose=0,
+        random_state=0,
+    )  # fmt: skip
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    search = OptunaSearch(
+        clf, n_trials=n_trials, cv=2, storage=storage, study_name=study_name, random_state=0
+    )
+    return search.fit(X[:60], y[:60])
+
+
+class Dashboard:
+    """``skft dashboard STORAGE`` in a child process, on a free port of 127.0.0.1."""
+
+    def __init__(self, storage: str, timeout: float = 60.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "skft.cli.main", "dashboard", storage]
+        self.process = subprocess.Popen(
+            [*command, "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"skft dashboard exited: {self.process.stdout.read()}")
+            try:
+                self.studies()
+                return
+            except OSError:
+                time.sleep(0.3)
+        self.close()
+        raise RuntimeError(f"skft dashboard did not answer on {self.url} in {timeout} s")
+
+    def studies(self) -> list[dict]:
+        with urllib.request.urlopen(f"{self.url}/api/studies", timeout=5) as answer:
+            return json.load(answer)["study_summaries"]
+
+    def page(self, study_name: str = STUDY) -> str:
+        (study_id,) = [s["study_id"] for s in self.studies() if s["study_name"] == study_name]
+        return f"{self.url}/dashboard/studies/{study_id}"
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+    def __enter__(self) -> Dashboard:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _chromium(chromium: str, profile: str, *args: str) -> list[str]:
+    return [
+        chromium,
+        "--headless",
+        "--no-sandbox",  # Chromium refuses to run as root with its sandbox
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=10000",  # the page's scripts fetch the study and draw plots
+        "--window-size=1280,1000",
+        *args,
+    ]
+
+
+def page_text(chromium: str, url: str, timeout: float = 90.0) -> str:
+    """The visible text of ``url`` after its scripts ran (tags, styles and scripts removed)."""
+    with tempfile.TemporaryDirectory(prefix="skft-dashboard-check-") as tmp:
+        done = subprocess.run(
+            _chromium(chromium, f"{tmp}/profile", "--dump-dom", url),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    text = re.sub(r"<(style|script)\b.*?</\1>", " ", done.stdout, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))
+
+
+def screenshot(chromium: str, url: str, path: Path, timeout: float = 90.0) -> None:
+    with tempfile.TemporaryDirectory(prefix="skft-dashboard-shot-") as tmp:
+        subprocess.run(
+            _chromium(chromium, f"{tmp}/profile", f"--screenshot={Path(path).resolve()}", url),
+            capture_output=True,
+            timeout=timeout,
+            check=True,
+        )
+
+
+def missing_trials(text: str, n_trials: int, study_name: str = STUDY) -> list[str]:
+    """What the page text lacks: the study's name and each trial's entry in the plots' legend
+    ("trial #0", ...)."""
+    wanted = [study_name] + [f"trial #{i}" for i in range(n_trials)]
+    return [w for w in wanted if w not in text]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--screenshot", type=Path, default=None, help="save the page as PNG")
+    parser.add_argument("--trials", type=int, default=6, help="trials of the small search")
+    args = parser.parse_args(argv)
+    chromium = find_chromium()
+    if chromium is None:
+        print("dashboard check: no Chromium (apt-get install chromium, or set SKFT_CHROMIUM)")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="skft-dashboard-") as tmp:
+        storage = f"sqlite:///{tmp}/study.db"
+        t0 = time.perf_counter()
+        small_search(storage, args.trials)
+        print(f"dashboard check: {args.trials} trials in {time.perf_counter() - t0:.1f} s")
+        with Dashboard(storage) as dashboard:
+            url = dashboard.page()
+            missing = missing_trials(page_text(chromium, url), args.trials)
+            print(f"dashboard check: {url}: missing {missing or 'nothing'}")
+            search = small_search(storage, args.trials + 1)  # one more, into its study
+            shown = not missing_trials(page_text(chromium, url), args.trials + 1)
+            last = search.study_.trials[-1]
+            end = last.datetime_complete or datetime.datetime.now()
+            print(
+                f"dashboard check: trial #{last.number} shown by a page loaded after it was "
+                f"written: {shown}, {(datetime.datetime.now() - end).total_seconds():.1f} s "
+                "after it was written (the search's refit, Chromium's start and the page's "
+                "load included)"
+            )
+            if args.screenshot is not None:
+                screenshot(chromium, url, args.screenshot)
+                print(f"dashboard check: wrote {args.screenshot}")
+    return 0 if not missing and shown else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
