@@ -29,6 +29,7 @@ from .io.persist import save as save_model
 from .network import build_network, export_backbone, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
 from .plan import DataProfile, plan_fit
+from .specs import AdaptsModule
 from .training.cache import cache_depth, fixed_prefix, prefix_features
 from .training.checkpoint import EpochCheckpoint, checkpoint_path, read_checkpoint
 from .training.device import unpickling_device
@@ -110,6 +111,8 @@ class FineTuneMixin(SpeedMixin):
         self.module_ = build_network(spec, *args)
         names = self.module_.group_names
         self.frozen_depth_ = resolve_frozen_depth(self.frozen_depth, names, spec.name)
+        if isinstance(self.freeze_policy_, AdaptsModule):  # adapters (LoRA, ...): new layers
+            self.freeze_policy_.adapt(self.module_.groups, names, self.frozen_depth_)
         self.freeze_state_ = self.freeze_policy_(names, self.frozen_depth_, 0)
         self.module_.apply_freeze_state(self.freeze_state_)
         self.input_depth_, self.prefix_keys_ = 0, {}
