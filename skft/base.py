@@ -309,6 +309,38 @@ class FineTuneMixin(SpeedMixin):
 
     export_backbone = export_backbone  # the tuned backbone as its original architecture
 
+    def merge_adapters(self):
+        """Fold the adapters of ``freeze="lora"`` (``"loha"``, ``"ia3"``) into the weights, in place.
+
+        Each adapted layer becomes its backbone's own ``nn.Linear``/``nn.Conv2d`` again,
+        holding the merged weights (peft's ``merge``; predictions unchanged up to float
+        rounding). The estimator then reads as a ``freeze="depth"`` fine-tune with the
+        same ``frozen_depth``, ``bn`` and ``lr_decay``: further training fine-tunes the
+        groups that were adapted, and ``save`` writes a full model. ``to_onnx`` and
+        :class:`skft.Compressed` merge their own copies. Returns ``self``.
+        """
+        from .network import merge_adapters
+        from .training.freezing import build_freezer
+
+        self.check_is_fitted()
+        module = getattr(self.module_, "module", self.module_)
+        if merge_adapters(module) == 0:
+            return self
+        policy = self.freeze_policy_
+        for name in [k for k in vars(self) if k.startswith("freeze__")]:
+            delattr(self, name)
+        params = {"bn": getattr(policy, "bn", "eval"), "lr_decay": getattr(policy, "lr_decay", 1.0)}
+        self.freeze = "depth"
+        for key, value in params.items():
+            setattr(self, f"freeze__{key}", value)
+        self.freeze_policy_ = build_freezer("depth", params)
+        epoch = max(len(self.history) - 1, 0)
+        self.freeze_state_ = self.freeze_policy_(module.group_names, self.frozen_depth_, epoch)
+        module.apply_freeze_state(self.freeze_state_)
+        self.initialize_optimizer()  # the adapters' parameters are gone
+        self.prefix_keys_ = {}
+        return self
+
     def load_params(self, *args, **kwargs):
         with holding_resolved(self):
             super().load_params(*args, **kwargs)
