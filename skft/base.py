@@ -310,7 +310,7 @@ class FineTuneMixin(SpeedMixin):
     export_backbone = export_backbone  # the tuned backbone as its original architecture
 
     def merge_adapters(self):
-        """Fold the adapters of ``freeze="lora"`` (``"loha"``, ``"ia3"``) into the weights, in place.
+        """Fold the adapters of ``freeze="lora"`` (``"loha"``, ``"ia3"``) into the weights.
 
         Each adapted layer becomes its backbone's own ``nn.Linear``/``nn.Conv2d`` again,
         holding the merged weights (peft's ``merge``; predictions unchanged up to float

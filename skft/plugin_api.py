@@ -23,6 +23,7 @@ from .plugins import UnknownNameError, augmenters, backbones, freezers, get_back
 from .specs import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    AdaptsModule,
     Augmenter,
     BackboneParts,
     BackboneSpec,
@@ -41,6 +42,7 @@ from .warn import warn_at_caller
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "AdaptsModule",
     "Augmenter",
     "BackboneParts",
     "BackboneSpec",
