@@ -13,7 +13,8 @@ Parts (``--parts``, all by default):
   batch 32 over the 200 messages, each method in a fresh process (CUDA: max allocated);
 * ``images``: EfficientNet-Lite0 on ants/bees (train 245 / val 153): the linear probe
   (skft's planned defaults for this data) against LoRA on the Conv2d layers (1x1 and
-  stem/head convolutions; depthwise ones are not adapted).
+  head convolutions; depthwise ones are not adapted) of the groups after
+  ``frozen_depth=5`` (blocks.4 to conv_head; the groups below run once, cached).
 
 Run: ``flock /tmp/skft-cpu.lock python benchmarks/bench_peft.py [--seeds 0 1 2 3 4]``;
 ``--quick``: one split, fewer epochs (checks that everything runs; figures not comparable).
@@ -128,7 +129,8 @@ def memory_child(method: str, data: Path) -> None:
 
     (Xtr, ytr), _ = _sms(data, 200, 0)
     params = {**LORA, "lr": 1e-3} if method == "lora" else {}
-    clf = FineTunedClassifier("minilm", max_epochs=1, batch_size=32, verbose=0, **params)
+    settings = {"max_epochs": 1, "batch_size": 32, "random_state": 0, "verbose": 0}
+    clf = FineTunedClassifier("minilm", **settings, **params)
     clf.fit(Xtr[:32], ytr[:32])  # builds and loads the model: RSS before the real epoch
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     clf.partial_fit(Xtr, ytr)
@@ -159,8 +161,16 @@ def images(args) -> None:
     rows = [
         ("linear probe (skft's planned defaults)", {}),
         (
-            f"LoRA r 8 on the Conv2d layers, lr {args.image_lr}, {epochs} epochs",
-            {**LORA, "lr": args.image_lr, "max_epochs": epochs, "lr_schedule": "cosine"},
+            f"LoRA r 8 on the Conv2d layers after frozen_depth={args.image_depth}, "
+            f"lr {args.image_lr}, {epochs} epochs",
+            {
+                **LORA,
+                "frozen_depth": args.image_depth,  # the groups below: cached, no adapters
+                "lr": args.image_lr,
+                "max_epochs": epochs,
+                "lr_schedule": "cosine",
+                "augment": "none",
+            },
         ),
     ]
     print("\nEfficientNet-Lite0, ants/bees, val accuracy:")
@@ -184,6 +194,7 @@ def main() -> None:
     p.add_argument("--text-epochs", type=int, default=6, help="LoRA's epochs on MiniLM")
     p.add_argument("--image-lr", type=float, default=3e-3, help="LoRA's rate on Lite0")
     p.add_argument("--image-epochs", type=int, default=10)
+    p.add_argument("--image-depth", type=int, default=5, help="frozen_depth of LoRA on Lite0")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--quick", action="store_true", help="one split, 2 epochs")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
