@@ -264,3 +264,41 @@ def test_regressor_takes_adapters(tabular):
         backbone="mlp", pretrained=False, freeze="lora", max_epochs=1, verbose=0, augment="none"
     ).fit(X, X[:, 0])
     assert reg.predict(X).shape == (len(X),)
+
+
+@pytest.mark.slow
+def test_lora_on_a_torchvision_backbone_exports_and_saves_small(tmp_path):
+    """resnet18 from a weights file (a known checkpoint): adapters after frozen_depth only,
+    export_backbone merges them, save leaves the base out."""
+    import torchvision
+
+    import skft
+
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8), np.arange(16) % 2
+    clf = FineTunedClassifier(
+        "resnet18", pretrained=str(weights), freeze="lora", frozen_depth=3, image_size=32,
+        max_epochs=1, batch_size=8, augment="none", verbose=0, random_state=0,
+    ).fit(X, y)  # fmt: skip
+    adapted = {n.split(".")[1] for n in trainable(clf.module_) if n.startswith("groups.")}
+    assert adapted == {"3", "4"}  # layer3, layer4 of stem, layer1..layer4
+    for name, p in clf.module_.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    backbone = clf.export_backbone()
+    assert not any("lora" in n for n in backbone.state_dict())
+    batch = torch.rand(2, 3, 32, 32)
+    module = clf.module_.eval()
+    with torch.no_grad():
+        x = module.preprocess(batch)
+        for group in module.groups:
+            x = group(x)
+        np.testing.assert_allclose(backbone(module.preprocess(batch)), module.neck(x), atol=1e-5)
+    small = clf.save(tmp_path / "small.skft")
+    full = clf.save(tmp_path / "full.skft", adapter_only=False)
+    size = lambda f: (f / "weights.safetensors").stat().st_size  # noqa: E731
+    assert size(small) < size(full) / 5
+    np.testing.assert_allclose(skft.load(small).predict_proba(X), clf.predict_proba(X), atol=1e-5)
