@@ -32,6 +32,7 @@ from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch
 from .plan import DataProfile, plan_fit
 from .plugins import before_epochs
 from .search.cluster import check_copyable, check_picklable, dask_backend_active
+from .specs import AdaptsModule
 from .training.cache import cache_depth, fixed_prefix, prefix_features
 from .training.checkpoint import EpochCheckpoint, checkpoint_path, read_checkpoint
 from .training.device import unpickling_device
@@ -125,6 +126,8 @@ class FineTuneMixin(SpeedMixin):
         self.module_ = build_network(spec, *args)
         names = self.module_.group_names
         self.frozen_depth_ = resolve_frozen_depth(self.frozen_depth, names, spec.name)
+        if isinstance(self.freeze_policy_, AdaptsModule):  # adapters (LoRA, ...): new layers
+            self.freeze_policy_.adapt(self.module_.groups, names, self.frozen_depth_)
         self.freeze_state_ = self.freeze_policy_(names, self.frozen_depth_, 0)
         self.module_.apply_freeze_state(self.freeze_state_)
         self.input_depth_, self.prefix_keys_ = 0, {}
@@ -323,6 +326,38 @@ class FineTuneMixin(SpeedMixin):
         return record[1]
 
     export_backbone = export_backbone  # the tuned backbone as its original architecture
+
+    def merge_adapters(self):
+        """Fold the adapters of ``freeze="lora"`` (``"loha"``, ``"ia3"``) into the weights.
+
+        Each adapted layer becomes its backbone's own ``nn.Linear``/``nn.Conv2d`` again,
+        holding the merged weights (peft's ``merge``; predictions unchanged up to float
+        rounding). The estimator then reads as a ``freeze="depth"`` fine-tune with the
+        same ``frozen_depth``, ``bn`` and ``lr_decay``: further training fine-tunes the
+        groups that were adapted, and ``save`` writes a full model. ``to_onnx`` and
+        :class:`skft.Compressed` merge their own copies. Returns ``self``.
+        """
+        from .network import merge_adapters
+        from .training.freezing import build_freezer
+
+        self.check_is_fitted()
+        module = getattr(self.module_, "module", self.module_)
+        if merge_adapters(module) == 0:
+            return self
+        policy = self.freeze_policy_
+        for name in [k for k in vars(self) if k.startswith("freeze__")]:
+            delattr(self, name)
+        params = {"bn": getattr(policy, "bn", "eval"), "lr_decay": getattr(policy, "lr_decay", 1.0)}
+        self.freeze = "depth"
+        for key, value in params.items():
+            setattr(self, f"freeze__{key}", value)
+        self.freeze_policy_ = build_freezer("depth", params)
+        epoch = max(len(self.history) - 1, 0)
+        self.freeze_state_ = self.freeze_policy_(module.group_names, self.frozen_depth_, epoch)
+        module.apply_freeze_state(self.freeze_state_)
+        self.initialize_optimizer()  # the adapters' parameters are gone
+        self.prefix_keys_ = {}
+        return self
 
     def load_params(self, *args, **kwargs):
         with holding_resolved(self):

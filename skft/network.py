@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "build_network",
     "export",
     "export_backbone",
+    "merge_adapters",
     "param_groups",
 ]
 
@@ -75,6 +77,9 @@ class FineTuneModule(nn.Module):
             )
         for group, trainable in zip(self.groups, state.trainable):
             group.requires_grad_(trainable)
+            if trainable and state.train_only is not None:  # adapters, biases: a part trains
+                for name, param in group.named_parameters():
+                    param.requires_grad_(bool(state.train_only(name)))
         self.frozen_prefix = next((i for i, t in enumerate(state.trainable) if t), n)
         self.eval_groups = tuple(state.eval_mode)
         self.__dict__.pop("_applied_mode", None)
@@ -153,6 +158,29 @@ def param_groups(module: FineTuneModule, lr: float, lr_factors: Sequence[float])
     return groups
 
 
+def merge_adapters(module: nn.Module) -> int:
+    """Merge every ``peft`` adapter layer inside ``module`` into its base layer, in place.
+
+    What peft's ``merge_and_unload`` does for a whole model, for adapters injected into
+    layer groups: each adapted layer adds its update to the base weights (``merge``) and
+    is replaced by its base layer (a plain ``nn.Linear``/``nn.Conv2d``), so exporters
+    (ONNX, pruning) see the architecture they know. Returns the number of layers merged.
+    """
+    if "peft" not in sys.modules:  # no adapter layer can exist without peft imported
+        return 0
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    adapted = [name for name, m in module.named_modules() if isinstance(m, BaseTunerLayer)]
+    for name in adapted:
+        parent_name, _, child = name.rpartition(".")
+        parent = module.get_submodule(parent_name)
+        layer = parent.get_submodule(child)
+        layer.merge(safe_merge=True)
+        setattr(parent, child, layer.get_base_layer())
+    module.__dict__.pop("peft_config", None)
+    return len(adapted)
+
+
 def export(module: FineTuneModule, name: str = "") -> nn.Module:
     """The tuned backbone as its original architecture (torchvision's, timm's), on the CPU.
 
@@ -168,7 +196,9 @@ def export(module: FineTuneModule, name: str = "") -> nn.Module:
             f"backbone {name!r} does not hand back its original architecture "
             "(its spec's build sets no BackboneParts.model)"
         )
-    return copy.deepcopy(model).cpu().eval()
+    model = copy.deepcopy(model).cpu().eval()
+    merge_adapters(model)  # LoRA & co. folded into the weights: the plain architecture
+    return model
 
 
 def export_backbone(net: Any) -> nn.Module:

@@ -51,6 +51,7 @@ __all__ = [
     "PLANNED",
     "DataProfile",
     "FitPlan",
+    "adds_adapters",
     "image_rule",
     "plan_fit",
     "static_defaults",
@@ -187,6 +188,9 @@ def plan_fit(spec: Any, profile: DataProfile, params: Mapping[str, Any]) -> FitP
     if rule is not None:
         for name, (value, why) in rule(profile, dict(values)).items():
             values[name], reasons[name] = value, why
+    if params.get("frozen_depth") is None and adds_adapters(params.get("freeze")):
+        values["frozen_depth"] = 0  # a probe would leave the adapters nothing to adapt
+        reasons["frozen_depth"] = f"freeze={params['freeze']!r}: adapters in every layer group"
     for name in PLANNED:
         if params.get(name) is not None:
             values[name], reasons[name] = params[name], "set by the user"
@@ -194,6 +198,20 @@ def plan_fit(spec: Any, profile: DataProfile, params: Mapping[str, Any]) -> FitP
         values["image_size"] = spec.default_image_size
         reasons["image_size"] = "backbone default"
     return FitPlan(profile, values, reasons)
+
+
+def adds_adapters(freeze: Any) -> bool:
+    """Whether the freezing policy named ``freeze`` adds adapters (:class:`AdaptsModule`)."""
+    if not isinstance(freeze, str):
+        return False
+    from .plugins import UnknownNameError, freezers
+    from .specs import AdaptsModule
+
+    try:
+        factory = freezers().get(freeze)
+    except UnknownNameError:
+        return False  # check_params names it
+    return isinstance(factory, type) and issubclass(factory, AdaptsModule)
 
 
 def _epochs_for_steps(n: int, batch_size: int, steps: int) -> int:

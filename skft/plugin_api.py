@@ -23,6 +23,7 @@ from .plugins import UnknownNameError, augmenters, backbones, freezers, get_back
 from .specs import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    AdaptsModule,
     Augmenter,
     BackboneParts,
     BackboneSpec,
@@ -42,6 +43,7 @@ from .warn import warn_at_caller
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "AdaptsModule",
     "Augmenter",
     "BackboneParts",
     "BackboneSpec",

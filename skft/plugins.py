@@ -43,6 +43,7 @@ DEFAULT_PLUGINS = (
     "skft.builtin.torchvision_backbones",
     "skft.builtin.small_backbones",
     "skft.builtin.freezers",
+    "skft.builtin.adapters",
     "skft.builtin.augmenters",
     "skft.builtin.randaugment",
     "skft.builtin.search_space",

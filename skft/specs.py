@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "AdaptsModule",
     "Augmenter",
     "BackboneParts",
     "BackboneSpec",
@@ -251,6 +252,10 @@ class FreezeState:
     eval_mode: tuple[bool, ...]
     #: Multiplier of the base learning rate for each group (the head gets 1.0).
     lr_factors: tuple[float, ...]
+    #: Within the trainable groups, only the parameters whose name inside their group
+    #: this predicate accepts train (adapters: ``"lora_" in name``; BitFit: the biases);
+    #: ``None``: every parameter of a trainable group trains.
+    train_only: Callable[[str], bool] | None = None
 
 
 class FreezePolicy:
@@ -265,6 +270,21 @@ class FreezePolicy:
 
     def __call__(self, groups: Sequence[str], frozen_depth: int, epoch: int) -> FreezeState:
         raise NotImplementedError
+
+
+@runtime_checkable
+class AdaptsModule(Protocol):
+    """A freezing policy that adds layers to the network (adapters: LoRA, IA3, ...).
+
+    ``adapt(groups, names, frozen_depth)`` is called once, when the network is built
+    (before the optimizer, and before saved weights are loaded): ``groups`` is the
+    ``nn.ModuleList`` of layer groups (input side first), ``names`` their names; the
+    policy changes the groups after the first ``frozen_depth`` in place and raises
+    ``ValueError`` when there is nothing it can adapt. Its states then name the new
+    parameters in :attr:`FreezeState.train_only`.
+    """
+
+    def adapt(self, groups: nn.ModuleList, names: Sequence[str], frozen_depth: int) -> None: ...
 
 
 # --------------------------------------------------------------------------

@@ -56,6 +56,7 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
 
     from ..augment import augmentation_on
     from ..defaults import effective
+    from ..plan import adds_adapters
     from ..plugins import get_backbone
 
     params = estimator.get_params(deep=False)
@@ -71,7 +72,9 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
             f"{spec.name!r} without weights to count its layer groups failed: {exc}"
         )
     else:
-        space["frozen_depth"] = CategoricalDistribution([*range(n_groups), "all"])
+        # adapter policies (LoRA, ...) need a group to adapt: "all" would leave none
+        probe = [] if adds_adapters(params.get("freeze")) else ["all"]
+        space["frozen_depth"] = CategoricalDistribution([*range(n_groups), *probe])
     augment = effective(estimator, "augment")  # None: the backbone's default
     if "augment" in params and augmentation_on(augment):
         space["augment_strength"] = FloatDistribution(0.0, 1.0)

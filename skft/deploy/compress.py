@@ -43,7 +43,9 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
     Parameters
     ----------
     estimator : FineTunedClassifier or FineTunedRegressor
-        Cloned and fitted by :meth:`fit`, unless ``prefit=True``.
+        Cloned and fitted by :meth:`fit`, unless ``prefit=True``. Adapters
+        (``freeze="lora"``, ...) are merged into the fitted copy first
+        (:meth:`merge_adapters`): pruning and export see the plain network.
     prune : float in [0, 0.9]
         Fraction of the prunable width (channels) removed, by weight magnitude
         (torch-pruning's DepGraph, so coupled layers shrink together). The new
@@ -167,6 +169,7 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             est = copy.deepcopy(self.estimator)
         else:
             est = clone(self.estimator).fit(X, y)
+        est.merge_adapters()  # pruning, recovery and export see the plain merged network
         before = _size(est.module_)
         Xt = _adapted(est, X)
         report: dict[str, Any] = {"unhandled_layers": [], "unpruned_layers": []}

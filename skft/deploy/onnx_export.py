@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..network import FineTuneModule
+from ..network import FineTuneModule, merge_adapters
 from ..specs import OnnxExportable, OnnxFusable
 from .onnx_runtime import OnnxModel
 from .onnx_simplify import fused_transformer, simplified
@@ -73,7 +73,8 @@ def export_onnx(
     smallcnn and EfficientNet-Lite0 (TF "same" padding) in a fraction of the
     time of the dynamo exporter, with the same outputs. Operations it cannot
     export raise a ``ValueError`` naming the backbone and the operation.
-    The module is deep-copied first; any layer of the copy that defines
+    The module is deep-copied first and its adapters (``freeze="lora"``, ...) merged
+    into their layers (:func:`skft.network.merge_adapters`); any layer of the copy that defines
     ``prepare_onnx_export()`` is called, so that a plugin's layer can switch its copy
     to a form that exports better (skft-transformers: eager attention instead of
     PyTorch's fused ``scaled_dot_product_attention``). For images, the shape
@@ -82,6 +83,7 @@ def export_onnx(
     (:func:`skft.deploy.onnx_simplify.simplified`, checked to give the same outputs).
     """
     graph = InferenceGraph(copy.deepcopy(module).cpu()).eval()
+    merge_adapters(graph)  # LoRA & co. folded into their layers: a plain network
     for part in graph.modules():  # a layer may switch its copy to an export-friendlier form
         if isinstance(part, OnnxExportable):
             part.prepare_onnx_export()

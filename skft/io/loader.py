@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .base_weights import base_state, check_record
 from .persist import CONFIG, FORMAT_VERSION, WEIGHTS, decode_labels
 from .trust import ESTIMATORS, ModelFileError, read_json, vet_params
 from .weights import mismatch_report
@@ -65,13 +66,16 @@ def load(path: str | os.PathLike, trusted: Any = ()) -> Any:
         return read_deploy(folder)
     if (folder / _COMPRESSED).is_file():
         return load_compressed(folder, trusted)
-    estimator, data = build_saved(folder, trusted)
-    _load_state(estimator, folder / WEIGHTS, data)
+    estimator, data, base = build_saved(folder, trusted)
+    _load_state(estimator, folder / WEIGHTS, data, base)
     return estimator
 
 
-def build_saved(folder: Path, trusted: Any = (), exact: bool = True) -> tuple[Any, bytes]:
-    """The saved estimator, module built, and its checked weights file's bytes (not loaded).
+def build_saved(
+    folder: Path, trusted: Any = (), exact: bool = True
+) -> tuple[Any, bytes, dict[str, Any] | None]:
+    """The saved estimator, module built, its checked weights file's bytes (not loaded),
+    and the record of the base of an adapter-only file (else ``None``).
 
     ``exact``: the tensors' shapes must be the built network's (else only their names:
     a pruned network's weights are smaller).
@@ -85,6 +89,7 @@ def build_saved(folder: Path, trusted: Any = (), exact: bool = True) -> tuple[An
     _check_plugins(config, folder)
     data = _read_weights(folder, config["weights_sha256"])
     tensors = _header_shapes(folder / WEIGHTS, data)
+    base = config.get("base")
     try:
         estimator = cls(**params)
         pretrained, estimator.pretrained = estimator.pretrained, False  # the saved weights follow
@@ -93,7 +98,8 @@ def build_saved(folder: Path, trusted: Any = (), exact: bool = True) -> tuple[An
         for name, value in check_params(estimator).fitted_attributes().items():
             setattr(estimator, name, value)  # without data: lr="find" is not run again
         _restore_fitted(estimator, config["fitted"])
-        _check_shapes(estimator, tensors, folder / WEIGHTS, exact)
+        omitted = () if base is None else check_record(base)["omitted"]
+        _check_shapes(estimator, tensors, folder / WEIGHTS, exact, omitted)
         estimator.initialize()
         estimator.pretrained = pretrained
     except ModelFileError:
@@ -102,7 +108,7 @@ def build_saved(folder: Path, trusted: Any = (), exact: bool = True) -> tuple[An
         raise ModelFileError(
             f"{folder / CONFIG} has bad parameters or fitted values: {type(exc).__name__}: {exc}"
         ) from exc
-    return estimator, data
+    return estimator, data, base
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -249,20 +255,41 @@ def _header_shapes(file: Path, data: bytes) -> dict[str, tuple[int, ...]]:
 
 
 def _check_shapes(
-    estimator: Any, tensors: dict[str, tuple[int, ...]], file: Path, exact: bool
+    estimator: Any,
+    tensors: dict[str, tuple[int, ...]],
+    file: Path,
+    exact: bool,
+    omitted: Any = (),
 ) -> None:
-    """Refuse weights whose tensors are not the configured network's, before allocating it."""
+    """Refuse weights whose tensors are not the configured network's, before allocating it.
+
+    ``omitted``: tensors an adapter-only file leaves to the base (they must be the network's).
+    """
     import torch
 
+    from ..defaults import effective
     from ..network import build_network
+    from ..params import resolve_frozen_depth
+    from ..specs import AdaptsModule
 
     args = (estimator.input_shape_, estimator.n_outputs_, estimator.head_factory_)
     try:
         with torch.device("meta"):  # shapes only: no memory, whatever the config says
             module = build_network(estimator.backbone_spec_, False, *args)
+            if isinstance(estimator.freeze_policy_, AdaptsModule):  # the adapters' tensors
+                frozen = effective(estimator, "frozen_depth")
+                depth = resolve_frozen_depth(frozen, module.group_names, estimator.backbone)
+                estimator.freeze_policy_.adapt(module.groups, module.group_names, depth)
     except Exception:  # noqa: BLE001 - cannot be built on meta: the real build decides
         return
     own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    left = set(omitted)
+    if left - own.keys():
+        raise ModelFileError(
+            f"{file}: the base it was saved on has tensors this network lacks: "
+            f"{sorted(left - own.keys())[:5]}"
+        )
+    own = {k: v for k, v in own.items() if k not in left}
     missing, unexpected = sorted(own.keys() - tensors.keys()), sorted(tensors.keys() - own.keys())
     shapes = [
         f"{k}: file {tensors[k]} vs model {own[k]}"
@@ -277,14 +304,21 @@ def _check_shapes(
         raise ModelFileError(mismatch_report(header, missing, unexpected, shapes))
 
 
-def _load_state(estimator: Any, file: Path, data: bytes) -> None:
+def _load_state(estimator: Any, file: Path, data: bytes, base: Any = None) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
     from .weights import load_state_dict_checked
 
+    if base is not None:  # adapter-only: the rest from the base, if it is the same
+        try:
+            from_base = base_state(estimator, base, str(file.parent))
+        except ValueError as exc:
+            raise ModelFileError(str(exc)) from exc
     try:
         state = load(data)
+        if base is not None:
+            state = {**from_base, **state}
         load_state_dict_checked(estimator.module_, state, source=str(file))
     except (SafetensorError, RuntimeError, ValueError) as exc:
         raise ModelFileError(f"{file} does not fit the model in {CONFIG}: {exc}") from exc
@@ -325,7 +359,7 @@ def load_compressed(folder: Path, trusted: Any = ()) -> Any:
         raise ModelFileError(
             f"refused parameters in {folder / _COMPRESSED}: {', '.join(bad) or 'report'}"
         )
-    inner, data = build_saved(folder / _INNER, trusted, exact=False)
+    inner, data, base = build_saved(folder / _INNER, trusted, exact=False)
     try:
         if params.get("prune", 0) > 0:
             example = torch.zeros((1, *inner.input_shape_))
@@ -336,7 +370,7 @@ def load_compressed(folder: Path, trusted: Any = ()) -> Any:
             inner.module_.apply_freeze_state(inner.freeze_state_)
     except Exception as exc:
         raise ModelFileError(f"{folder / _COMPRESSED} has bad parameters: {exc}") from exc
-    _load_state(inner, folder / _INNER / WEIGHTS, data)
+    _load_state(inner, folder / _INNER / WEIGHTS, data, base)
     inner.module_.eval()
     comp = Compressed(clone(inner), **params)
     comp.estimator_, comp.compression_report_, comp.onnx_model_ = inner, report, None

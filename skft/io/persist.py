@@ -7,7 +7,9 @@ A saved model is a folder (by convention ``<name>.skft``) holding two files:
   dtype, whether ``y`` was multi-label, the input shape, the regression target
   scaler), the backbone name, the plugins loaded when it was saved (name and
   version) and the sha256 of the weights file;
-- ``weights.safetensors``: the module's state dict.
+- ``weights.safetensors``: the module's state dict; for adapters on a pretrained
+  base (``freeze="lora"``, ...), only the tensors that differ from the base, whose
+  identity and checksum config.json records (:mod:`skft.io.base_weights`).
 
 The reading side, :func:`skft.load`, is :mod:`skft.io.loader`. Parameters that
 are not JSON values are written by name only when they are classes that
@@ -43,7 +45,9 @@ __all__ = [
 ]
 
 #: bumped when a change makes older files unreadable; ``load`` refuses newer ones
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: full saves keep version 1 (older skft reads them); adapter-only files are version 2
+FULL_FORMAT_VERSION = 1
 CONFIG, WEIGHTS, SEARCH = "config.json", "weights.safetensors", "search.json"
 
 
@@ -63,15 +67,25 @@ def plan_to_json(plan: Any) -> dict[str, Any]:
     }
 
 
-def save(estimator: Any, path: str | os.PathLike, trusted: Any = ()) -> Path:
+def save(
+    estimator: Any, path: str | os.PathLike, trusted: Any = (), adapter_only: bool | None = None
+) -> Path:
     """Write a fitted estimator to the folder ``path`` (created; files in it replaced).
 
     Only what :func:`skft.load` accepts is written: JSON values and the classes it
     trusts, plus the classes in ``trusted`` (pass the same list to ``skft.load``).
+
+    ``adapter_only``: leave out the tensors that still hold the pretrained base's
+    values, recording the base's identity and checksum (:mod:`skft.io.base_weights`);
+    ``None`` (default) does so for adapter policies (``freeze="lora"``, ...) on a
+    pretrained base, ``False`` writes every tensor. Loading such a file builds the
+    base again and refuses one whose weights differ.
     """
     from safetensors.torch import save_file
 
     import skft
+
+    from .base_weights import base_record, saves_adapter_only
 
     estimator.check_is_fitted()
     name = type(estimator).__name__
@@ -97,6 +111,9 @@ def save(estimator: Any, path: str | os.PathLike, trusted: Any = ()) -> Path:
         fitted["y_ndim"] = int(estimator.y_ndim_)
         fitted["target_scaler"] = {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}
     state = {k: v.detach().cpu().contiguous() for k, v in estimator.module_.state_dict().items()}
+    base = None
+    if saves_adapter_only(estimator, adapter_only):
+        state, base = base_record(estimator, state)
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (WEIGHTS + ".tmp")
@@ -104,7 +121,7 @@ def save(estimator: Any, path: str | os.PathLike, trusted: Any = ()) -> Path:
     digest = _sha256(tmp)
     config = {
         "format": "skft-model",
-        "format_version": FORMAT_VERSION,
+        "format_version": FULL_FORMAT_VERSION if base is None else FORMAT_VERSION,
         "skft_version": skft.__version__,
         "class": name,
         "backbone": estimator.backbone_spec_.name,
@@ -113,6 +130,8 @@ def save(estimator: Any, path: str | os.PathLike, trusted: Any = ()) -> Path:
         "fitted": fitted,
         "weights_sha256": digest,
     }
+    if base is not None:
+        config["base"] = base
     text = json.dumps(config, indent=2, allow_nan=False)
     os.replace(tmp, folder / WEIGHTS)
     (folder / (CONFIG + ".tmp")).write_text(text)
