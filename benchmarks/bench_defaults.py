@@ -26,12 +26,15 @@ Run alone on the machine (trainings on 2 cores slow each other many times over):
     python benchmarks/bench_defaults.py                       # every set, seeds as above
     python benchmarks/bench_defaults.py --sets digits --seeds 0 1 2
     python benchmarks/bench_defaults.py --quick               # a smoke run (minutes)
+    python benchmarks/bench_defaults.py --sets digits --sizes 200 500 --only "skft defaults"
+    python benchmarks/bench_defaults.py --sets antsbees --variant "probe 288" '{"image_size": 288}'
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -81,8 +84,11 @@ def flowers(seed: int, quick: bool, per_class: int = 10):
     yield f"flowers12 {per_class}/class", list(X[keep]), y[keep], Xte, yte, "accuracy"
 
 
+SIZES: dict[str, tuple[int, ...]] = {}  # --sizes: training sizes of digits / sms / sst2
+
+
 def digits(seed: int, quick: bool):
-    for n in (50,) if quick else (50, 100, 200, 500):
+    for n in (50,) if quick else SIZES.get("digits", (50, 100, 200, 500)):
         Xtr, Xte, ytr, yte = load_digits_images(n, 500, random_state=seed)
         yield f"digits n={n}", Xtr, ytr, Xte, yte, "accuracy"
 
@@ -97,7 +103,7 @@ def sms(seed: int, quick: bool):
     X, y = _tsv(DATA / "sms_spam" / "sms_spam.tsv", "SMS", "Label")
     idx = np.arange(len(X))
     rest, test = train_test_split(idx, test_size=1000, stratify=y, random_state=seed)
-    for n in (50,) if quick else (50, 200):
+    for n in (50,) if quick else SIZES.get("sms", (50, 200)):
         train, _ = train_test_split(rest, train_size=n, stratify=y[rest], random_state=seed)
         pick = lambda ids: [X[i] for i in ids]  # noqa: E731
         yield f"sms n={n}", pick(train), y[train], pick(test), y[test], "macro F1"
@@ -108,7 +114,7 @@ def sst2(seed: int, quick: bool):
     Xte, yte = _tsv(DATA / "sst2" / "dev.tsv", "text", "label")
     if quick:
         Xte, yte = Xte[::4], yte[::4]
-    for per_class in (8,) if quick else (8, 64):
+    for per_class in (8,) if quick else SIZES.get("sst2", (8, 64)):
         rng = np.random.default_rng(seed)
         keep = np.concatenate(
             [rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]
@@ -162,10 +168,15 @@ def score(y_true, y_pred, metric: str) -> float:
     return float(accuracy_score(y_true, y_pred))
 
 
+VARIANTS: dict[str, dict] = {}  # --variant NAME JSON: extra skft rows
+
+
 def methods(set_name: str, seed: int, search: bool):
     text = set_name in TEXT_SETS
     backbone = TEXT_BACKBONE if text else IMAGE_BACKBONE
     yield "skft defaults", lambda: FineTunedClassifier(backbone, random_state=seed)
+    for name, settings in VARIANTS.items():
+        yield name, lambda s=settings: FineTunedClassifier(backbone, random_state=seed, **s)
     probe = dict(lr=5e-4, max_epochs=100) if text else dict(lr=1e-2, max_epochs=20)
     yield (
         "skft linear probe",
@@ -208,7 +219,7 @@ def methods(set_name: str, seed: int, search: bool):
         yield "SVC on pixels", PixelSVC
 
 
-def run(sets, seeds, quick: bool, search: bool) -> None:
+def run(sets, seeds, quick: bool, search: bool, only=None) -> None:
     rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
     order: list[str] = []
     for set_name in sets:
@@ -217,6 +228,8 @@ def run(sets, seeds, quick: bool, search: bool) -> None:
                 if name not in order:
                     order.append(name)
                 for method, make in methods(set_name, seed, search):
+                    if only and method not in only:
+                        continue
                     t0 = time.perf_counter()
                     model = make()
                     if hasattr(model, "fit_score"):
@@ -228,7 +241,7 @@ def run(sets, seeds, quick: bool, search: bool) -> None:
                     rows.setdefault((name, method), []).append((value, secs))
                     print(f"{name:<18} seed {seed} {method:<26} {metric} {value:.3f}  "
                           f"{secs:7.1f} s", flush=True)  # fmt: skip
-                    if method == "skft defaults":
+                    if hasattr(model, "resolved_params_"):
                         print("    plan: " + ", ".join(
                             f"{k}={v!r}" for k, v in model.resolved_params_.items()
                         ), flush=True)  # fmt: skip
@@ -251,11 +264,30 @@ def main() -> None:
                    help="default: 0 for images and SST-2, 0-4 for SMS spam")  # fmt: skip
     p.add_argument("--search", action="store_true", help="add the GridSearchCV row")
     p.add_argument("--quick", action="store_true", help="small sizes, one seed")
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        type=int,
+        default=None,
+        help="training sizes of digits and sms, per class of sst2 (default: all)",
+    )
+    p.add_argument("--only", nargs="+", default=None, help="method names to run")
+    p.add_argument(
+        "--variant",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "JSON"),
+        help='an extra skft row: --variant "probe 288" \'{"image_size": 288}\'',
+    )
     args = p.parse_args()
+    if args.sizes:
+        SIZES.update(digits=tuple(args.sizes), sms=tuple(args.sizes), sst2=tuple(args.sizes))
+    VARIANTS.update({name: json.loads(settings) for name, settings in args.variant})
     t0 = time.perf_counter()
     for set_name in args.sets:
         seeds = args.seeds or ([0, 1, 2, 3, 4] if set_name == "sms" and not args.quick else [0])
-        run([set_name], seeds, args.quick, args.search)
+        run([set_name], seeds, args.quick, args.search, args.only)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 

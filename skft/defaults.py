@@ -26,6 +26,7 @@ __all__ = [
     "BACKBONE_DEFAULTED",
     "CORE_DEFAULTS",
     "effective",
+    "effective_params_for",
     "holding_defaults",
     "holding_resolved",
     "training_defaults",
@@ -64,6 +65,22 @@ def effective(estimator: Any, name: str) -> Any:
         return training_defaults(estimator.get_params(deep=False)["backbone"])[name]
     except (ValueError, TypeError, KeyError):  # an unknown backbone: fit will say so
         return CORE_DEFAULTS[name]
+
+
+def effective_params_for(estimator: Any, prefix: str) -> dict[str, Any]:
+    """``estimator.get_params_for(prefix)``, with the plan's ``prefix__*`` values under it.
+
+    A rule that picks a policy for a ``None`` parameter may pick some of its parameters
+    too (``freeze="contrastive"`` with ``freeze__pair_iterations``); the user's own
+    ``prefix__*`` values win.
+    """
+    own = estimator.get_params_for(prefix)
+    resolved = _resolved(estimator) if getattr(estimator, prefix, None) is None else None
+    if not resolved:
+        return own
+    start = f"{prefix}__"
+    planned = {k[len(start) :]: v for k, v in resolved.items() if k.startswith(start)}
+    return {**planned, **own}
 
 
 @contextmanager

@@ -60,8 +60,11 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         "all" = linear probe (only the head trains). None: decided from the
         data by the fit plan (:mod:`skft.plan`): a linear probe for few colour
         photos per class, full fine-tuning otherwise.
-    freeze : str
-        Freezing policy name; its parameters are passed as ``freeze__*``.
+    freeze : None or str
+        Freezing policy name; its parameters are passed as ``freeze__*``. None:
+        ``"depth"`` (freeze the first ``frozen_depth`` layer groups), unless the
+        backbone's rule picks another from the data (text classifiers with a few
+        sentences per class: ``"contrastive"``, SetFit's stage; :mod:`skft.plan`).
     augment : None, str or list of str
         Augmenter name (``"none"``, ``"basic"``, ``"affine"``, ``"color"``, ``"randaugment"``,
         ``"mixup"``, ``"cutmix"``, or a plugin's, e.g. skft-transformers' ``"eda"``),
@@ -204,7 +207,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         *,
         pretrained=True,
         frozen_depth=None,
-        freeze: str = "depth",
+        freeze: str | None = None,
         augment=None,
         augment_strength: float = 0.5,
         lr=None,
@@ -451,7 +454,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         *,
         pretrained=True,
         frozen_depth=None,
-        freeze: str = "depth",
+        freeze: str | None = None,
         augment=None,
         augment_strength: float = 0.5,
         lr=None,

@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import (
 )
 
 from .augment import augmentation_on, build_augmenter
-from .defaults import effective
+from .defaults import effective, effective_params_for
 from .plugins import get_backbone, heads, input_kinds
 from .specs import BackboneSpec, InputKind
 from .training.freezing import build_freezer
@@ -181,7 +181,8 @@ def check_params(estimator: Any) -> Resolved:
     if estimator.pretrained is True and not spec.has_pretrained:
         raise ValueError(f"backbone {spec.name!r} has no pretrained weights; use pretrained=False")
     kind = input_kinds().get(spec.input_kind)
-    policy = build_freezer(estimator.freeze, estimator.get_params_for("freeze"))
+    freeze = effective(estimator, "freeze")  # None: "depth", or the fit plan's policy
+    policy = build_freezer(freeze, effective_params_for(estimator, "freeze"))
     augment = effective(estimator, "augment")  # None: the backbone's default augmenter
     augmenter = build_augmenter(augment, estimator.get_params_for("augment"))
     if n_tta_views(estimator.tta) > 1 and kind.name != "image":

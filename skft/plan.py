@@ -67,6 +67,7 @@ CORE_DEFAULTS: dict[str, Any] = {
     "head_lr_factor": 1.0,
     "lr_schedule": "constant",
     "frozen_depth": 0,
+    "freeze": "depth",
     "image_size": None,  # the backbone's default_image_size
 }
 
@@ -80,6 +81,7 @@ PLANNED = (
     "max_length",
     "lr_schedule",
     "frozen_depth",
+    "freeze",
     "image_size",
 )
 
@@ -145,7 +147,8 @@ class FitPlan:
     """The values a fit uses for the parameters left to skft, and why."""
 
     profile: DataProfile
-    #: every name in :data:`PLANNED` (plus ``head_lr_factor``) to the value used
+    #: every name in :data:`PLANNED` (plus ``head_lr_factor``) to the value used, and
+    #: the sub-parameters a rule chose with a policy it chose (``freeze__pair_iterations``)
     values: Mapping[str, Any]
     #: name to where its value came from: "set by the user", "backbone default", a rule
     reasons: Mapping[str, str] = field(default_factory=dict)
@@ -178,7 +181,11 @@ def plan_fit(spec: Any, profile: DataProfile, params: Mapping[str, Any]) -> FitP
 
     The rule is the spec's ``plan`` when it declares one, else the input kind's
     (:data:`RULES`); it gets the profile and the static defaults and returns the
-    values it changes, each as ``(value, reason)``.
+    values it changes, each as ``(value, reason)``. In the defaults it gets, ``freeze``
+    is the policy the user (or the backbone's defaults) chose, or ``None`` when nobody
+    did: a rule picks a policy, and the parameters that go with it, only then. A rule
+    may decide a chosen policy's parameters too (``freeze__pair_iterations``); they are
+    dropped when the user names a policy.
     """
     values = static_defaults(spec)
     reasons = {k: ("backbone default" if k in spec.defaults else "core default") for k in values}
@@ -186,13 +193,24 @@ def plan_fit(spec: Any, profile: DataProfile, params: Mapping[str, Any]) -> FitP
     if params.get("pretrained") is False:
         rule = None  # random weights: nothing to keep frozen; the static defaults stand
     if rule is not None:
-        for name, (value, why) in rule(profile, dict(values)).items():
+        seen = dict(values)  # what the rule sees: the static defaults, and the policy chosen
+        if params.get("freeze") is not None:
+            seen["freeze"] = params["freeze"]
+        elif "freeze" not in spec.defaults:
+            seen["freeze"] = None  # nobody chose a policy: the rule may (else "depth")
+        for name, (value, why) in rule(profile, seen).items():
             values[name], reasons[name] = value, why
     if params.get("frozen_depth") is None and adds_adapters(params.get("freeze")):
         values["frozen_depth"] = 0  # a probe would leave the adapters nothing to adapt
         reasons["frozen_depth"] = f"freeze={params['freeze']!r}: adapters in every layer group"
     for name in PLANNED:
         if params.get(name) is not None:
+            values[name], reasons[name] = params[name], "set by the user"
+    for name in [k for k in values if "__" in k]:  # a rule's freeze__*, augment__*, ...
+        prefix = name.split("__", 1)[0]
+        if params.get(prefix) is not None:  # the user chose the policy: its own defaults
+            del values[name], reasons[name]
+        elif params.get(name) is not None:
             values[name], reasons[name] = params[name], "set by the user"
     if values.get("image_size") is None and spec.input_kind == "image":
         values["image_size"] = spec.default_image_size

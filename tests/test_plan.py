@@ -187,3 +187,104 @@ def test_a_new_fit_makes_a_new_plan(pretend):
 def test_resolved_params_before_fit_is_an_attribute_error(pretend):
     with pytest.raises(AttributeError, match="call fit first"):
         _ = FineTunedRegressor(pretend).resolved_params_
+
+
+# --------------------------------------------------------------------------
+# a rule that picks a freezing policy (and its parameters)
+# --------------------------------------------------------------------------
+
+
+def _policy_rule(profile, defaults):
+    """Picks the 'gradual' policy with one of its parameters when nobody chose a policy."""
+    _policy_rule.seen = defaults["freeze"]
+    if defaults["freeze"] is not None:
+        return {}
+    return {
+        "freeze": ("gradual", "the test rule"),
+        "freeze__every": (3, "the test rule"),
+        "frozen_depth": ("all", "with the policy"),
+    }
+
+
+def _rule_spec():
+    from dataclasses import replace
+
+    return replace(get_backbone("smallcnn"), plan=_policy_rule)
+
+
+def test_rules_see_no_policy_when_nobody_chose_one():
+    plan = plan_fit(_rule_spec(), DataProfile("image", 30, 2, 15), {"pretrained": True})
+    assert _policy_rule.seen is None
+    assert plan.values["freeze"] == "gradual" and plan.values["freeze__every"] == 3
+    assert plan.values["frozen_depth"] == "all"
+    plan = plan_fit(_rule_spec(), DataProfile("image", 30, 2, 15), {"pretrained": False})
+    assert plan.values["freeze"] == "depth" and plan.reasons["freeze"] == "core default"
+
+
+def test_a_policy_set_by_the_user_wins_with_its_own_parameters():
+    plan = plan_fit(
+        _rule_spec(), DataProfile("image", 30, 2, 15), {"pretrained": True, "freeze": "depth"}
+    )
+    assert _policy_rule.seen == "depth"  # the rule is told, and keeps out
+    assert plan.values["freeze"] == "depth" and plan.reasons["freeze"] == "set by the user"
+    assert "freeze__every" not in plan.values and plan.values["frozen_depth"] == 0
+
+
+def test_a_rule_chosen_policy_takes_the_users_sub_parameters():
+    params = {"pretrained": True, "freeze__every": 5}
+    plan = plan_fit(_rule_spec(), DataProfile("image", 30, 2, 15), params)
+    assert plan.values["freeze__every"] == 5
+    assert plan.reasons["freeze__every"] == "set by the user"
+
+
+class _RuleNet:
+    """smallcnn's architecture, claiming pretrained weights, with :func:`_policy_rule`."""
+
+    @skft.hookimpl
+    def register_backbones(self, register):
+        from skft.builtin.small_backbones import build_smallcnn
+
+        register(
+            skft.BackboneSpec(
+                name="rulenet",
+                build=lambda pretrained, shape: build_smallcnn(False, shape),
+                default_image_size=32,
+                plan=_policy_rule,
+            )
+        )
+
+
+def test_a_fit_builds_the_planned_policy_with_its_planned_parameters():
+    from skft.builtin.freezers import DepthFreezer, GradualFreezer
+
+    pm.register(_RuleNet(), "skft-rulenet")
+    try:
+        X, y = _colour_images(24)
+        clf = FineTunedClassifier("rulenet", max_epochs=1, random_state=0).fit(X, y)
+        assert clf.get_params()["freeze"] is None  # the parameter keeps None
+        assert clf.resolved_params_["freeze"] == "gradual"
+        assert isinstance(clf.freeze_policy_, GradualFreezer)
+        assert clf.freeze_policy_.every == 3
+        mine = FineTunedClassifier("rulenet", max_epochs=1, freeze="depth", freeze__bn="train")
+        mine.fit(X, y)
+    finally:
+        pm.unregister(name="skft-rulenet")
+    assert type(mine.freeze_policy_) is DepthFreezer
+    assert mine.resolved_params_["frozen_depth"] == 0  # the rule's companion is dropped too
+
+
+@pytest.mark.parametrize(
+    "name,ok",
+    [("lr", True), ("freeze__pair_iterations", True), ("augment__p", True),
+     ("module__x", False), ("freeze__a__b", False), ("nonsense", False), ("freeze__", False),
+     ("freeze__import os", False)],
+)  # fmt: skip
+def test_saved_plans_name_planned_parameters_and_policy_parameters_only(name, ok):
+    from skft.io.loader import _plan_from_json
+
+    data = {"profile": {"input_kind": "image", "n_samples": 4}, "values": {name: 1}, "reasons": {}}
+    if ok:
+        assert _plan_from_json(data).values == {name: 1}
+    else:
+        with pytest.raises(ValueError, match="plan values must name only"):
+            _plan_from_json(data)

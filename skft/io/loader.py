@@ -175,8 +175,11 @@ def _plan_from_json(data: Any) -> Any:
         raise ValueError("plan must hold profile, values and reasons")
     values, reasons, profile = data["values"], data["reasons"], data["profile"]
     scalar = (str, int, float, bool, type(None))
-    if not isinstance(values, dict) or not set(values) <= set(CORE_DEFAULTS):
-        raise ValueError(f"plan values must name only {sorted(CORE_DEFAULTS)}")
+    if not isinstance(values, dict) or not all(_plan_name(k, CORE_DEFAULTS) for k in values):
+        raise ValueError(
+            f"plan values must name only {sorted(CORE_DEFAULTS)} or a planned policy's "
+            "parameters (freeze__<name>, augment__<name>)"
+        )
     for name, value in values.items():
         items = value if isinstance(value, list) else [value]
         if not all(isinstance(v, scalar) for v in items):
@@ -186,6 +189,16 @@ def _plan_from_json(data: Any) -> Any:
     if not isinstance(profile, dict) or not all(isinstance(v, scalar) for v in profile.values()):
         raise ValueError("plan profile must hold JSON scalars")
     return FitPlan(DataProfile(**profile), values, reasons)
+
+
+def _plan_name(name: Any, known: Any) -> bool:
+    """A planned parameter, or a sub-parameter of a planned policy (``freeze__pair_iterations``)."""
+    if not isinstance(name, str):
+        return False
+    prefix, sep, rest = name.partition("__")
+    if not sep:
+        return name in known
+    return prefix in ("freeze", "augment") and rest.isidentifier() and "__" not in rest
 
 
 def _restore_fitted(estimator: Any, fitted: dict[str, Any]) -> None:

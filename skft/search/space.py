@@ -46,15 +46,19 @@ def as_distribution(name: str, value: Any):
 
 
 def chosen_freezer(estimator: Any) -> Callable[..., Any] | None:
-    """The registered factory of the estimator's ``freeze=`` policy (``None``: no ``freeze``).
+    """The registered factory of the estimator's ``freeze=`` policy (``None``: no ``freeze``;
+    ``freeze=None``: the backbone's static default, before any data is seen).
 
     Its parameters are ``freeze__<param>``. Unknown names raise
     :class:`skft.UnknownNameError`.
     """
+    from ..defaults import effective
+
     params = estimator.get_params(deep=False)
-    if params.get("freeze") is None:
+    if "freeze" not in params:
         return None
-    return freezers().get(params["freeze"])
+    name = effective(estimator, "freeze")  # None: the backbone's static default ("depth")
+    return None if name is None else freezers().get(name)
 
 
 def chosen_augmenters(estimator: Any) -> list[tuple[str, Callable[..., Any]]]:

@@ -25,7 +25,9 @@ Layer groups: ``embeddings``, ``layer0`` ... ``layer{n-1}``; the neck pools toke
 Text backbones declare training defaults (``lr=5e-5`` for the encoder, the new head at
 20 times that rate, ``batch_size=16``, ``max_epochs=20``, ``lr_schedule="linear"``, no
 augmentation) that the
-estimator uses where its parameter is ``None`` (see :mod:`skft.defaults`).
+estimator uses where its parameter is ``None`` (see :mod:`skft.defaults`), and a rule
+for the data (``_plan.text_rule``): classifiers with at most 16 sentences in the
+smallest class get the contrastive stage and a head on the frozen encoder.
 
 Importing this module imports neither torch nor transformers.
 """
@@ -39,6 +41,8 @@ from typing import Any
 
 from skft import hookimpl
 from skft.specs import BackboneSpec, InputKind, Pretrained, TokenizedInput
+
+from ._plan import text_rule
 
 __all__ = [
     "CONTRASTIVE_NAMES",
@@ -159,6 +163,7 @@ def encoder_spec(
         std=(),
         n_groups=None if n_layers is None else n_layers + 1,
         defaults=dict(TEXT_DEFAULTS),
+        plan=text_rule,
         extra={"plugin": "skft-transformers", "source": source, "pool": pool, **extra},
     )
 

@@ -57,7 +57,7 @@ def test_pruning_removes_heads_and_feed_forward_width(fixture, request, texts, c
     X, y = texts
     folder = request.getfixturevalue(fixture)
     base = FineTunedClassifier(
-        "hf:" + folder, max_epochs=2, batch_size=8, lr=1e-3, random_state=0
+        "hf:" + folder, max_epochs=2, batch_size=8, lr=1e-3, random_state=0, freeze="depth"
     ).fit(X, y)
     comp = Compressed(base, prune=0.5, recover_epochs=1, prefit=True).fit(X, y)
     report = comp.compression_report_
@@ -102,7 +102,7 @@ def test_pruned_text_model_saves_and_loads(tiny_bert, texts, tmp_path):
 
     X, y = texts
     base = FineTunedClassifier(
-        "hf:" + tiny_bert, max_epochs=2, batch_size=8, lr=1e-3, random_state=0
+        "hf:" + tiny_bert, max_epochs=2, batch_size=8, lr=1e-3, random_state=0, freeze="depth"
     ).fit(X, y)
     comp = Compressed(base, prune=0.5, recover_epochs=1, prefit=True).fit(X, y)
     again = skft.load(comp.save(tmp_path / "small.skft"))  # re-pruned to the saved shapes

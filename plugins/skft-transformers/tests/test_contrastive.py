@@ -25,6 +25,11 @@ def stage(fast):
     }
 
 
+def _no_stage(stage: dict) -> dict:
+    """The same settings with the depth policy (no stage; the fit plan picks none)."""
+    return {**{k: v for k, v in stage.items() if not k.startswith("freeze")}, "freeze": "depth"}
+
+
 def _encoder_state(clf) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in clf.module_.groups.state_dict().items()}
 
@@ -73,7 +78,7 @@ def test_pairs_need_two_classes_and_a_pair_of_one_class():
 
 def test_stage_trains_the_encoder_then_freezes_it(stage, texts):
     X, y = texts
-    probe = FineTunedClassifier(**{k: v for k, v in stage.items() if "freeze" not in k})
+    probe = FineTunedClassifier(**_no_stage(stage))
     before = _encoder_state(probe.fit(X, y))  # a linear probe leaves the encoder as loaded
     clf = FineTunedClassifier(**stage).fit(X, y)
     assert _changed(before, _encoder_state(clf))
@@ -89,7 +94,7 @@ def test_stage_trains_the_encoder_then_freezes_it(stage, texts):
 def test_no_pair_iterations_is_the_depth_policy(stage, texts):
     X, y = texts
     off = FineTunedClassifier(**{**stage, "freeze__pair_iterations": 0}).fit(X, y)
-    depth = FineTunedClassifier(**{k: v for k, v in stage.items() if "freeze" not in k}).fit(X, y)
+    depth = FineTunedClassifier(**_no_stage(stage)).fit(X, y)
     assert not _changed(_encoder_state(off), _encoder_state(depth))
     np.testing.assert_allclose(off.predict_proba(X), depth.predict_proba(X), atol=1e-6)
 

@@ -218,7 +218,7 @@ def test_image_augmenter_on_text_is_refused(fast, texts):
 def test_text_backbones_bring_their_training_defaults(fast, texts):
     X, y = texts
     settings = {k: v for k, v in fast.items() if k not in ("lr", "batch_size", "max_epochs")}
-    clf = FineTunedClassifier(**settings, max_epochs=1).fit(X, y)
+    clf = FineTunedClassifier(**settings, max_epochs=1).fit(X, y)  # freeze="depth": no stage
     assert clf.lr is None and clf.batch_size is None and clf.augment is None  # params unchanged
     assert clf.lr_schedule is None and TEXT_DEFAULTS["lr_schedule"] == "linear"
     groups = clf.optimizer_.param_groups
@@ -310,7 +310,7 @@ def test_layer_groups_compute_what_the_model_computes(fixture, request):
 def test_deberta_fits_freezes_and_shares_its_relative_embeddings(tiny_deberta, texts):
     X, y = texts
     settings = dict(backbone="hf:" + tiny_deberta, max_epochs=3, batch_size=8, random_state=0,
-                    lr=1e-3, feature_cache=False)  # fmt: skip
+                    lr=1e-3, feature_cache=False, freeze="depth")  # fmt: skip
     clf = FineTunedClassifier(**settings, frozen_depth=1)
     clf.initialize_module = _record_initial(clf.initialize_module, clf)
     clf.fit(X, y)

@@ -1,0 +1,115 @@
+"""The text rule of the fit plan (skft_transformers._plan): decisions on synthetic sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import skft
+from skft import FineTunedClassifier, FineTunedRegressor
+from skft.plan import DataProfile, plan_fit
+from skft.plugins import get_backbone
+
+from skft_transformers import TEXT_DEFAULTS
+from skft_transformers._contrastive import ContrastiveFreezer
+from skft_transformers._plan import (
+    FEW_SHOT_PER_CLASS,
+    HEAD_EPOCHS,
+    HEAD_LR,
+    MAX_PAIR_ITERATIONS,
+    PAIR_BUDGET,
+    pair_iterations,
+)
+
+
+def _plan(profile: DataProfile, **params):
+    return plan_fit(get_backbone("minilm"), profile, {"pretrained": True, **params})
+
+
+def sentences(per_class: int, classes: int = 2, smallest: int | None = None) -> DataProfile:
+    smallest = per_class if smallest is None else smallest
+    n = per_class * (classes - 1) + smallest
+    return DataProfile("text", n, classes, smallest)
+
+
+@pytest.mark.parametrize("per_class", [2, 8, FEW_SHOT_PER_CLASS])
+def test_few_sentences_per_class_get_the_contrastive_stage_and_a_head(per_class):
+    plan = _plan(sentences(per_class))
+    v = plan.values
+    assert v["freeze"] == "contrastive" and v["frozen_depth"] == "all"
+    assert v["lr"] == HEAD_LR and v["max_epochs"] == HEAD_EPOCHS
+    assert v["freeze__pair_iterations"] == pair_iterations(2 * per_class)
+    assert "contrastive stage" in plan.reasons["freeze"]
+    assert v["batch_size"] == TEXT_DEFAULTS["batch_size"]  # the declared defaults stand
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        sentences(FEW_SHOT_PER_CLASS + 1),
+        sentences(200, smallest=FEW_SHOT_PER_CLASS + 1),  # the smallest class decides
+        sentences(50, smallest=1),  # a class of one sentence has no pair of its own class
+        DataProfile("text", 12, None, None),  # regression
+        DataProfile("text", 12, 3, 4, multilabel=True),
+    ],
+    ids=["17-per-class", "imbalanced-17", "a-lone-sentence", "regression", "multilabel"],
+)
+def test_otherwise_the_declared_text_defaults_stand(profile):
+    v = _plan(profile).values
+    assert v["freeze"] == "depth" and v["frozen_depth"] == 0
+    assert "freeze__pair_iterations" not in v
+    for name in ("lr", "batch_size", "max_epochs", "lr_schedule"):
+        assert v[name] == TEXT_DEFAULTS[name]
+
+
+def test_one_small_class_among_large_ones_decides():
+    plan = _plan(sentences(500, classes=3, smallest=6))
+    assert plan.values["freeze"] == "contrastive"
+    assert plan.values["freeze__pair_iterations"] == 1  # 1006 sentences: one round
+
+
+def test_pair_rounds_fall_as_the_data_grows():
+    rounds = [pair_iterations(n) for n in (4, 16, 32, 50, 128, 640, 5000)]
+    assert rounds == sorted(rounds, reverse=True)
+    assert rounds[0] == rounds[1] == MAX_PAIR_ITERATIONS  # SetFit's 20 at 8 per class
+    assert pair_iterations(128) == PAIR_BUDGET // 128 == 5 and rounds[-1] == 1
+
+
+def test_a_policy_the_user_names_keeps_the_text_defaults():
+    plan = _plan(sentences(8), freeze="depth")
+    assert plan.values["freeze"] == "depth" and plan.values["frozen_depth"] == 0
+    assert plan.values["lr"] == TEXT_DEFAULTS["lr"] and "freeze__pair_iterations" not in plan.values
+    lora = _plan(sentences(8), freeze="lora")
+    assert lora.values["frozen_depth"] == 0 and "adapters" in lora.reasons["frozen_depth"]
+
+
+def test_user_values_win_over_the_rule():
+    plan = _plan(sentences(8), lr=1e-3, max_epochs=3, frozen_depth=1, freeze__pair_iterations=2)
+    v, why = plan.values, plan.reasons
+    assert v["freeze"] == "contrastive"
+    assert (v["lr"], v["max_epochs"], v["frozen_depth"], v["freeze__pair_iterations"]) == (
+        1e-3,
+        3,
+        1,
+        2,
+    )
+    assert all(why[k] == "set by the user" for k in ("lr", "max_epochs", "frozen_depth"))
+
+
+def test_a_few_shot_fit_runs_the_planned_stage(fast, texts, tmp_path):
+    X, y = texts  # 12 per class
+    settings = {k: v for k, v in fast.items() if k not in ("lr", "max_epochs", "freeze")}
+    clf = FineTunedClassifier(**settings, max_epochs=1).fit(X, y)
+    assert clf.get_params()["freeze"] is None
+    policy = clf.freeze_policy_
+    assert isinstance(policy, ContrastiveFreezer)
+    assert policy.pair_iterations == pair_iterations(len(X))
+    assert policy.stage_log["pairs"] == 2 * pair_iterations(len(X)) * len(X)
+    assert not any(p.requires_grad for p in clf.module_.groups.parameters())  # head only
+    assert clf.resolved_params_["lr"] == HEAD_LR
+    loaded = skft.load(clf.save(tmp_path / "few.skft"))
+    assert loaded.resolved_params_ == clf.resolved_params_
+    assert loaded.freeze_policy_.pair_iterations == policy.pair_iterations
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-5)
+    regressor = FineTunedRegressor(**settings).fit(X, [float(len(t)) for t in X])
+    assert clf.resolved_params_ != regressor.resolved_params_
+    assert regressor.resolved_params_["freeze"] == "depth"
