@@ -136,12 +136,11 @@ def frozen_features(backbone: str, Xtr, ytr, Xte, seed: int):
     probe = FineTunedClassifier(backbone, frozen_depth="all", max_epochs=1, random_state=seed)
     probe.fit(Xtr, ytr)
     from skft.data.adapters import adapt_input
-    from skft.defaults import holding_resolved
 
     module = probe.module_.eval()
 
     def feats(X):
-        with holding_resolved(probe), torch.no_grad():
+        with probe.holding_resolved(), torch.no_grad():
             Xt = adapt_input(probe, X, fitting=False)
             out = []
             for i in range(0, len(Xt), 64):

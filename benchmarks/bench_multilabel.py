@@ -103,14 +103,13 @@ def expected_calibration_error(y_true, proba, classes=None, bins: int = 15) -> f
 def frozen_features(backbone: str, Xtr, Ytr, Xte, seed: int):
     """Pooled features of the pretrained backbone (frozen), at the size the fit plan picks."""
     from skft.data.adapters import adapt_input
-    from skft.defaults import holding_resolved
 
     probe = FineTunedClassifier(backbone, frozen_depth="all", max_epochs=1, random_state=seed)
     probe.fit(Xtr, Ytr)
     module = probe.module_.eval()
 
     def feats(X):
-        with holding_resolved(probe), torch.no_grad():
+        with probe.holding_resolved(), torch.no_grad():
             Xt = adapt_input(probe, X, fitting=False)
             out = []
             for i in range(0, len(Xt), 64):

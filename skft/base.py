@@ -25,7 +25,7 @@ from .data.adapters import (
     sample_lengths,
     set_input_tags,
 )
-from .defaults import effective, holding_resolved
+from .defaults import effective, held_values
 from .io.persist import save as save_model
 from .network import build_network, export_backbone, param_groups
 from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
@@ -40,7 +40,7 @@ from .training.early_stopping import stopping_record, validation_split
 from .training.faults import out_of_memory_hint
 from .training.progress import default_callbacks
 from .training.seeding import seeded
-from .training.speed import SpeedMixin, run_module
+from .training.speed import SpeedMixin
 from .training.tta import n_tta_views, predict_tta
 
 __all__ = ["FineTuneMixin"]
@@ -156,7 +156,66 @@ class FineTuneMixin(SpeedMixin):
                 group["lr"] *= new / group["lr_factor"]
                 group["lr_factor"] = new
         self.freeze_state_ = state
-        self.prefix_keys_ = {}  # weights that were frozen may train now
+        self.drop_cached_features()  # weights that were frozen may train now
+
+    @contextmanager
+    def holding_resolved(self):
+        """Hold the resolved device and the fit plan's values in the parameters that are
+        ``"auto"`` or ``None`` while skorch code runs (it reads ``self.device``,
+        ``self.lr``, ``self.batch_size``, ...); the parameters get theirs back on exit, so
+        ``get_params``, ``clone`` and pickles stay data-independent. Reentrant.
+        """
+        held = held_values(self)
+        if not held:
+            yield self
+            return
+        saved = {name: self.__dict__[name] for name in held}
+        self.__dict__.update(held)
+        try:
+            yield self
+        finally:
+            self.__dict__.update(saved)
+
+    def drop_cached_features(self) -> None:
+        """Forget the frozen prefix's cached features (its weights or statistics changed)."""
+        self.prefix_keys_ = {}
+
+    @contextmanager
+    def recovering(self, epochs: int, unfreeze: bool = False, extra_loss: Any = None):
+        """Ready for ``epochs`` of re-tuning after the network changed (pruning); restored
+        on exit.
+
+        The ``lr_schedule`` runs afresh over those epochs (``schedule_span_``, read by
+        :class:`skft.training.schedule.LRSchedule`); ``unfreeze`` trains every group
+        (pruned frozen groups re-tuned), and the estimator's freezing applies again on
+        exit; ``extra_loss(self, loss, y_pred, X)`` changes each training batch's loss
+        (:class:`skft.deploy.pruning.Distillation`). The optimizer is rebuilt (new
+        parameters) and the cached prefix features dropped (new weights).
+        """
+        depth, state = self.frozen_depth_, self.freeze_state_
+        if unfreeze:
+            self.frozen_depth_ = 0
+            self.freeze_state_ = self.freeze_policy_(self.module_.group_names, 0, 0)
+        self.module_.apply_freeze_state(self.freeze_state_)  # the pruner turned grads on
+        self.initialize_optimizer()
+        self.drop_cached_features()
+        self.schedule_span_ = (len(self.history), epochs)
+        self.extra_loss_ = extra_loss
+        try:
+            yield self
+        finally:
+            del self.schedule_span_
+            self.extra_loss_ = None
+            self.frozen_depth_, self.freeze_state_ = depth, state
+            self.module_.apply_freeze_state(state)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """skorch's loss; during :meth:`recovering`, changed by its ``extra_loss``."""
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        extra = self.__dict__.get("extra_loss_")
+        if extra is None or not training or X is None:
+            return loss
+        return extra(self, loss, y_pred, X)
 
     def train_step_single(self, batch, **fit_params):
         """Augment the training batch on the device (skorch: training batches only)."""
@@ -164,11 +223,11 @@ class FineTuneMixin(SpeedMixin):
 
     def infer(self, x, **fit_params):
         """The module's output; ``input_depth_`` says where ``x`` enters (training.speed)."""
-        return run_module(self, x, **fit_params)
+        return self._run_module(x, **fit_params)
 
     def _run(self, Xt, yt, initialize: bool, epochs: int | None, **fit_params):
         step = 0 if initialize else len(self.history)
-        with holding_resolved(self), out_of_memory_hint(self):
+        with self.holding_resolved(), out_of_memory_hint(self):
             with seeded(self.random_state, step, self.device) as gen:
                 self.aug_generator_ = gen
                 try:
@@ -179,7 +238,7 @@ class FineTuneMixin(SpeedMixin):
                         n_epochs -= self._resume_from_checkpoint(Xt, yt)
                     if initialize and not len(self.history):  # built now, not resumed
                         before_epochs(self, Xt, yt)  # plugins' stages (hookspecs.before_epochs)
-                        self.prefix_keys_ = {}  # a stage may have trained the frozen prefix
+                        self.drop_cached_features()  # a stage may have trained the prefix
                     depth = cache_depth(self, len(self.history), n_epochs)
                     with self._cached_input(Xt, depth) as feats:
                         NeuralNet.partial_fit(self, feats, yt, epochs=n_epochs, **fit_params)
@@ -235,7 +294,7 @@ class FineTuneMixin(SpeedMixin):
         torch.set_rng_state(state["torch_rng"].cpu())
         if state["aug_rng"] is not None and self.aug_generator_ is not None:
             self.aug_generator_.set_state(state["aug_rng"])
-        self.prefix_keys_ = {}
+        self.drop_cached_features()
         return len(self.history)
 
     def _plan(self, X, y) -> None:
@@ -265,7 +324,7 @@ class FineTuneMixin(SpeedMixin):
         initialize = not (self.warm_start and self.initialized_)
         if initialize and y is not None:
             self._plan(X, y)
-        with holding_resolved(self):  # None: the backbone's defaults (lr, batch_size, ...)
+        with self.holding_resolved():  # None: the backbone's defaults (lr, batch_size, ...)
             Xt, yt = self._prepare(X, y, initial=initialize)
             return self._run(Xt, yt, initialize, None, **fit_params)
 
@@ -274,18 +333,18 @@ class FineTuneMixin(SpeedMixin):
         initialize = not self.initialized_
         if initialize and y is not None:
             self._plan(X, y)
-        with holding_resolved(self):
+        with self.holding_resolved():
             Xt, yt = self._prepare(X, y, initial=initialize, classes=classes)
             return self._run(Xt, yt, initialize, 1, **fit_params)
 
     def initialize(self):
         if not hasattr(self, "backbone_spec_"):
             raise RuntimeError(f"{type(self).__name__} builds its module from data: call fit")
-        with holding_resolved(self):
+        with self.holding_resolved():
             return super().initialize()
 
     def forward_iter(self, X, training=False, device="cpu"):
-        with holding_resolved(self):
+        with self.holding_resolved():
             depth = 0  # the fixed prefix's features for new raw input: from the cache
             if self.feature_cache and self.input_kind_.cacheable and not self.input_depth_:
                 if isinstance(X, torch.Tensor) and tuple(X.shape[1:]) == self.input_shape_:
@@ -296,7 +355,7 @@ class FineTuneMixin(SpeedMixin):
     def _forward_numpy(self, X) -> np.ndarray:
         self.check_is_fitted()
         views = n_tta_views(self.tta)
-        with holding_resolved(self):  # the planned image_size and batch_size
+        with self.holding_resolved():  # the planned image_size and batch_size
             Xt = adapt_input(self, X, fitting=False)
             if views <= 1 or self.input_kind_.name != "image":
                 return NeuralNet.predict_proba(self, Xt)
@@ -356,21 +415,22 @@ class FineTuneMixin(SpeedMixin):
         self.freeze_state_ = self.freeze_policy_(module.group_names, self.frozen_depth_, epoch)
         module.apply_freeze_state(self.freeze_state_)
         self.initialize_optimizer()  # the adapters' parameters are gone
-        self.prefix_keys_ = {}
+        self.drop_cached_features()
         return self
 
     def load_params(self, *args, **kwargs):
-        with holding_resolved(self):
+        with self.holding_resolved():
             super().load_params(*args, **kwargs)
-        self.prefix_keys_ = {}  # new weights
+        self.drop_cached_features()  # new weights
         return self
 
     save = save_model  # to a folder: safetensors + JSON (skft.io.persist; load: skft.io.loader)
 
     def __setstate__(self, state):
-        with unpickling_device(state) as restore:
+        with unpickling_device(state) as raw:
             super().__setstate__(state)
-        restore(self)
+        if raw == "auto":
+            self.__dict__["device"] = raw  # the parameter as it was set
 
     def __sklearn_tags__(self):
         tags = set_input_tags(super().__sklearn_tags__(), self.backbone)

@@ -7,28 +7,25 @@ fitted estimator keeps the result as ``fit_plan_`` (``resolved_params_``: the
 values). Before a fit (a search space being built, say) the backbone's static
 defaults stand in (:func:`training_defaults`).
 
-As with ``device="auto"`` (:func:`skft.training.device.holding_resolved_device`), the
-parameter keeps ``None`` (so ``get_params``, ``clone`` and pickles stay
-data-independent); :func:`holding_resolved` holds the resolved values in the
-instance while skorch code, which reads ``self.lr``, ``self.batch_size``, ..., runs.
+As with ``device="auto"``, the parameter keeps ``None`` (so ``get_params``, ``clone``
+and pickles stay data-independent); the estimator's own ``holding_resolved()`` holds
+the values :func:`held_values` gives in the instance while skorch code, which reads
+``self.lr``, ``self.batch_size``, ..., runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from .plan import CORE_DEFAULTS, PLANNED, static_defaults
-from .training.device import holding_resolved_device
+from .training.device import resolve_device
 
 __all__ = [
     "BACKBONE_DEFAULTED",
     "CORE_DEFAULTS",
     "effective",
     "effective_params_for",
-    "holding_defaults",
-    "holding_resolved",
+    "held_values",
     "training_defaults",
 ]
 
@@ -83,31 +80,26 @@ def effective_params_for(estimator: Any, prefix: str) -> dict[str, Any]:
     return {**planned, **own}
 
 
-@contextmanager
-def holding_defaults(net: Any) -> Iterator[None]:
-    """Hold the plan's values (or the backbone's static defaults) in ``net``'s ``None``
-    parameters (reentrant)."""
+def held_values(net: Any) -> dict[str, Any]:
+    """What ``net`` holds while skorch code runs (``FineTuneMixin.holding_resolved``).
+
+    The resolved device for ``device="auto"``, and for each parameter of
+    :data:`BACKBONE_DEFAULTED` that is ``None``: the fit plan's value, or before a fit
+    the backbone's static defaults. Empty when everything is already concrete (so the
+    estimator's holding is reentrant).
+    """
+    held: dict[str, Any] = {}
+    raw = net.__dict__.get("device")
+    resolved = resolve_device(raw)
+    if resolved != raw:
+        held["device"] = resolved
     unset = [n for n in BACKBONE_DEFAULTED if n in net.__dict__ and net.__dict__[n] is None]
-    if not unset:
-        yield
-        return
-    values = _resolved(net)
-    if values is None:
-        spec = net.__dict__.get("backbone_spec_")
-        if spec is None or spec.name != net.backbone:
-            spec = net.backbone
-        values = training_defaults(spec)
-    for name in unset:
-        net.__dict__[name] = values[name]
-    try:
-        yield
-    finally:
-        for name in unset:
-            net.__dict__[name] = None
-
-
-@contextmanager
-def holding_resolved(net: Any) -> Iterator[None]:
-    """The resolved device and the fit plan's values, held while skorch runs."""
-    with holding_resolved_device(net), holding_defaults(net):
-        yield
+    if unset:
+        values = _resolved(net)
+        if values is None:
+            spec = net.__dict__.get("backbone_spec_")
+            if spec is None or spec.name != net.backbone:
+                spec = net.backbone
+            values = training_defaults(spec)
+        held.update((name, values[name]) for name in unset)
+    return held

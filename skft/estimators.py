@@ -63,7 +63,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     freeze : None or str
         Freezing policy name; its parameters are passed as ``freeze__*``. None:
         ``"depth"`` (freeze the first ``frozen_depth`` layer groups), unless the
-        backbone's rule picks another from the data (text classifiers with a few
+        backbone's rule picks another from the data (text classifiers with at most 16
         sentences per class: ``"contrastive"``, SetFit's stage; :mod:`skft.plan`).
     augment : None, str or list of str
         Augmenter name (``"none"``, ``"basic"``, ``"affine"``, ``"color"``, ``"randaugment"``,

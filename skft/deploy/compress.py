@@ -18,7 +18,6 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..data.adapters import adapt_input, as_float_images
-from ..defaults import holding_resolved
 from .deployed import OUTPUTS
 from .onnx_export import (
     QUANTIZE_MODES,
@@ -30,7 +29,7 @@ from .onnx_export import (
     quantize_onnx,
 )
 from .onnx_export import to_onnx as to_onnx
-from .pruning import frozen_groups, prune_module, recalibrate_batchnorm, recovering
+from .pruning import Distillation, frozen_groups, prune_module, recalibrate_batchnorm
 
 __all__ = ["Compressed", "prune_module", "state_dict_bytes", "to_onnx"]
 
@@ -181,16 +180,15 @@ class Compressed(MetaEstimatorMixin, BaseEstimator):
             # images train on the adapted tensor; token batches are re-made from the texts
             # (their adapter takes strings, and augmentation works on words)
             recover_X = X if est.input_kind_.variable_length else Xt
-            with recovering(
-                est, self.recover_epochs, teacher, float(self.distill), self.prune_frozen
-            ):
+            distill = None if teacher is None else Distillation(teacher, float(self.distill))
+            with est.recovering(self.recover_epochs, self.prune_frozen, distill):
                 for _ in range(self.recover_epochs):
                     est.partial_fit(recover_X, y)
             device = next(est.module_.parameters()).device
             recalibrate_batchnorm(
                 est.module_, Xt, device, keep=[est.module_.groups[i] for i in keep]
             )
-            est.prefix_keys_ = {}  # new statistics: cached features are stale
+            est.drop_cached_features()  # new statistics
         est.module_.eval()
         after = _size(est.module_)
         self.onnx_model_ = None
@@ -329,7 +327,7 @@ FUSED_ATTENTION = ("Attention", "QAttention")
 
 def _adapted(est: Any, X: Any) -> torch.Tensor:
     """``X`` through the fitted estimator's input adapter, at the size its fit plan chose."""
-    with holding_resolved(est):
+    with est.holding_resolved():
         return adapt_input(est, X, fitting=False)
 
 

@@ -1,17 +1,16 @@
 """Structured pruning of a fitted estimator's network, and its recovery epochs.
 
 :func:`prune_module` removes channels (or attention heads and feed-forward width)
-with torch-pruning; :func:`recovering` sets an estimator up for the short
-re-tuning that follows (its schedule afresh, optional distillation from the
-unpruned network, frozen groups re-tuned on request); :func:`recalibrate_batchnorm`
-recomputes the BatchNorm statistics afterwards. :class:`skft.Compressed` uses them.
+with torch-pruning; the estimator's own ``recovering`` context sets it up for the short
+re-tuning that follows (its schedule afresh, frozen groups re-tuned on request), with
+:class:`Distillation` from the unpruned network as an extra loss term;
+:func:`recalibrate_batchnorm` recomputes the BatchNorm statistics afterwards.
+:class:`skft.Compressed` uses them.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -22,65 +21,35 @@ from ..network import FineTuneModule
 from ..specs import Prunable
 from .onnx_export import InferenceGraph
 
-__all__ = ["distilling", "frozen_groups", "prune_module", "recalibrate_batchnorm", "recovering"]
-
-
-@contextmanager
-def recovering(
-    est: Any, epochs: int, teacher: nn.Module | None, weight: float, unfreeze: bool
-) -> Iterator[None]:
-    """``est`` ready for ``epochs`` of re-tuning after pruning; restored on exit.
-
-    Its ``lr_schedule`` runs afresh over those epochs (``schedule_span_``, read
-    by :class:`skft.training.schedule.LRSchedule`); with a ``teacher``, the loss mixes
-    the teacher's outputs in by ``weight`` (:func:`distilling`); ``unfreeze``
-    trains every group (pruned frozen groups re-tuned), and the estimator's
-    freezing applies again on exit. The optimizer is rebuilt (new parameters) and
-    the cached prefix features dropped (new weights).
-    """
-    depth, state = est.frozen_depth_, est.freeze_state_
-    if unfreeze:
-        est.frozen_depth_ = 0
-        est.freeze_state_ = est.freeze_policy_(est.module_.group_names, 0, 0)
-    est.module_.apply_freeze_state(est.freeze_state_)  # the pruner turned grads on
-    est.initialize_optimizer()
-    est.prefix_keys_ = {}
-    est.schedule_span_ = (len(est.history), epochs)
-    if teacher is not None:
-        distilling(est, teacher, weight)
-    try:
-        yield
-    finally:
-        del est.schedule_span_
-        est.__dict__.pop("get_loss", None)  # the distilling loss, if any
-        est.frozen_depth_, est.freeze_state_ = depth, state
-        est.module_.apply_freeze_state(state)
+__all__ = ["Distillation", "frozen_groups", "prune_module", "recalibrate_batchnorm"]
 
 
 #: Softening temperature of the distillation targets (Hinton et al. 2015).
 DISTILL_TEMPERATURE = 2.0
 
 
-def distilling(est: Any, teacher: nn.Module, weight: float) -> None:
-    """Make ``est.get_loss`` mix ``teacher``'s outputs on each training batch in, by ``weight``.
+class Distillation:
+    """A loss term for the recovery epochs: the unpruned ``teacher``'s outputs, by ``weight``.
 
-    The teacher sees the batch the student sees (augmented, or the cached features of
-    the frozen groups both share: ``start=est.input_depth_``). An instance attribute:
-    ``del est.get_loss`` (or popping it from ``est.__dict__``) restores the method.
+    Passed to the estimator's :meth:`~skft.base.FineTuneMixin.recovering`, which owns it
+    for those epochs: on each training batch, ``loss`` becomes ``(1 - weight) * loss +
+    weight * term``, where ``term`` compares the student's outputs with the teacher's on
+    the batch the student sees (augmented, or the cached features of the frozen groups
+    both share: ``start=est.input_depth_``): temperature-softened KL divergence for
+    classes, per-label sigmoid cross-entropy for multi-label, MSE for regression.
     """
-    from skorch.utils import to_tensor
 
-    teacher.eval().requires_grad_(False)
-    classifier = is_classifier(est)
-    method = type(est).get_loss
-    temperature = DISTILL_TEMPERATURE
+    def __init__(self, teacher: nn.Module, weight: float) -> None:
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.weight = float(weight)
 
-    def get_loss(y_pred, y_true, X=None, training=False):
-        loss = method(est, y_pred, y_true, X=X, training=training)
-        if not training or X is None:
-            return loss
+    def __call__(self, est: Any, loss: torch.Tensor, y_pred: torch.Tensor, X: Any) -> Any:
+        from skorch.utils import to_tensor
+
+        temperature = DISTILL_TEMPERATURE
         with torch.no_grad():
-            target = teacher(to_tensor(X, device=y_pred.device), start=est.input_depth_)
+            target = self.teacher(to_tensor(X, device=y_pred.device), start=est.input_depth_)
+        classifier = is_classifier(est)
         if classifier and getattr(est, "multilabel_", False):  # one sigmoid per label
             soft = nn.functional.binary_cross_entropy_with_logits(
                 y_pred / temperature, torch.sigmoid(target.to(y_pred.dtype) / temperature)
@@ -96,9 +65,7 @@ def distilling(est: Any, teacher: nn.Module, weight: float) -> None:
             term = soft * temperature**2
         else:
             term = nn.functional.mse_loss(y_pred, target.to(y_pred.dtype))
-        return (1.0 - weight) * loss + weight * term
-
-    est.get_loss = get_loss
+        return (1.0 - self.weight) * loss + self.weight * term
 
 
 def recalibrate_batchnorm(

@@ -335,7 +335,7 @@ def _load_state(estimator: Any, file: Path, data: bytes, base: Any = None) -> No
         load_state_dict_checked(estimator.module_, state, source=str(file))
     except (SafetensorError, RuntimeError, ValueError) as exc:
         raise ModelFileError(f"{file} does not fit the model in {CONFIG}: {exc}") from exc
-    estimator.prefix_keys_ = {}
+    estimator.drop_cached_features()
 
 
 # --------------------------------------------------------------------------

@@ -32,11 +32,11 @@ _IGNORED = {"checkpoint", "verbose", "callbacks", "device"}
 
 def checkpoint_path(net: Any, X: torch.Tensor, y: torch.Tensor) -> Path:
     """The file of this fit: the folder ``net.checkpoint``, a name from parameters and data."""
-    from ..defaults import holding_defaults
+    from ..defaults import held_values
 
     h = hashlib.blake2b(digest_size=12)
-    with holding_defaults(net):  # None and the backbone's default name the same fit
-        params = net.get_params(deep=False)
+    # None and the value the plan gives it name the same fit
+    params = {**net.get_params(deep=False), **held_values(net)}
     h.update(repr(sorted((k, repr(v)) for k, v in params.items() if k not in _IGNORED)).encode())
     for t in (X, y):
         if hasattr(t, "fingerprint"):  # streamed image files (skft.data.streaming)

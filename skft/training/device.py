@@ -11,7 +11,6 @@ from typing import Any
 __all__ = [
     "DevicePool",
     "cuda_count",
-    "holding_resolved_device",
     "resolve_device",
     "trial_devices",
     "unpickling_device",
@@ -71,37 +70,13 @@ class DevicePool:
 
 
 @contextlib.contextmanager
-def holding_resolved_device(net: Any) -> Iterator[None]:
-    """Hold the resolved device in ``net.device`` while skorch code runs.
-
-    skorch reads ``self.device`` wherever it moves data or modules; the
-    parameter itself keeps ``"auto"``.
-    """
-    raw = net.__dict__.get("device")
-    resolved = resolve_device(raw)
-    if resolved == raw:
-        yield
-        return
-    net.__dict__["device"] = resolved
-    try:
-        yield
-    finally:
-        net.__dict__["device"] = raw
-
-
-@contextlib.contextmanager
 def unpickling_device(state: dict[str, Any]) -> Iterator[Any]:
     """Unpickle a net saved with ``device="auto"`` onto this machine's device.
 
     skorch's ``__setstate__`` moves tensors to ``state["device"]``; it gets the
-    resolved device, and the yielded ``restore(net)`` puts ``"auto"`` back.
+    resolved device. Yields the saved value (the estimator puts ``"auto"`` back).
     """
     raw = state.get("device")
     if raw == "auto":
         state["device"] = resolve_device(raw)
-
-    def restore(net: Any) -> None:
-        if raw == "auto":
-            net.__dict__["device"] = raw
-
-    yield restore
+    yield raw

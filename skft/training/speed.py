@@ -39,7 +39,6 @@ __all__ = [
     "SpeedMixin",
     "autocast_dtype",
     "device_budget",
-    "run_module",
     "to_device",
 ]
 
@@ -84,31 +83,6 @@ def device_budget(device: Any) -> int:
     return int(free * RESIDENT_FRACTION)
 
 
-def _compiled(net: Any) -> nn.Module:
-    """``net.module_`` or, with ``compile=True``, its ``torch.compile`` wrapper (cached)."""
-    if not getattr(net, "compile", False):
-        return net.module_
-    cached = net.__dict__.get("_compiled_module")
-    if cached is None or cached._orig_mod is not net.module_:
-        cached = torch.compile(net.module_, **net.get_params_for("compile"))
-        net.__dict__["_compiled_module"] = cached
-    return cached
-
-
-def run_module(net: Any, x: Any, **fit_params: Any) -> torch.Tensor:
-    """The module's output for batch ``x`` (entering at group ``net.input_depth_``)."""
-    x = to_device(x, net.device)
-    if net.__dict__.get("_channels_last") and isinstance(x, torch.Tensor) and x.ndim == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    module = _compiled(net)
-    dtype = autocast_dtype(getattr(net, "precision", "fp32"), net.device)
-    if dtype is None:
-        return module(x, start=net.input_depth_, **fit_params)
-    with torch.autocast(_device_type(net.device), dtype=dtype):
-        out = module(x, start=net.input_depth_, **fit_params)
-    return out.float() if out.is_floating_point() else out
-
-
 def _uses_channels_last(net: Any) -> bool:
     if _device_type(net.device) not in CHANNELS_LAST_DEVICES or net.input_kind_.name != "image":
         return False
@@ -127,7 +101,30 @@ class SpeedMixin:
         return self
 
     def torch_compile(self, module, name):
-        return module  # compile=True: run_module compiles module_ lazily, leaving it as it is
+        return module  # compile=True: _run_module compiles module_ lazily, leaving it as it is
+
+    def _compiled(self) -> nn.Module:
+        """``module_`` or, with ``compile=True``, its ``torch.compile`` wrapper (cached)."""
+        if not getattr(self, "compile", False):
+            return self.module_
+        cached = self.__dict__.get("_compiled_module")
+        if cached is None or cached._orig_mod is not self.module_:
+            cached = torch.compile(self.module_, **self.get_params_for("compile"))
+            self.__dict__["_compiled_module"] = cached
+        return cached
+
+    def _run_module(self, x: Any, **fit_params: Any) -> torch.Tensor:
+        """The module's output for batch ``x`` (entering at group ``input_depth_``)."""
+        x = to_device(x, self.device)
+        if self.__dict__.get("_channels_last") and isinstance(x, torch.Tensor) and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        module = self._compiled()
+        dtype = autocast_dtype(getattr(self, "precision", "fp32"), self.device)
+        if dtype is None:
+            return module(x, start=self.input_depth_, **fit_params)
+        with torch.autocast(_device_type(self.device), dtype=dtype):
+            out = module(x, start=self.input_depth_, **fit_params)
+        return out.float() if out.is_floating_point() else out
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         if isinstance(X, torch.Tensor) and X.device.type == "cpu":

@@ -26,8 +26,8 @@ Text backbones declare training defaults (``lr=5e-5`` for the encoder, the new h
 20 times that rate, ``batch_size=16``, ``max_epochs=20``, ``lr_schedule="linear"``, no
 augmentation) that the
 estimator uses where its parameter is ``None`` (see :mod:`skft.defaults`), and a rule
-for the data (``_plan.text_rule``): classifiers with at most 16 sentences in the
-smallest class get the contrastive stage and a head on the frozen encoder.
+for the data (``_plan.text_rule``): classifiers with at most 16 sentences per class on
+average get the contrastive stage and a head on the frozen encoder.
 
 Importing this module imports neither torch nor transformers.
 """

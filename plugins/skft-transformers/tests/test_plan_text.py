@@ -46,12 +46,12 @@ def test_few_sentences_per_class_get_the_contrastive_stage_and_a_head(per_class)
     "profile",
     [
         sentences(FEW_SHOT_PER_CLASS + 1),
-        sentences(200, smallest=FEW_SHOT_PER_CLASS + 1),  # the smallest class decides
-        sentences(50, smallest=1),  # a class of one sentence has no pair of its own class
+        sentences(43, smallest=7),  # SMS spam at 50: a few spam among many ham
+        sentences(5, smallest=1),  # a class of one sentence has no pair of its own class
         DataProfile("text", 12, None, None),  # regression
         DataProfile("text", 12, 3, 4, multilabel=True),
     ],
-    ids=["17-per-class", "imbalanced-17", "a-lone-sentence", "regression", "multilabel"],
+    ids=["17-per-class", "7-among-43", "a-lone-sentence", "regression", "multilabel"],
 )
 def test_otherwise_the_declared_text_defaults_stand(profile):
     v = _plan(profile).values
@@ -61,10 +61,12 @@ def test_otherwise_the_declared_text_defaults_stand(profile):
         assert v[name] == TEXT_DEFAULTS[name]
 
 
-def test_one_small_class_among_large_ones_decides():
-    plan = _plan(sentences(500, classes=3, smallest=6))
+def test_sentences_per_class_on_average_decide():
+    plan = _plan(sentences(FEW_SHOT_PER_CLASS + 4, classes=5, smallest=2))  # 82 / 5 = 16.4
+    assert plan.values["freeze"] == "depth"
+    plan = _plan(sentences(FEW_SHOT_PER_CLASS, classes=10, smallest=3))  # 147 / 10
     assert plan.values["freeze"] == "contrastive"
-    assert plan.values["freeze__pair_iterations"] == 1  # 1006 sentences: one round
+    assert plan.values["freeze__pair_iterations"] == pair_iterations(147) == 4
 
 
 def test_pair_rounds_fall_as_the_data_grows():
