@@ -8,12 +8,12 @@ defaults*): on SST-2 at 8 sentences per class (16 in all) the stage + head gave 
 against full fine-tuning's 0.567 (mean of 3 seeds, ahead on each); at 64 per class 0.732
 against 0.721 (one seed, inside the seed-to-seed spread). On SMS spam at 50 messages
 (about 7 spam and 43 ham) it lost: macro F1 0.927 against 0.940 (mean of five splits;
-ahead on one). What tells the two apart here is how many sentences there are per class on average (8 against
-25), not the smallest class (8 against 7): with a few dozen examples of the large class,
-fine-tuning already separates them. So the rule picks the stage when there are at most
-:data:`FEW_SHOT_PER_CLASS` sentences per class on average (and at least 2 in every
-class), and the declared text defaults (full fine-tuning) otherwise. Between 8 and 25 per
-class the threshold is not measured.
+ahead on one). What tells the two apart here is how many sentences there are per class
+on average (8 against 25), not the smallest class (8 against 7): with a few dozen
+examples of the large class, fine-tuning already separates them. So the rule picks the
+stage when there are at most :data:`FEW_SHOT_PER_CLASS` sentences per class on average
+(and at least 2 in every class), and the declared text defaults (full fine-tuning)
+otherwise. Between 8 and 25 per class the threshold is not measured.
 
 =================================  ====================================================
 data                               decision
