@@ -288,3 +288,28 @@ def test_saved_plans_name_planned_parameters_and_policy_parameters_only(name, ok
     else:
         with pytest.raises(ValueError, match="plan values must name only"):
             _plan_from_json(data)
+
+
+@pytest.mark.parametrize(
+    "side,expected",
+    [(None, 224), (150, 224), (224, 224), (260, 256), (300, 288), (2000, 288)],
+)
+def test_a_probe_sees_photos_a_little_larger_than_the_backbone_was_trained_on(side, expected):
+    from skft.plan import PROBE_SIZE_FACTOR
+
+    profile = DataProfile("image", 60, 2, 30, channels=3, source_side=side)
+    plan = _plan(profile)
+    assert plan.values["frozen_depth"] == "all"
+    assert plan.values["image_size"] == expected
+    assert expected <= max(224, 224 * PROBE_SIZE_FACTOR)  # never beyond the factor
+    if expected != 224:
+        assert "FixRes" in plan.reasons["image_size"]
+    assert _plan(profile, image_size=224).values["image_size"] == 224  # the user's size wins
+
+
+def test_fine_tuning_and_small_images_keep_their_sizes():
+    many = DataProfile("image", 2000, 2, 1000, channels=3, source_side=500)
+    assert _plan(many).values["image_size"] == 224  # fine-tuned at the backbone's size
+    gray = DataProfile("image", 60, 2, 30, channels=1, source_side=500)
+    assert _plan(gray).values["image_size"] == 224
+    assert _plan(photos(40)).values["image_size"] == 288  # 300-px sources
