@@ -184,7 +184,7 @@ def check_params(estimator: Any) -> Resolved:
     freeze = effective(estimator, "freeze")  # None: "depth", or the fit plan's policy
     policy = build_freezer(freeze, effective_params_for(estimator, "freeze"))
     augment = effective(estimator, "augment")  # None: the backbone's default augmenter
-    augmenter = build_augmenter(augment, estimator.get_params_for("augment"))
+    augmenter = build_augmenter(augment, effective_params_for(estimator, "augment"))
     if n_tta_views(estimator.tta) > 1 and kind.name != "image":
         raise ValueError(
             f"tta={estimator.tta!r} needs image input; {spec.name!r} takes {kind.name}"

@@ -127,7 +127,10 @@ def test_profile_of_a_regression_has_no_classes():
 
 
 class _PretendPretrained:
-    """smallcnn's architecture under a name that claims pretrained weights."""
+    """smallcnn's architecture under a name that claims pretrained weights (with a rule)."""
+
+    def __init__(self, name: str = "pretendnet", plan=None) -> None:
+        self.name, self.plan = name, plan
 
     @skft.hookimpl
     def register_backbones(self, register):
@@ -135,9 +138,10 @@ class _PretendPretrained:
 
         register(
             skft.BackboneSpec(
-                name="pretendnet",
+                name=self.name,
                 build=lambda pretrained, shape: build_smallcnn(False, shape),
                 default_image_size=32,
+                plan=self.plan,
             )
         )
 
@@ -237,27 +241,10 @@ def test_a_rule_chosen_policy_takes_the_users_sub_parameters():
     assert plan.reasons["freeze__every"] == "set by the user"
 
 
-class _RuleNet:
-    """smallcnn's architecture, claiming pretrained weights, with :func:`_policy_rule`."""
-
-    @skft.hookimpl
-    def register_backbones(self, register):
-        from skft.builtin.small_backbones import build_smallcnn
-
-        register(
-            skft.BackboneSpec(
-                name="rulenet",
-                build=lambda pretrained, shape: build_smallcnn(False, shape),
-                default_image_size=32,
-                plan=_policy_rule,
-            )
-        )
-
-
 def test_a_fit_builds_the_planned_policy_with_its_planned_parameters():
     from skft.builtin.freezers import DepthFreezer, GradualFreezer
 
-    pm.register(_RuleNet(), "skft-rulenet")
+    pm.register(_PretendPretrained("rulenet", _policy_rule), "skft-rulenet")
     try:
         X, y = _colour_images(24)
         clf = FineTunedClassifier("rulenet", max_epochs=1, random_state=0).fit(X, y)
