@@ -35,6 +35,10 @@ colour photos, n/c >= 300      full fine-tuning, lr 1e-3, ``basic`` augmentation
                                for :data:`FINE_TUNE_STEPS` steps
 =============================  =======================================================
 
+A ``frozen_depth`` the user sets picks the regime instead of the data: ``"all"`` gets the
+probe's rate, epochs and augmentation, any other depth those of fine-tuning (the far row's
+for small or grayscale images); the input sizes still follow the sources.
+
 Batch size: 32, or a quarter of the data for fewer than 128 samples (at least 8),
 so that a small data set still makes several steps per epoch.
 """
@@ -191,8 +195,10 @@ def plan_fit(spec: Any, profile: DataProfile, params: Mapping[str, Any]) -> FitP
     The rule is the spec's ``plan`` when it declares one, else the input kind's
     (:data:`RULES`); it gets the profile and the static defaults and returns the
     values it changes, each as ``(value, reason)``. In the defaults it gets, ``freeze``
-    is the policy the user (or the backbone's defaults) chose, or ``None`` when nobody
-    did: a rule picks a policy, and the parameters that go with it, only then. A rule
+    and ``frozen_depth`` are what the user (or the backbone's defaults) chose, or ``None``
+    when nobody did: a rule picks a policy or a depth, and the parameters that go with
+    it, only then; a depth the user chose picks the regime whose companions (rate,
+    epochs, augmentation) the rule sets. A rule
     may decide a chosen policy's parameters too (``freeze__pair_iterations``); they are
     dropped when the user names a policy.
     """
@@ -203,10 +209,11 @@ def plan_fit(spec: Any, profile: DataProfile, params: Mapping[str, Any]) -> FitP
         rule = None  # random weights: nothing to keep frozen; the static defaults stand
     if rule is not None:
         seen = dict(values)  # what the rule sees: the static defaults, and the policy chosen
-        if params.get("freeze") is not None:
-            seen["freeze"] = params["freeze"]
-        elif "freeze" not in spec.defaults:
-            seen["freeze"] = None  # nobody chose a policy: the rule may (else "depth")
+        for chosen in ("freeze", "frozen_depth"):
+            if params.get(chosen) is not None:
+                seen[chosen] = params[chosen]
+            elif chosen not in spec.defaults:
+                seen[chosen] = None  # nobody chose: the rule may (else the core default)
         if seen.get("image_size") is None and spec.input_kind == "image":
             seen["image_size"] = spec.default_image_size  # what the rule's sizes start from
         for name, (value, why) in rule(profile, seen).items():
@@ -273,28 +280,25 @@ def image_rule(profile: DataProfile, defaults: dict) -> dict[str, tuple[Any, str
     out: dict[str, tuple[Any, str]] = {}
     if bs != defaults["batch_size"]:
         out["batch_size"] = (bs, f"a quarter of {n} samples")
-    if small or gray:
+    chosen = defaults.get("frozen_depth")  # the user's depth, or None: the data decides
+    if chosen is not None:
+        probe = chosen == "all"  # the user's depth picks the regime; partial = fine-tuning
+        why = f"frozen_depth={chosen!r} set by the user"
+    elif small or gray:
+        probe = False
         why = f"{'small' if small else 'grayscale'} images, far from ImageNet's photos"
-        out["frozen_depth"] = (0, f"{why}: full fine-tuning")
-        if small:
-            out["image_size"] = (
-                SMALL_IMAGE_SIZE,
-                f"{side}-px sources upsampled to {SMALL_IMAGE_SIZE}",
-            )
-        out["lr"] = (FAR_LR, "the whole network moves far from its pretraining")
-        out["augment"] = ("affine", "crops, rotations and shifts; no mirror (digits, letters)")
-        out["lr_schedule"] = ("cosine", "fine-tuning: warm-up and cosine decay")
-        epochs = _epochs_for_steps(n, bs, FINE_TUNE_STEPS)
-        out["max_epochs"] = (epochs, f"{FINE_TUNE_STEPS} steps of {bs} over {n} samples")
-        return out
-    if per_class < PROBE_BELOW_PER_CLASS:
-        why = f"{per_class:g} per class < {PROBE_BELOW_PER_CLASS}"
+    else:
+        probe = per_class < PROBE_BELOW_PER_CLASS
+        why = f"{per_class:g} per class {'<' if probe else '>='} {PROBE_BELOW_PER_CLASS}"
+    if small:
+        out["image_size"] = (SMALL_IMAGE_SIZE, f"{side}-px sources upsampled to {SMALL_IMAGE_SIZE}")
+    if probe:
         out["frozen_depth"] = ("all", f"{why}: linear probe on frozen features")
         out["lr"] = (1e-2, "the head alone trains")
         out["augment"] = ("none", "probe on cached features")
         out["max_epochs"] = (PROBE_EPOCHS, "probe epochs are cheap (cached features)")
         out["lr_schedule"] = ("cosine", "decay to 0 over the probe")
-        size = probe_image_size(defaults.get("image_size"), side)
+        size = None if small else probe_image_size(defaults.get("image_size"), side)
         if size is not None and size != defaults.get("image_size"):
             out["image_size"] = (
                 size,
@@ -302,9 +306,13 @@ def image_rule(profile: DataProfile, defaults: dict) -> dict[str, tuple[Any, str
                 f"{defaults['image_size']} px (FixRes), within the {side}-px sources",
             )
         return out
-    out["frozen_depth"] = (0, f"{per_class:g} per class: full fine-tuning")
+    out["frozen_depth"] = (0, f"{why}: full fine-tuning")
     epochs = _epochs_for_steps(n, bs, FINE_TUNE_STEPS)
     out["max_epochs"] = (epochs, f"{FINE_TUNE_STEPS} steps of {bs} over {n} samples")
+    if small or gray:
+        out["lr"] = (FAR_LR, "the whole network moves far from its pretraining")
+        out["augment"] = ("affine", "crops, rotations and shifts; no mirror (digits, letters)")
+        out["lr_schedule"] = ("cosine", "fine-tuning: warm-up and cosine decay")
     return out
 
 

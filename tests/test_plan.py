@@ -89,6 +89,27 @@ def test_user_values_always_win():
         assert plan.reasons[name] == "set by the user"
 
 
+@pytest.mark.parametrize("depth", [0, 2])
+def test_a_depth_the_user_chose_to_train_gets_fine_tuning_companions(depth):
+    # few photos per class would get a probe; the user asked to train: not the probe's rate
+    values = _plan(photos(40), frozen_depth=depth).values
+    assert values["frozen_depth"] == depth
+    assert values["lr"] == 1e-3 and values["augment"] == "basic"
+    assert values["max_epochs"] * -(-40 // values["batch_size"]) >= FINE_TUNE_STEPS
+    assert values["image_size"] == get_backbone("efficientnet_lite0").default_image_size
+
+
+def test_a_probe_the_user_chose_gets_probe_companions():
+    many = photos(PROBE_BELOW_PER_CLASS * 4)  # the data alone would fine-tune
+    values = _plan(many, frozen_depth="all").values
+    assert (values["lr"], values["augment"], values["max_epochs"]) == (1e-2, "none", PROBE_EPOCHS)
+    small = DataProfile("image", 50, 10, 5, channels=1, source_side=8)
+    values = _plan(small, frozen_depth="all").values
+    assert values["augment"] == "none" and values["image_size"] == SMALL_IMAGE_SIZE
+    far = _plan(small, frozen_depth=1).values
+    assert far["augment"] == "affine" and far["lr"] > 1e-3  # the far row's fine-tuning
+
+
 def test_random_weights_keep_the_static_defaults():
     plan = _plan(photos(40), pretrained=False)
     assert plan.values["frozen_depth"] == 0 and plan.values["max_epochs"] == 10

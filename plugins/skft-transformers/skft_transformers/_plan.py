@@ -20,7 +20,7 @@ data                               decision
 =================================  ====================================================
 classes, n / classes <= 16,        ``freeze="contrastive"`` (then the head alone:
 every class >= 2, no policy        ``frozen_depth="all"``), ``lr=5e-4`` (head at 1e-2),
-chosen                             ``max_epochs=100`` (cheap: cached features),
+chosen, no depth but ``"all"``     ``max_epochs=100`` (cheap: cached features),
                                    ``freeze__pair_iterations`` = 640 // n in [1, 20]
 anything else                      the text defaults (``TEXT_DEFAULTS``)
 =================================  ====================================================
@@ -55,6 +55,7 @@ def text_rule(profile: Any, defaults: dict) -> dict[str, tuple[Any, str]]:
     """The rule of text encoders (module docstring's table)."""
     if (
         defaults.get("freeze") is not None  # the user (or the backbone) chose a policy
+        or defaults.get("frozen_depth") not in (None, "all")  # the user chose fine-tuning
         or not profile.n_classes  # regression
         or profile.multilabel
         or profile.min_class_count is None

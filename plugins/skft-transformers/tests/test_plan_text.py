@@ -85,16 +85,25 @@ def test_a_policy_the_user_names_keeps_the_text_defaults():
 
 
 def test_user_values_win_over_the_rule():
-    plan = _plan(sentences(8), lr=1e-3, max_epochs=3, frozen_depth=1, freeze__pair_iterations=2)
+    plan = _plan(sentences(8), lr=1e-3, max_epochs=3, frozen_depth="all", freeze__pair_iterations=2)
     v, why = plan.values, plan.reasons
     assert v["freeze"] == "contrastive"
     assert (v["lr"], v["max_epochs"], v["frozen_depth"], v["freeze__pair_iterations"]) == (
         1e-3,
         3,
-        1,
+        "all",
         2,
     )
     assert all(why[k] == "set by the user" for k in ("lr", "max_epochs", "frozen_depth"))
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_a_depth_the_user_chose_to_train_keeps_the_fine_tuning_defaults(depth):
+    plan = _plan(sentences(8), frozen_depth=depth)
+    v = plan.values
+    assert v["freeze"] == "depth" and v["frozen_depth"] == depth
+    assert v["lr"] == TEXT_DEFAULTS["lr"] and v["max_epochs"] == TEXT_DEFAULTS["max_epochs"]
+    assert "freeze__pair_iterations" not in v
 
 
 def test_a_few_shot_fit_runs_the_planned_stage(fast, texts, tmp_path):
