@@ -35,6 +35,7 @@ from .search.cluster import check_copyable, check_picklable, dask_backend_active
 from .specs import AdaptsModule
 from .training.cache import cache_depth, fixed_prefix, prefix_features
 from .training.checkpoint import EpochCheckpoint, checkpoint_path, read_checkpoint
+from .training.cpu_memory import keep_freed_memory
 from .training.device import unpickling_device
 from .training.early_stopping import stopping_record, validation_split
 from .training.faults import out_of_memory_hint
@@ -166,6 +167,8 @@ class FineTuneMixin(SpeedMixin):
         ``get_params``, ``clone`` and pickles stay data-independent. Reentrant.
         """
         held = held_values(self)
+        if str(held.get("device", self.__dict__.get("device"))).startswith("cpu"):
+            keep_freed_memory()  # once per process: activations reuse freed memory
         if not held:
             yield self
             return

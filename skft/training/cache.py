@@ -25,6 +25,7 @@ per estimator with ``feature_cache=False``; results are the same either way.
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -140,6 +141,7 @@ class FeatureCache:
         key: str | None = None,
         lengths: torch.Tensor | None = None,
         length_axis: int = 1,
+        progress: bool = False,
     ) -> torch.Tensor:
         """``module.prefix(X, depth)``: preprocessing and the first ``depth`` groups.
 
@@ -171,7 +173,7 @@ class FeatureCache:
             idx = torch.as_tensor(list(todo.values()), dtype=torch.long)
             todo_lengths = None if lengths is None else lengths[idx]
             computed = _run_prefix(
-                module, depth, X[idx], device, batch_size, todo_lengths, length_axis
+                module, depth, X[idx], device, batch_size, todo_lengths, length_axis, progress
             )
             with self._lock:
                 for rk, row in zip(todo, computed):
@@ -202,12 +204,25 @@ def _run_prefix(
     batch_size: int,
     lengths: torch.Tensor | None = None,
     length_axis: int = 1,
+    progress: bool = False,
 ) -> list[torch.Tensor]:
     from ..data.adapters import trim_to_longest
 
     out = []
+    starts = range(0, len(X), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(
+            starts,
+            desc="frozen features",
+            unit="batch",
+            delay=BAR_AFTER,
+            leave=False,
+            file=sys.stderr,
+        )
     with torch.no_grad(), _eval(module):
-        for start in range(0, len(X), batch_size):
+        for start in starts:
             chunk = X[start : start + batch_size]
             if lengths is None:
                 out.extend(module.prefix(chunk.to(device), depth).unbind(0))
@@ -216,6 +231,10 @@ def _run_prefix(
             feats = module.prefix(trimmed.to(device), depth)
             out.extend(_pad_along(feats, length_axis, chunk.shape[-1]).unbind(0))
     return out
+
+
+#: Seconds of computing frozen features before their progress bar appears.
+BAR_AFTER = 3.0
 
 
 def _pad_along(t: torch.Tensor, axis: int, length: int) -> torch.Tensor:
@@ -278,6 +297,16 @@ def prefix_features(
         key = net.prefix_keys_[depth] = model_key(net.module_, depth, net.device)
     size = max(net.batch_size if net.batch_size > 0 else len(X), 64)
     axis = net.input_kind_.feature_length_axis
+    from .progress import bar_wanted
+
     return feature_cache.features(
-        net.module_, depth, X, net.device, size, key=key, lengths=lengths, length_axis=axis
+        net.module_,
+        depth,
+        X,
+        net.device,
+        size,
+        key=key,
+        lengths=lengths,
+        length_axis=axis,
+        progress=bar_wanted(net),
     )

@@ -109,6 +109,7 @@ class EpochLog(Callback):
             f"{key} {row[key]:.4f}"
             for key in row
             if key not in ("epoch", "dur", "batches")
+            and not key.endswith("_batch_count")
             and not key.endswith("_best")
             and isinstance(row[key], (int, float))
             and not isinstance(row[key], bool)
