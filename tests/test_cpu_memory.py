@@ -47,8 +47,16 @@ def test_a_freed_block_is_reused_without_faulting_its_pages_again():
 
 
 @glibc
-def test_the_environment_turns_it_off():
-    ok, _ = _probe("call", SKFT_KEEP_FREED_MEMORY="0")
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SKFT_KEEP_FREED_MEMORY": "0"},
+        {"MALLOC_MMAP_THRESHOLD_": "65536"},  # the user's own tuning wins
+        {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"},
+    ],
+)
+def test_the_environment_turns_it_off(env):
+    ok, _ = _probe("call", **env)
     assert not ok
 
 

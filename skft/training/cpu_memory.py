@@ -16,7 +16,8 @@ skft sets both, once per process, the first time an estimator holds a CPU device
 (:func:`keep_freed_memory`). The cost: memory freed by the network stays with the process
 for its next pass (its peak resident size rose from 3.7 to 4.4 GiB in the measure above).
 ``SKFT_KEEP_FREED_MEMORY=0`` in the environment turns it off; nothing happens outside
-Linux with glibc, or when the allocator was replaced (``LD_PRELOAD``).
+Linux with glibc, when the allocator was replaced (``LD_PRELOAD``), or when the
+environment tunes glibc's malloc already (``MALLOC_*`` variables, ``GLIBC_TUNABLES``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def keep_freed_memory() -> bool:
 
     Once per process (later calls return the first answer). ``True`` when set; ``False``
     when turned off (``SKFT_KEEP_FREED_MEMORY=0``), not on glibc, with another allocator
-    preloaded, or when ``mallopt`` refused the values.
+    preloaded, with glibc's malloc tuned by the environment, or when ``mallopt`` refused
+    the values.
     """
     with _lock:
         if "done" not in _state:
@@ -67,6 +69,9 @@ def _set_thresholds() -> bool:
         name in os.environ.get("LD_PRELOAD", "") for name in ("jemalloc", "tcmalloc", "mimalloc")
     ):
         return False  # the user chose an allocator
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if any(k.startswith("MALLOC_") for k in os.environ) or "glibc.malloc" in tunables:
+        return False  # the user tuned glibc's malloc themselves
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
