@@ -62,6 +62,12 @@ def main() -> None:
         help="torch threads of the n_jobs=1 run (default 1, as each worker has: float sums "
         "then run in the same order, so the scores can be compared exactly)",
     )
+    p.add_argument(
+        "--dask-trim",
+        action="store_true",
+        help="keep Dask's MALLOC_TRIM_THRESHOLD_=65536 in its workers (its nanny's default; "
+        "without the flag the workers start without it, as docs/guide/scale-out.md advises)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.serial_threads)
     if args.quick:
@@ -104,8 +110,14 @@ def main() -> None:
     loky = search(clf, grid, args.cv, X, y, 2)
     rows.append(("loky, n_jobs=2", time.perf_counter() - t0, started, loky))
 
+    import dask
     import distributed
 
+    if not args.dask_trim:  # the nanny's thread limits stay; its trim threshold goes
+        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+        environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
+    print(f"Dask workers' MALLOC_TRIM_THRESHOLD_: {'65536 (Dask)' if args.dask_trim else 'unset'}")
     t0 = time.perf_counter()
     with (
         distributed.LocalCluster(
