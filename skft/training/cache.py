@@ -37,6 +37,7 @@ from torch import nn
 from ..augment import augmentation_on
 from ..defaults import effective
 from .budget import BoundedLRU, budget_bytes
+from .progress import bar_wanted
 
 __all__ = [
     "CacheStats",
@@ -48,6 +49,9 @@ __all__ = [
     "fixed_prefix",
     "model_key",
 ]
+
+#: Seconds of computing frozen features before their progress bar appears.
+BAR_AFTER = 3.0
 
 
 @dataclass
@@ -233,10 +237,6 @@ def _run_prefix(
     return out
 
 
-#: Seconds of computing frozen features before their progress bar appears.
-BAR_AFTER = 3.0
-
-
 def _pad_along(t: torch.Tensor, axis: int, length: int) -> torch.Tensor:
     """``t`` zero-padded along ``axis`` to ``length``."""
     if t.shape[axis] >= length:
@@ -297,8 +297,6 @@ def prefix_features(
         key = net.prefix_keys_[depth] = model_key(net.module_, depth, net.device)
     size = max(net.batch_size if net.batch_size > 0 else len(X), 64)
     axis = net.input_kind_.feature_length_axis
-    from .progress import bar_wanted
-
     return feature_cache.features(
         net.module_,
         depth,
