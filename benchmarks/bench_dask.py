@@ -36,6 +36,14 @@ from skft import FineTunedClassifier
 from skft.data.datasets import load_digits_images
 
 
+def _freed_memory_kept():
+    import os
+
+    from skft.training.cpu_memory import keeps_freed_memory
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), keeps_freed_memory()
+
+
 def search(clf, grid, cv, X, y, n_jobs):
     return GridSearchCV(clf, grid, cv=cv, n_jobs=n_jobs, refit=False, error_score="raise").fit(X, y)
 
@@ -63,10 +71,10 @@ def main() -> None:
         "then run in the same order, so the scores can be compared exactly)",
     )
     p.add_argument(
-        "--dask-trim",
+        "--skft-memory-off",
         action="store_true",
-        help="keep Dask's MALLOC_TRIM_THRESHOLD_=65536 in its workers (its nanny's default; "
-        "without the flag the workers start without it, as docs/guide/scale-out.md advises)",
+        help="SKFT_KEEP_FREED_MEMORY=0 in the Dask workers: glibc as the nanny's "
+        "MALLOC_TRIM_THRESHOLD_=65536 leaves it (every activation block mapped afresh)",
     )
     args = p.parse_args()
     torch.set_num_threads(args.serial_threads)
@@ -113,11 +121,11 @@ def main() -> None:
     import dask
     import distributed
 
-    if not args.dask_trim:  # the nanny's thread limits stay; its trim threshold goes
+    if args.skft_memory_off:
         environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
-        environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-        dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
-    print(f"Dask workers' MALLOC_TRIM_THRESHOLD_: {'65536 (Dask)' if args.dask_trim else 'unset'}")
+        dask.config.set(
+            {"distributed.nanny.pre-spawn-environ": {**environ, "SKFT_KEEP_FREED_MEMORY": "0"}}
+        )
     t0 = time.perf_counter()
     with (
         distributed.LocalCluster(
@@ -136,6 +144,8 @@ def main() -> None:
         with parallel_backend("dask", client=client, scatter=[X, y]):
             dask_result = search(clf, grid, args.cv, X, y, -1)
         rows.append(("dask, 2 workers", time.perf_counter() - t0, started, dask_result))
+        kept = client.run(_freed_memory_kept)
+        print(f"Dask workers (MALLOC_TRIM_THRESHOLD_, skft's malloc thresholds set): {kept}")
 
     serial = rows[0][1]
     print(f"\n{'run':<16} {'wall s':>7} {'vs n_jobs=1':>11}  same best_params_  max |d score|")

@@ -29,6 +29,8 @@ sys.path.insert(0, str(HERE))
 from check_site import find_chromium  # noqa: E402  (the docs check's: same lookup)
 
 STUDY = "digits-smallcnn"
+#: A trial written must show on a page left open within this many seconds (the issue's goal).
+LIVE_GOAL = 5.0
 
 
 def free_port() -> int:
@@ -138,6 +140,125 @@ def screenshot(chromium: str, url: str, path: Path, timeout: float = 90.0) -> No
         )
 
 
+class OpenPage:
+    """A page left open in headless Chromium, read through the DevTools protocol.
+
+    Chromium's ``--remote-debugging-port=0`` picks a port and writes it into the profile's
+    ``DevToolsActivePort``; the page's target answers ``Runtime.evaluate`` over a websocket
+    (Tornado's client, which Dask brings).
+    """
+
+    def __init__(self, chromium: str, url: str, timeout: float = 60.0) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="skft-dashboard-live-")
+        profile = Path(self._tmp.name) / "profile"
+        args = _chromium(chromium, str(profile), "--remote-debugging-port=0", url)
+        args.remove("--virtual-time-budget=10000")  # the page runs on the real clock here
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        port_file = profile / "DevToolsActivePort"
+        while not port_file.is_file() or not port_file.read_text().strip():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.close()
+                raise RuntimeError("Chromium did not open its DevTools port")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=5) as r:
+                    pages = [t for t in json.load(r) if t.get("type") == "page"]
+                if pages:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("Chromium's DevTools listed no page")
+            time.sleep(0.1)
+        self._socket_url = pages[0]["webSocketDebuggerUrl"]
+        self._loop = __import__("asyncio").new_event_loop()
+        self._socket = self._loop.run_until_complete(self._connect())
+        self._id = 0
+
+    async def _connect(self):
+        from tornado.websocket import websocket_connect
+
+        return await websocket_connect(self._socket_url, max_message_size=1 << 26)
+
+    def text(self) -> str:
+        """The page's visible text now (``document.body.innerText``)."""
+        self._id += 1
+        message = {
+            "id": self._id,
+            "method": "Runtime.evaluate",
+            "params": {"expression": "document.body ? document.body.innerText : ''"},
+        }
+
+        async def ask():
+            await self._socket.write_message(json.dumps(message))
+            while True:
+                answer = json.loads(await self._socket.read_message())
+                if answer.get("id") == self._id:
+                    return answer["result"]["result"].get("value", "")
+
+        return self._loop.run_until_complete(ask())
+
+    def wait_for(self, wanted: str, timeout: float, every: float = 0.1) -> float | None:
+        """Seconds until the words ``wanted`` are in the page's text (``None``: not within
+        ``timeout``); "Trial 1" is not found in "Trial 12"."""
+        pattern = re.compile(rf"(?<!\w){re.escape(wanted)}(?!\w)")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if pattern.search(self.text()):
+                return time.monotonic() - t0
+            time.sleep(every)
+        return None
+
+    def close(self) -> None:
+        if getattr(self, "_socket", None) is not None:
+            self._socket.close()
+            self._loop.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> OpenPage:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def add_trial(storage: str, study_name: str = STUDY) -> tuple[int, float]:
+    """Write one finished trial into the study, as a running search does: ``(number, the
+    monotonic clock when the write returned)``."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    done = study.trials[-1]
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=done.params, distributions=done.distributions, value=done.value
+        )
+    )
+    return len(study.trials) - 1, time.monotonic()
+
+
+def live_delay(chromium: str, dashboard: Dashboard, storage: str, timeout: float = 30.0):
+    """How long after a trial is written an *open* trial-list page shows it: ``(number,
+    seconds or None)``. The page is loaded first and left open; no reload."""
+    url = dashboard.page() + "/trials"
+    with OpenPage(chromium, url) as page:
+        before = len(__import__("optuna").load_study(study_name=STUDY, storage=storage).trials)
+        if page.wait_for(f"Trial {before - 1}", timeout) is None:
+            raise RuntimeError(f"{url} never showed trial {before - 1}")
+        number, written = add_trial(storage)
+        seen = page.wait_for(f"Trial {number}", timeout, every=0.05)
+        return number, (None if seen is None else time.monotonic() - written)
+
+
 def missing_trials(text: str, n_trials: int, study_name: str = STUDY) -> list[str]:
     """What the page text lacks: the study's name and each trial's entry in the plots' legend
     ("trial #0", ...)."""
@@ -173,10 +294,17 @@ def main(argv: list[str] | None = None) -> int:
                 "after it was written (the search's refit, Chromium's start and the page's "
                 "load included)"
             )
+            number, delay = live_delay(chromium, dashboard, storage)
+            live = delay is not None and delay <= LIVE_GOAL
+            print(
+                f"dashboard check: trial #{number} shown by the open trial list "
+                + (f"{delay:.1f} s after it was written" if delay is not None else "never")
+                + f" (no reload; goal {LIVE_GOAL:g} s)"
+            )
             if args.screenshot is not None:
                 screenshot(chromium, url, args.screenshot)
                 print(f"dashboard check: wrote {args.screenshot}")
-    return 0 if not missing and shown else 1
+    return 0 if not missing and shown and live else 1
 
 
 if __name__ == "__main__":

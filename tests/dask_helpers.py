@@ -70,3 +70,12 @@ class Locked(Callback):
 
     def __init__(self):
         self.lock = threading.Lock()
+
+
+def freed_memory_kept() -> tuple[str | None, bool]:
+    """In a worker: the nanny's ``MALLOC_TRIM_THRESHOLD_`` and whether skft set its thresholds."""
+    import os
+
+    from skft.training.cpu_memory import keep_freed_memory
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), keep_freed_memory()

@@ -86,3 +86,16 @@ def test_trials_of_a_running_search_show_in_the_browser(chromium, tmp_path):
             time.sleep(2)
         assert missing == []
         assert "trial #3" not in text  # what it shows is the study's, not made up
+
+
+@pytest.mark.slow  # a small search, Chromium left open on the trial list: about 20 s
+def test_an_open_trial_list_shows_a_new_trial_without_reload(chromium, tmp_path):
+    storage = f"sqlite:///{tmp_path}/study.db"
+    CHECK["small_search"](storage, 2)
+    with CHECK["Dashboard"](storage) as dashboard:
+        number, delay = CHECK["live_delay"](chromium, dashboard, storage, timeout=60)
+        live_url = dashboard.page() + "/trials"
+    printed = dashboard.process.stdout.read()
+    assert f"live: {live_url} " in printed  # skft dashboard names the page it refreshes fastest
+    assert number == 2
+    assert delay is not None  # shown by the page itself (the docs give the measured delay)

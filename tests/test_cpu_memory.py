@@ -76,3 +76,45 @@ def test_a_cpu_fit_sets_it(tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().endswith("True")
+
+
+# A process named as Dask's nanny names its workers, with the nanny's environment variable
+NANNY = """
+import multiprocessing, sys
+import dask.config
+import distributed  # its defaults (the nanny's environment) join dask.config on import
+from skft.training.cpu_memory import DASK_WORKER_PROCESS, keep_freed_memory
+
+def answer(queue):
+    queue.put(keep_freed_memory())
+
+if __name__ == "__main__":
+    if sys.argv[1] != "default":
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 1 << 20})
+    queue = multiprocessing.get_context("fork").Queue()
+    name = DASK_WORKER_PROCESS if sys.argv[2] == "nanny" else "Process-1"
+    process = multiprocessing.get_context("fork").Process(target=answer, args=(queue,), name=name)
+    process.start(); print(queue.get()); process.join()
+"""
+
+
+@glibc
+@pytest.mark.parametrize(
+    ("config", "process", "trim", "kept"),
+    [
+        ("default", "nanny", "65536", True),  # Dask's own default is not the user's choice
+        ("default", "other", "65536", False),  # outside a nanny's worker it is
+        ("default", "nanny", "131072", False),  # a value the user exported stays
+        ("changed", "nanny", "65536", False),  # and so does Dask's config, once changed
+    ],
+)
+def test_dask_nannys_default_trim_threshold_is_not_the_users(config, process, trim, kept):
+    pytest.importorskip("distributed")
+    out = subprocess.run(
+        [sys.executable, "-c", NANNY, config, process],
+        env={**os.environ, "MALLOC_TRIM_THRESHOLD_": trim},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == str(kept)

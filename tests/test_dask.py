@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 import pytest
-from dask_helpers import KillOnce, Locked, NoPickle, RecordFit, read_records
+from dask_helpers import KillOnce, Locked, NoPickle, RecordFit, freed_memory_kept, read_records
 from joblib import parallel_backend
 from PIL import Image
 from sklearn.base import clone
@@ -49,6 +49,16 @@ def client(cluster):
 
 def worker_pids(client) -> set[int]:
     return set(client.run(os.getpid).values())
+
+
+def test_workers_keep_freed_memory_despite_the_nannys_trim_threshold(client):
+    # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (its own default, not
+    # the user's): skft's thresholds are set all the same, as in any CPU process
+    answers = client.run(freed_memory_kept).values()
+    assert all(answers) and len(answers) == 2
+    for trim, kept in answers:
+        assert trim == "65536"
+        assert kept is (__import__("platform").libc_ver()[0] == "glibc")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,9 @@ from typing import Any
 __all__ = ["open_storage", "run_dashboard"]
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+#: Seconds between optuna-dashboard's fetches on a study's trial-list page with Live Update
+#: on (its code: 2 s under 100 trials, 5 s under 500, else 10 s, as its other pages)
+LIVE_EVERY = 2
 
 
 def _file_of(url: str) -> tuple[str, str | None]:
@@ -86,12 +89,20 @@ def run_dashboard(args) -> int:
     storage = open_storage(args.storage)
     studies = storage.get_all_studies()
     names = ", ".join(s.study_name for s in studies[:5]) + (", ..." if len(studies) > 5 else "")
+    root = f"http://{args.host}:{args.port}"
     print(
         f"skft dashboard: {len(studies)} {'study' if len(studies) == 1 else 'studies'} in "
         f"{redact(args.storage)}{f' ({names})' if studies else ''}; "
-        f"open http://{args.host}:{args.port}/ (Ctrl-C stops)",
+        f"open {root}/ (Ctrl-C stops)",
         flush=True,
     )
+    if studies:  # the newest study's trial list: the page optuna-dashboard refreshes fastest
+        study_id = storage.get_study_id_from_name(studies[-1].study_name)
+        print(
+            f"skft dashboard: live: {root}/dashboard/studies/{study_id}/trials (trials "
+            f"refreshed every {LIVE_EVERY} s while under 100)",
+            flush=True,
+        )
     try:
         run_server(storage, host=args.host, port=args.port)
     except OSError as exc:

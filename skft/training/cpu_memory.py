@@ -18,6 +18,14 @@ for its next pass (its peak resident size rose from 3.7 to 4.4 GiB in the measur
 ``SKFT_KEEP_FREED_MEMORY=0`` in the environment turns it off; nothing happens outside
 Linux with glibc, when the allocator was replaced (``LD_PRELOAD``), or when the
 environment tunes glibc's malloc already (``MALLOC_*`` variables, ``GLIBC_TUNABLES``).
+
+One ``MALLOC_*`` variable is not taken for the user's choice: the
+``MALLOC_TRIM_THRESHOLD_=65536`` that Dask's nanny puts into every worker it starts (its
+shipped ``distributed.nanny.pre-spawn-environ`` default, there to return memory between
+tasks). With it, glibc maps and unmaps every activation block afresh, and a 2-worker
+``GridSearchCV`` on Dask ran slower than ``n_jobs=1`` (``benchmarks/bench_dask.py``). In a
+nanny's worker whose value is still Dask's default, skft sets its thresholds; a value the
+user gave (another number, or Dask's config changed) stays.
 """
 
 from __future__ import annotations
@@ -60,6 +68,33 @@ def keep_freed_memory() -> bool:
         return _state["done"]
 
 
+DASK_WORKER_PROCESS = "Dask Worker process (from Nanny)"  # distributed.nanny's name for it
+
+
+def _dask_nanny_defaults() -> dict[str, str]:
+    """The ``MALLOC_*`` variables Dask's nanny set in this process with Dask's shipped
+    defaults (``{}`` outside a nanny's worker, or when Dask's configuration changed them)."""
+    import multiprocessing
+    import sys
+
+    if "dask" not in sys.modules or multiprocessing.current_process().name != DASK_WORKER_PROCESS:
+        return {}
+    import dask.config
+
+    key = "distributed.nanny.pre-spawn-environ"
+    shipped: dict = {}
+    for defaults in dask.config.defaults:  # the packages' own YAML files, not the user's
+        found = defaults.get("distributed", {}).get("nanny", {}).get("pre-spawn-environ")
+        if isinstance(found, dict):
+            shipped.update(found)
+    configured = dask.config.get(key, default={}) or {}
+    return {
+        name: str(value)
+        for name, value in shipped.items()
+        if name.startswith("MALLOC_") and value is not None and configured.get(name) == value
+    }
+
+
 def _set_thresholds() -> bool:
     if os.environ.get("SKFT_KEEP_FREED_MEMORY", "1").strip().lower() in ("0", "false", "no", "off"):
         return False
@@ -70,7 +105,9 @@ def _set_thresholds() -> bool:
     ):
         return False  # the user chose an allocator
     tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if any(k.startswith("MALLOC_") for k in os.environ) or "glibc.malloc" in tunables:
+    dask_set = _dask_nanny_defaults()
+    tuned = [k for k in os.environ if k.startswith("MALLOC_") and dask_set.get(k) != os.environ[k]]
+    if tuned or "glibc.malloc" in tunables:
         return False  # the user tuned glibc's malloc themselves
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
