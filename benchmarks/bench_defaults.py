@@ -3,7 +3,7 @@
 For each data set and training size, in one run, prints:
 
 * ``skft defaults``: ``FineTunedClassifier(backbone)``, nothing else set (the fit plan,
-  :mod:`skft.plan`, decides from the data); the plan's decisions are printed too;
+  :mod:`skft.params.plan`, decides from the data); the plan's decisions are printed too;
 * ``skft linear probe``: ``frozen_depth="all"``, lr 1e-2 (text: 5e-4 with the head at 20x),
   20 epochs (text: 100), no augmentation;
 * ``skft search`` (``--search``): ``GridSearchCV`` (3-fold) over ``frozen_depth`` in

@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from .defaults import effective
+from .params.defaults import effective
 from .plugins import augmenters, instantiate
 from .specs import Augmenter
 

@@ -1,6 +1,7 @@
 """What both estimators add to skorch, as a short list of skorch overrides.
 
-Parameters: :mod:`skft.params` and :mod:`skft.defaults`; network :mod:`skft.network`; from
+Parameters: :mod:`skft.params.checks` and :mod:`skft.params.defaults`; network
+:mod:`skft.network`; from
 :mod:`skft.training`: seeds (``seeding``), freezing, output (``progress``), ``cache`` and the
 speed paths (precision, channels-last, resident data, compile) :mod:`skft.training.speed`.
 """
@@ -25,15 +26,15 @@ from .data.adapters import (
     sample_lengths,
     set_input_tags,
 )
-from .defaults import effective, held_values
 from .io.persist import save as save_model
 from .network import build_network, export_backbone, param_groups
-from .params import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
-from .plan import DataProfile, plan_fit
+from .params.checks import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
+from .params.defaults import effective, held_values
+from .params.plan import DataProfile, plan_fit
 from .plugins import before_epochs
 from .search.cluster import check_copyable, check_picklable, dask_backend_active
 from .specs import AdaptsModule
-from .training.cache import cache_depth, fixed_prefix, prefix_features
+from .training.cache import cache_depth, fixed_prefix, model_key, prefix_features
 from .training.checkpoint import EpochCheckpoint, checkpoint_path, read_checkpoint
 from .training.cpu_memory import keep_freed_memory
 from .training.device import unpickling_device
@@ -183,6 +184,14 @@ class FineTuneMixin(SpeedMixin):
         """Forget the frozen prefix's cached features (its weights or statistics changed)."""
         self.prefix_keys_ = {}
 
+    def prefix_key(self, depth: int) -> str:
+        """The frozen-feature cache's content key of the first ``depth`` groups: computed
+        once per freezing state and weights (:meth:`drop_cached_features` forgets it)."""
+        key = self.prefix_keys_.get(depth)
+        if key is None:
+            key = self.prefix_keys_[depth] = model_key(self.module_, depth, self.device)
+        return key
+
     @contextmanager
     def recovering(self, epochs: int, unfreeze: bool = False, extra_loss: Any = None):
         """Ready for ``epochs`` of re-tuning after the network changed (pruning); restored
@@ -304,7 +313,7 @@ class FineTuneMixin(SpeedMixin):
         """Check every parameter, then resolve the ``None`` ones from the data (``fit_plan_``).
 
         The parameters are checked (and their names looked up) before the data is
-        read; the plan (:func:`skft.plan.plan_fit`) reads only its shape, sizes and
+        read; the plan (:func:`skft.params.plan.plan_fit`) reads only its shape, sizes and
         labels. The augmenter is built after it, from the planned ``augment``.
         """
         self.__dict__.pop("fit_plan_", None)  # a new fit: a new plan
@@ -314,9 +323,33 @@ class FineTuneMixin(SpeedMixin):
         for name, value in check_params(self).fitted_attributes().items():
             setattr(self, name, value)
 
+    def _restore(self, plan: Any, saved: Any) -> None:
+        """Become the fitted estimator a model folder describes, without data.
+
+        ``plan``: the saved :class:`~skft.params.plan.FitPlan` (``None``: none saved);
+        ``saved``: the folder's fitted values, decoded and checked by
+        :mod:`skft.io.loader` (``SavedFit``). The loader reads; only the estimator sets its
+        attributes, as a fit does.
+        """
+        if plan is not None:  # before check_params: the planned augment
+            self.fit_plan_ = plan
+        for name, value in check_params(self).fitted_attributes().items():
+            setattr(self, name, value)  # lr="find" is not run again: its rate is saved
+        self.input_shape_ = saved.input_shape
+        self.lr_found_ = saved.lr_found
+        if self.input_kind_.name == "tabular":
+            self.n_features_in_ = self.input_shape_[0]
+        if saved.classes is not None:
+            self._set_classes(saved.classes)
+            self.multilabel_ = saved.multilabel
+        else:
+            self.target_scaler_ = saved.target_scaler
+            self.y_ndim_ = saved.y_ndim
+            self.n_outputs_ = len(saved.target_scaler.mean_)
+
     @property
     def resolved_params_(self) -> dict[str, Any]:
-        """The values the last fit used for the parameters skft resolves (``skft.plan``)."""
+        """The values the last fit used for the parameters skft resolves (``skft.params.plan``)."""
         plan = self.__dict__.get("fit_plan_")
         if plan is None:
             raise AttributeError("resolved_params_: call fit first")

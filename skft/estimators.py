@@ -13,7 +13,7 @@ from torch import nn
 
 from .base import FineTuneMixin
 from .deploy.onnx_export import to_onnx
-from .params import FINE_TUNE_PARAMS
+from .params.checks import FINE_TUNE_PARAMS
 from .training.multilabel import (
     MultiLabelLoss,
     balanced_label_weights,
@@ -58,13 +58,13 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     frozen_depth : None, int or "all"
         Layer groups frozen from the input side; 0 = full fine-tuning,
         "all" = linear probe (only the head trains). None: decided from the
-        data by the fit plan (:mod:`skft.plan`): a linear probe for few colour
+        data by the fit plan (:mod:`skft.params.plan`): a linear probe for few colour
         photos per class, full fine-tuning otherwise.
     freeze : None or str
         Freezing policy name; its parameters are passed as ``freeze__*``. None:
         ``"depth"`` (freeze the first ``frozen_depth`` layer groups), unless the
         backbone's rule picks another from the data (text classifiers with at most 16
-        sentences per class: ``"contrastive"``, SetFit's stage; :mod:`skft.plan`).
+        sentences per class: ``"contrastive"``, SetFit's stage; :mod:`skft.params.plan`).
     augment : None, str or list of str
         Augmenter name (``"none"``, ``"basic"``, ``"affine"``, ``"color"``, ``"randaugment"``,
         ``"mixup"``, ``"cutmix"``, or a plugin's, e.g. skft-transformers' ``"eda"``),
@@ -81,7 +81,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         train with its suggestion (``lr_found_``). None: the backbone's
         recommended rate (1e-3 for image backbones, 5e-5 for text encoders,
         whose new head trains 20 times faster), 1e-2 for a linear probe; see
-        :mod:`skft.plan`.
+        :mod:`skft.params.plan`.
     max_epochs, batch_size : None or int
         Epochs and batch size; None: from the backbone and the data (images:
         epochs for a budget of optimizer steps, batch 32 or a quarter of a small
@@ -93,10 +93,10 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         ``max_epochs``; "cosine" warms up the same way and follows a half cosine.
         None: from the backbone and the data ("constant" for images, "cosine" for
         fine-tuning small or grayscale images and for a linear probe, "linear" for
-        text encoders; :mod:`skft.plan`).
+        text encoders; :mod:`skft.params.plan`).
     image_size : int or None
         Side of the square input; None: the backbone's default, or 64 for
-        images of 32 px or less (:mod:`skft.plan`).
+        images of 32 px or less (:mod:`skft.params.plan`).
     max_length : int >= 2 or None
         Text backbones: tokens per text (special tokens included), longer texts
         are truncated (counted, one warning); None: the backbone's default (128).

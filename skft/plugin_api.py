@@ -18,7 +18,7 @@ from .io.weights import (
     load_state_dict_checked,
     load_state_dict_file,
 )
-from .plan import DataProfile, FitPlan, image_rule
+from .params.plan import DataProfile, FitPlan, image_rule
 from .plugins import UnknownNameError, augmenters, backbones, freezers, get_backbone
 from .specs import (
     IMAGENET_MEAN,
@@ -98,6 +98,6 @@ def effective_param(estimator: Any, name: str) -> Any:
     For input adapters and factories that depend on a training parameter
     (``max_length``, ``batch_size``, ...) the user may leave to the backbone.
     """
-    from .defaults import effective
+    from .params.defaults import effective
 
     return effective(estimator, name)

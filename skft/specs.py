@@ -221,11 +221,12 @@ class BackboneSpec:
 
     # training defaults the estimator uses where its parameter is None:
     # "lr", "batch_size", "max_epochs", "augment", "max_length", and "head_lr_factor"
-    # (the head trains at lr * head_lr_factor); see skft.defaults
+    # (the head trains at lr * head_lr_factor); see skft.params.defaults
     defaults: dict[str, Any] = field(default_factory=dict)
 
-    # the data-aware rule (skft.plan): (DataProfile, static defaults) -> {name: (value, reason)}
-    # for the parameters it decides; None: the rule of the input kind (images: skft.plan.image_rule)
+    # the data-aware rule (skft.params.plan): (DataProfile, static defaults) ->
+    # {name: (value, reason)} for the parameters it decides; None: the rule of the input kind
+    # (images: skft.params.plan.image_rule)
     plan: Callable[[Any, dict], dict] | None = None
 
     # deploy folders (skft.deploy.deployed) adapt images and tabular data themselves; a

@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV
 from torch import nn
 
 from skft import FineTunedClassifier, FineTunedRegressor, freezers, hookimpl
-from skft.plan import DataProfile, plan_fit
+from skft.params.plan import DataProfile, plan_fit
 from skft.plugins import get_backbone, pm
 from skft.search.space import default_search_space
 from skft.specs import BackboneParts, BackboneSpec

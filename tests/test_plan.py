@@ -1,4 +1,5 @@
-"""The fit plan (skft.plan): the rule's decisions on synthetic data sizes; user values win."""
+"""The fit plan (skft.params.plan): the rule's decisions on synthetic data sizes; user values
+win."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sklearn.base import clone
 
 import skft
 from skft import FineTunedClassifier, FineTunedRegressor
-from skft.plan import (
+from skft.params.plan import (
     FINE_TUNE_STEPS,
     PROBE_BELOW_PER_CLASS,
     PROBE_EPOCHS,
@@ -303,7 +304,7 @@ def test_saved_plans_name_planned_parameters_and_policy_parameters_only(name, ok
     [(None, 224), (150, 224), (224, 224), (260, 256), (300, 288), (2000, 288)],
 )
 def test_a_probe_sees_photos_a_little_larger_than_the_backbone_was_trained_on(side, expected):
-    from skft.plan import PROBE_SIZE_FACTOR
+    from skft.params.plan import PROBE_SIZE_FACTOR
 
     profile = DataProfile("image", 60, 2, 30, channels=3, source_side=side)
     plan = _plan(profile)

@@ -130,7 +130,7 @@ class AffineAugment(BasicAugment):
     """:class:`BasicAugment` without the mirror (``flip=0``): crop, rotation and shift.
 
     For images whose orientation carries meaning (digits, letters, symbols); the
-    fit plan picks it for small or grayscale images (:mod:`skft.plan`).
+    fit plan picks it for small or grayscale images (:mod:`skft.params.plan`).
     """
 
     def __init__(self, crop: float = 0.5, rotate: float = 20.0, translate: float = 0.15) -> None:

@@ -12,8 +12,8 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-from ..defaults import effective
 from ..hookspecs import hookimpl
+from ..params.defaults import effective
 from ..specs import FreezePolicy, FreezeState
 
 __all__ = ["BN_MODES", "DepthFreezer", "GradualFreezer", "LinearProbeFineTune", "search_space"]

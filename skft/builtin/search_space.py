@@ -55,8 +55,8 @@ def search_space(estimator: Any) -> dict[str, Any] | None:
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     from ..augment import augmentation_on
-    from ..defaults import effective
-    from ..plan import adds_adapters
+    from ..params.defaults import effective
+    from ..params.plan import adds_adapters
     from ..plugins import get_backbone
 
     params = estimator.get_params(deep=False)

@@ -73,7 +73,7 @@ def estimator_params(args, backbone: str, spec) -> dict[str, Any]:
 
 def _check(estimator) -> None:
     """The estimator's own parameter checks, before any data is read."""
-    from ..params import check_params
+    from ..params.checks import check_params
 
     estimator._validate_params()
     check_params(estimator)

@@ -27,8 +27,8 @@ def run_tune(args) -> int:
     import optuna
 
     from ..data.text import is_text_source
-    from ..defaults import effective
     from ..estimators import FineTunedClassifier
+    from ..params.defaults import effective
     from ..plugins import get_backbone
     from ..search.optuna_search import OptunaSearch
     from ..search.storage import make_storage

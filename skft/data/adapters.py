@@ -12,7 +12,7 @@ import torch
 from sklearn.utils.validation import check_array
 from torch.utils.data import Subset
 
-from ..defaults import effective
+from ..params.defaults import effective
 from .images import (
     array_to_nchw,
     as_sequence,

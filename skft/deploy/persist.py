@@ -118,7 +118,7 @@ def save_deploy(comp: Any, path: Any) -> Path:
 
 def deploy_input(est: Any) -> Any:
     """How a deploy folder adapts X for ``est``: image, tabular or text recipe; else ValueError."""
-    from ..defaults import effective
+    from ..params.defaults import effective
     from .deployed import ImageInput, TabularInput, TextInput
 
     spec, kind = est.backbone_spec_, est.input_kind_

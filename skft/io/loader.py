@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,9 @@ def build_saved(
     ``exact``: the tensors' shapes must be the built network's (else only their names:
     a pruned network's weights are smaller).
     """
+    from sklearn.base import is_classifier
+
     from .. import estimators
-    from ..params import check_params
 
     config = _read_config(folder)
     cls = getattr(estimators, config["class"])
@@ -92,16 +94,15 @@ def build_saved(
     base = config.get("base")
     try:
         estimator = cls(**params)
-        pretrained, estimator.pretrained = estimator.pretrained, False  # the saved weights follow
-        if "plan" in config["fitted"]:  # before check_params: the planned augment
-            estimator.fit_plan_ = _plan_from_json(config["fitted"]["plan"])
-        for name, value in check_params(estimator).fitted_attributes().items():
-            setattr(estimator, name, value)  # without data: lr="find" is not run again
-        _restore_fitted(estimator, config["fitted"])
+        pretrained = estimator.pretrained
+        estimator.set_params(pretrained=False)  # the saved weights follow
+        fitted = config["fitted"]
+        plan = _plan_from_json(fitted["plan"]) if "plan" in fitted else None
+        estimator._restore(plan, _decode_fitted(fitted, is_classifier(estimator)))
         omitted = () if base is None else check_record(base)["omitted"]
         _check_shapes(estimator, tensors, folder / WEIGHTS, exact, omitted)
         estimator.initialize()
-        estimator.pretrained = pretrained
+        estimator.set_params(pretrained=pretrained)
     except ModelFileError:
         raise
     except Exception as exc:  # bad values in a config that passed the allow-list
@@ -168,8 +169,8 @@ def _check_plugins(config: dict[str, Any], folder: Path) -> None:
 
 
 def _plan_from_json(data: Any) -> Any:
-    """The saved :class:`skft.plan.FitPlan`: known names, JSON scalars (or lists of them)."""
-    from ..plan import CORE_DEFAULTS, DataProfile, FitPlan
+    """The saved :class:`skft.params.plan.FitPlan`: known names, JSON scalars (or lists of them)."""
+    from ..params.plan import CORE_DEFAULTS, DataProfile, FitPlan
 
     if not isinstance(data, dict) or set(data) != {"profile", "values", "reasons"}:
         raise ValueError("plan must hold profile, values and reasons")
@@ -201,38 +202,48 @@ def _plan_name(name: Any, known: Any) -> bool:
     return prefix in ("freeze", "augment") and rest.isidentifier() and "__" not in rest
 
 
-def _restore_fitted(estimator: Any, fitted: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class SavedFit:
+    """A model folder's fitted values, decoded and checked (the estimator sets them:
+    ``FineTuneMixin._restore``)."""
+
+    input_shape: tuple[int, ...]
+    lr_found: float | None
+    #: classifiers: the labels in column order, and whether the targets are multi-label
+    classes: np.ndarray | None = None
+    multilabel: bool = False
+    #: regressors: the targets' scaler and their number of dimensions
+    target_scaler: Any = None
+    y_ndim: int | None = None
+
+
+def _decode_fitted(fitted: dict[str, Any], classifier: bool) -> SavedFit:
     from sklearn.preprocessing import StandardScaler
 
-    estimator.input_shape_ = tuple(int(d) for d in fitted["input_shape"])
-    if not estimator.input_shape_ or min(estimator.input_shape_) < 1:
+    shape = tuple(int(d) for d in fitted["input_shape"])
+    if not shape or min(shape) < 1:
         raise ValueError(f"input_shape {fitted['input_shape']!r} has no samples' shape")
     lr = fitted.get("lr_found")
-    estimator.lr_found_ = None if lr is None else float(lr)
-    if estimator.input_kind_.name == "tabular":
-        estimator.n_features_in_ = estimator.input_shape_[0]
-    if "classes" in fitted:
+    lr = None if lr is None else float(lr)
+    if classifier:
+        if "classes" not in fitted:
+            raise ValueError("a classifier's fitted values need classes")
         classes = decode_labels(fitted["classes"])
-        estimator._set_classes(classes)
         multilabel = fitted.get("multilabel", False)
         if not isinstance(multilabel, bool):
             raise ValueError(f"multilabel must be true or false, got {multilabel!r}")
-        if multilabel:
-            if classes.tolist() != list(range(len(classes))):
-                raise ValueError("a multi-label model's classes must be 0..n_labels-1")
-            estimator.multilabel_ = True
-    else:
-        scaler = StandardScaler()
-        scaler.mean_ = np.asarray(fitted["target_scaler"]["mean"], dtype=np.float64)
-        scaler.scale_ = np.asarray(fitted["target_scaler"]["scale"], dtype=np.float64)
-        if scaler.mean_.ndim != 1 or scaler.mean_.shape != scaler.scale_.shape:
-            raise ValueError("target_scaler mean and scale must be lists of one length")
-        scaler.var_ = scaler.scale_**2
-        scaler.n_features_in_ = len(scaler.mean_)
-        scaler.n_samples_seen_ = 0
-        estimator.target_scaler_ = scaler
-        estimator.y_ndim_ = int(fitted["y_ndim"])
-        estimator.n_outputs_ = len(scaler.mean_)
+        if multilabel and classes.tolist() != list(range(len(classes))):
+            raise ValueError("a multi-label model's classes must be 0..n_labels-1")
+        return SavedFit(shape, lr, classes=classes, multilabel=multilabel)
+    scaler = StandardScaler()
+    scaler.mean_ = np.asarray(fitted["target_scaler"]["mean"], dtype=np.float64)
+    scaler.scale_ = np.asarray(fitted["target_scaler"]["scale"], dtype=np.float64)
+    if scaler.mean_.ndim != 1 or scaler.mean_.shape != scaler.scale_.shape:
+        raise ValueError("target_scaler mean and scale must be lists of one length")
+    scaler.var_ = scaler.scale_**2
+    scaler.n_features_in_ = len(scaler.mean_)
+    scaler.n_samples_seen_ = 0
+    return SavedFit(shape, lr, target_scaler=scaler, y_ndim=int(fitted["y_ndim"]))
 
 
 def _read_weights(folder: Path, digest: str) -> bytes:
@@ -280,9 +291,9 @@ def _check_shapes(
     """
     import torch
 
-    from ..defaults import effective
     from ..network import build_network
-    from ..params import resolve_frozen_depth
+    from ..params.checks import resolve_frozen_depth
+    from ..params.defaults import effective
     from ..specs import AdaptsModule
 
     args = (estimator.input_shape_, estimator.n_outputs_, estimator.head_factory_)

@@ -57,7 +57,7 @@ CONFIG, WEIGHTS, SEARCH = "config.json", "weights.safetensors", "search.json"
 
 
 def plan_to_json(plan: Any) -> dict[str, Any]:
-    """A :class:`skft.plan.FitPlan` as JSON values."""
+    """A :class:`skft.params.plan.FitPlan` as JSON values."""
     from dataclasses import asdict
 
     return {
@@ -100,7 +100,7 @@ def save(
     if getattr(estimator, "lr_found_", None) is not None:
         fitted["lr_found"] = float(estimator.lr_found_)  # what lr="find" found
     plan = estimator.__dict__.get("fit_plan_")
-    if plan is not None:  # what the data decided for the None parameters (skft.plan)
+    if plan is not None:  # what the data decided for the None parameters (skft.params.plan)
         fitted["plan"] = plan_to_json(plan)
     if hasattr(estimator, "classes_inferred_"):
         fitted["classes"] = encode_labels(estimator.classes_inferred_)

@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.utils import _safe_indexing
 
-from ..defaults import effective
+from ..params.defaults import effective
 from ..training.device import DevicePool
 from ..training.multilabel import is_multilabel
 from ..training.progress import in_search

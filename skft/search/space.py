@@ -52,7 +52,7 @@ def chosen_freezer(estimator: Any) -> Callable[..., Any] | None:
     Its parameters are ``freeze__<param>``. Unknown names raise
     :class:`skft.UnknownNameError`.
     """
-    from ..defaults import effective
+    from ..params.defaults import effective
 
     params = estimator.get_params(deep=False)
     if "freeze" not in params:
@@ -73,7 +73,7 @@ def chosen_augmenters(estimator: Any) -> list[tuple[str, Callable[..., Any]]]:
     params = estimator.get_params(deep=False)
     if "augment" not in params:
         return []
-    from ..defaults import effective
+    from ..params.defaults import effective
 
     augment = effective(estimator, "augment")  # None: the backbone's default
     from ..augment import parse_augment  # imports torch: only for estimators with ``augment``

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..augment import augmentation_on
-from ..defaults import effective
+from ..params.defaults import effective
 from .budget import BoundedLRU, budget_bytes
 from .progress import bar_wanted
 
@@ -287,14 +287,11 @@ def prefix_features(
 ) -> torch.Tensor:
     """``X`` past ``net``'s first ``depth`` groups, from the cache.
 
-    The prefix's content key is computed once per freezing state (memoised in
-    ``net.prefix_keys_``, which the estimator clears when the state or the weights
-    change), not once per ``partial_fit`` call. ``lengths``: each sample's length,
-    for variable-length input (see :meth:`FeatureCache.features`).
+    The prefix's content key is the estimator's (``net.prefix_key``: once per freezing
+    state and weights), not computed once per ``partial_fit`` call. ``lengths``: each
+    sample's length, for variable-length input (see :meth:`FeatureCache.features`).
     """
-    key = net.prefix_keys_.get(depth)
-    if key is None:
-        key = net.prefix_keys_[depth] = model_key(net.module_, depth, net.device)
+    key = net.prefix_key(depth)
     size = max(net.batch_size if net.batch_size > 0 else len(X), 64)
     axis = net.input_kind_.feature_length_axis
     return feature_cache.features(

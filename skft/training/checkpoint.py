@@ -32,7 +32,7 @@ _IGNORED = {"checkpoint", "verbose", "callbacks", "device"}
 
 def checkpoint_path(net: Any, X: torch.Tensor, y: torch.Tensor) -> Path:
     """The file of this fit: the folder ``net.checkpoint``, a name from parameters and data."""
-    from ..defaults import held_values
+    from ..params.defaults import held_values
 
     h = hashlib.blake2b(digest_size=12)
     # None and the value the plan gives it name the same fit

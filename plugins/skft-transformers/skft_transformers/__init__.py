@@ -25,7 +25,7 @@ Layer groups: ``embeddings``, ``layer0`` ... ``layer{n-1}``; the neck pools toke
 Text backbones declare training defaults (``lr=5e-5`` for the encoder, the new head at
 20 times that rate, ``batch_size=16``, ``max_epochs=20``, ``lr_schedule="linear"``, no
 augmentation) that the
-estimator uses where its parameter is ``None`` (see :mod:`skft.defaults`), and a rule
+estimator uses where its parameter is ``None`` (see :mod:`skft.params.defaults`), and a rule
 for the data (``_plan.text_rule``): classifiers with at most 16 sentences per class on
 average get the contrastive stage and a head on the frozen encoder.
 
@@ -62,7 +62,7 @@ HF_PREFIX = "hf:"
 MINILM_ALIASES = ("all-MiniLM-L6-v2",)
 POOLS = ("mean", "cls")
 
-#: Training defaults of text encoders (skft.defaults): AdamW at 5e-5 for the encoder and
+#: Training defaults of text encoders (skft.params.defaults): AdamW at 5e-5 for the encoder and
 #: 1e-3 for the new head, batches of 16, 20 epochs with linear warm-up (10% of the steps)
 #: and linear decay (the BERT fine-tuning schedule), no augmentation, 128 tokens.
 TEXT_DEFAULTS = {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import skft
 from skft import FineTunedClassifier, FineTunedRegressor
-from skft.plan import DataProfile, plan_fit
+from skft.params.plan import DataProfile, plan_fit
 from skft.plugins import get_backbone
 
 from skft_transformers import TEXT_DEFAULTS

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..training.device import resolve_device
 from .plan import CORE_DEFAULTS, PLANNED, static_defaults
-from .training.device import resolve_device
 
 __all__ = [
     "BACKBONE_DEFAULTED",
@@ -35,8 +35,8 @@ BACKBONE_DEFAULTED = PLANNED
 
 def training_defaults(backbone: Any) -> dict[str, Any]:
     """The static defaults of ``backbone`` (a name or a spec): core values updated by the spec's."""
-    from .plugins import get_backbone
-    from .specs import BackboneSpec
+    from ..plugins import get_backbone
+    from ..specs import BackboneSpec
 
     spec = backbone if isinstance(backbone, BackboneSpec) else get_backbone(backbone)
     return static_defaults(spec)

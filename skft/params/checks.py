@@ -23,13 +23,13 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 
-from .augment import augmentation_on, build_augmenter
+from ..augment import augmentation_on, build_augmenter
+from ..plugins import get_backbone, heads, input_kinds
+from ..specs import BackboneSpec, InputKind
+from ..training.freezing import build_freezer
+from ..training.schedule import LR_SCHEDULES
+from ..training.tta import n_tta_views
 from .defaults import effective, effective_params_for
-from .plugins import get_backbone, heads, input_kinds
-from .specs import BackboneSpec, InputKind
-from .training.freezing import build_freezer
-from .training.schedule import LR_SCHEDULES
-from .training.tta import n_tta_views
 
 __all__ = [
     "FINE_TUNE_PARAMS",

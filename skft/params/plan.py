@@ -240,8 +240,8 @@ def adds_adapters(freeze: Any) -> bool:
     """Whether the freezing policy named ``freeze`` adds adapters (:class:`AdaptsModule`)."""
     if not isinstance(freeze, str):
         return False
-    from .plugins import UnknownNameError, freezers
-    from .specs import AdaptsModule
+    from ..plugins import UnknownNameError, freezers
+    from ..specs import AdaptsModule
 
     try:
         factory = freezers().get(freeze)
