@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision
 
-import skft.training.cache
+import skft.base
 from skft import FineTunedClassifier, FineTunedRegressor
 from skft.data.adapters import adapt_images
 
@@ -73,8 +73,8 @@ def test_export_backbone_without_original_architecture(digits, fast):
 def test_model_key_once_per_fit_not_per_partial_fit(digits, fast, monkeypatch):
     X, y = digits
     calls = []
-    real = skft.training.cache.model_key
-    monkeypatch.setattr(skft.training.cache, "model_key", lambda *a: calls.append(a[1]) or real(*a))
+    real = skft.base.model_key  # the estimator's prefix_key computes it
+    monkeypatch.setattr(skft.base, "model_key", lambda *a: calls.append(a[1]) or real(*a))
     clf = FineTunedClassifier(**{**fast, "frozen_depth": "all"})
     for _ in range(4):
         clf.partial_fit(X, y)
