@@ -18,6 +18,15 @@ from .io.weights import (
     load_state_dict_checked,
     load_state_dict_file,
 )
+from .params.constraints import (
+    Integral,
+    Interval,
+    InvalidParameterError,
+    Options,
+    Real,
+    StrOptions,
+    check_parameters,
+)
 from .params.plan import DataProfile, FitPlan, image_rule
 from .plugins import UnknownNameError, augmenters, backbones, freezers, get_backbone
 from .specs import (
@@ -52,17 +61,24 @@ __all__ = [
     "FreezePolicy",
     "FreezeState",
     "InputKind",
+    "Integral",
+    "Interval",
+    "InvalidParameterError",
     "OnnxExportable",
     "OnnxFusable",
     "OnnxFusionHints",
+    "Options",
     "Pretrained",
     "Prunable",
     "PruningHints",
+    "Real",
+    "StrOptions",
     "TokenizedInput",
     "UnknownNameError",
     "adapt_input_channels",
     "augmenters",
     "backbones",
+    "check_parameters",
     "download_state_dict",
     "effective_param",
     "freezers",

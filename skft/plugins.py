@@ -281,8 +281,12 @@ def get_backbone(name: str) -> BackboneSpec:
 
 def instantiate(factory: Callable[..., Any], params: dict[str, Any], what: str, prefix: str):
     """Call a registered factory with the estimator's ``<prefix>*`` params, naming them on error."""
+    from .params.constraints import InvalidParameterError
+
     try:
         return factory(**params)
+    except InvalidParameterError:
+        raise  # a value the factory's constraints refused: the message names it already
     except TypeError as exc:
         given = ", ".join(prefix + k for k in params) or "none"
         raise TypeError(f"{what} does not accept the parameters given ({given}): {exc}") from exc

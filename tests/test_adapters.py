@@ -115,10 +115,11 @@ def test_target_picks_layer_kinds_and_names(digits, fast):
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"freeze__r": 0}, "freeze__r must be an int >= 1"),
-        ({"freeze__r": 2.5}, "freeze__r must be an int >= 1"),
+        ({"freeze__r": 0}, r"freeze__r must be an int in the range \[1, inf\), got 0"),
+        ({"freeze__r": 2.5}, r"freeze__r must be an int in the range \[1, inf\), got 2.5"),
+        ({"freeze__alpha": 0}, r"freeze__alpha must be a float in the range \(0.0, inf\)"),
+        ({"freeze__dropout": 1.0}, r"freeze__dropout must be a float in the range \[0.0, 1.0\)"),
         ({"freeze__alpha": -1.0}, "freeze__alpha"),
-        ({"freeze__dropout": 1.0}, "freeze__dropout"),
         ({"freeze__target": "no_such_layer"}, "names no layer"),
         ({"freeze__target": "("}, "neither a layer kind"),
         ({"freeze__target": []}, "freeze__target"),

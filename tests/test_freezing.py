@@ -207,10 +207,11 @@ def test_policy_parameters_are_searchable(digits, fast):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"freeze__every": 0}, "freeze__every must be an int >= 1"),
-        ({"freeze__lr_decay": 0.0}, r"freeze__lr_decay must be a float in \(0, 1\]"),
-        ({"freeze__lr_decay": 1.5}, r"freeze__lr_decay must be a float in \(0, 1\]"),
-        ({"freeze__bn": "frozen"}, "freeze__bn must be one of"),
+        ({"freeze__every": 0}, r"freeze__every must be an int in the range \[1, inf\), got 0"),
+        ({"freeze__every": True}, r"freeze__every must be an int in the range \[1, inf\)"),
+        ({"freeze__lr_decay": 0.0}, r"freeze__lr_decay must be a float in the range \(0.0, 1.0\]"),
+        ({"freeze__lr_decay": 1.5}, r"freeze__lr_decay must be a float in the range \(0.0, 1.0\]"),
+        ({"freeze__bn": "frozen"}, r"freeze__bn must be a str among \{'eval', 'train'\}"),
     ],
 )
 def test_bad_policy_parameters(digits, fast, params, message):

@@ -27,12 +27,12 @@ peft is imported only when a network is adapted (``pip install peft``).
 
 from __future__ import annotations
 
-import numbers
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ..hookspecs import hookimpl
+from ..params.constraints import Integral, Interval, Real, check_parameters
 from .freezers import DepthFreezer
 
 __all__ = [
@@ -128,14 +128,6 @@ def adaptable_layers(
     return list(picked)
 
 
-def _check_real(name: str, value: Any, low: float, high: float | None = None) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not ok or value < low or (high is not None and value >= high):
-        bound = f"in [{low}, {high})" if high is not None else f">= {low}"
-        raise ValueError(f"freeze__{name} must be a number {bound}, got {value!r}")
-    return float(value)
-
-
 class AdapterFreezer(DepthFreezer):
     """Base of the adapter policies: groups after ``frozen_depth`` train only what
     :meth:`adapt` added (parameter names holding :attr:`param_marker`); the others
@@ -194,6 +186,13 @@ class LoraFreezer(AdapterFreezer):
         See the module's docstring.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **DepthFreezer._parameter_constraints,
+        "r": [Interval(Integral, 1, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+    }
+
     def __init__(
         self,
         r: int = 8,
@@ -204,13 +203,11 @@ class LoraFreezer(AdapterFreezer):
         lr_decay: float = 1.0,
     ) -> None:
         super().__init__(target=target, bn=bn, lr_decay=lr_decay)
-        if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r < 1:
-            raise ValueError(f"freeze__r must be an int >= 1 (the adapter's rank), got {r!r}")
+        values = {"r": r, "alpha": alpha, "dropout": dropout}
+        check_parameters(self._parameter_constraints, values, "freeze__")
         self.r = int(r)
-        self.alpha = _check_real("alpha", alpha, 0.0)
-        if self.alpha == 0:
-            raise ValueError("freeze__alpha must be > 0, got 0")
-        self.dropout = _check_real("dropout", dropout, 0.0, 1.0)
+        self.alpha = float(alpha)
+        self.dropout = float(dropout)
 
     def peft_config(self, target_modules: str) -> Any:
         from peft import LoraConfig

