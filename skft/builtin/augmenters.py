@@ -14,11 +14,13 @@ state gives the same choices at every strength and only the magnitudes move
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ..hookspecs import hookimpl
+from ..params.constraints import Interval, Real, check_parameters
 from ..specs import Augmenter
 
 __all__ = ["AffineAugment", "BasicAugment", "ColorAugment", "CutMix", "MixUp", "NoAugment"]
@@ -57,9 +59,12 @@ def affine(X: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(X, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def _check_range(name: str, value: float, lo: float, hi: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise ValueError(f"augment__{name} must be a number in [{lo}, {hi}], got {value!r}")
+def _between(lo: float, hi: float) -> list[Any]:
+    return [Interval(Real, lo, hi, closed="both")]
+
+
+def _check(augmenter: Any, **values: Any) -> None:
+    check_parameters(augmenter._parameter_constraints, values, "augment__")
 
 
 # --------------------------------------------------------------------------
@@ -89,6 +94,13 @@ class BasicAugment(Augmenter):
     on the batch's device.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "flip": _between(0, 1),
+        "crop": _between(0, 0.95),
+        "rotate": _between(0, 180),
+        "translate": _between(0, 1),
+    }
+
     def __init__(
         self,
         flip: float = 0.5,
@@ -96,10 +108,7 @@ class BasicAugment(Augmenter):
         rotate: float = 20.0,
         translate: float = 0.15,
     ) -> None:
-        _check_range("flip", flip, 0.0, 1.0)
-        _check_range("crop", crop, 0.0, 0.95)
-        _check_range("rotate", rotate, 0.0, 180.0)
-        _check_range("translate", translate, 0.0, 1.0)
+        _check(self, flip=flip, crop=crop, rotate=rotate, translate=translate)
         self.flip, self.crop, self.rotate, self.translate = flip, crop, rotate, translate
 
     def __call__(self, X: torch.Tensor, strength: float, generator: torch.Generator):
@@ -163,6 +172,13 @@ class ColorAugment(Augmenter):
     [0, 1] once. Grayscale (1-channel) images get brightness and contrast only.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "brightness": _between(0, 1),
+        "contrast": _between(0, 1),
+        "saturation": _between(0, 1),
+        "hue": _between(0, 0.5),
+    }
+
     def __init__(
         self,
         brightness: float = 0.4,
@@ -170,13 +186,7 @@ class ColorAugment(Augmenter):
         saturation: float = 0.4,
         hue: float = 0.1,
     ) -> None:
-        for name, value in (
-            ("brightness", brightness),
-            ("contrast", contrast),
-            ("saturation", saturation),
-        ):
-            _check_range(name, value, 0.0, 1.0)
-        _check_range("hue", hue, 0.0, 0.5)
+        _check(self, brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
         self.brightness, self.contrast = brightness, contrast
         self.saturation, self.hue = saturation, hue
 
@@ -248,8 +258,10 @@ class MixUp(Augmenter):
     input_kinds = ("image", "tabular")
     mixes_targets = True
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"alpha": _between(1e-3, 100)}
+
     def __init__(self, alpha: float = 1.0) -> None:
-        _check_range("alpha", alpha, 1e-3, 100.0)
+        _check(self, alpha=alpha)
         self.alpha = alpha
 
     def __call__(self, X, strength, generator, y=None):
@@ -278,8 +290,10 @@ class CutMix(Augmenter):
 
     mixes_targets = True
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"alpha": _between(1e-3, 100)}
+
     def __init__(self, alpha: float = 1.0) -> None:
-        _check_range("alpha", alpha, 1e-3, 100.0)
+        _check(self, alpha=alpha)
         self.alpha = alpha
 
     def __call__(self, X, strength, generator, y=None):

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ..hookspecs import hookimpl
+from ..params.constraints import Integral, Interval, check_parameters
 from ..specs import Augmenter
 from .augmenters import affine, gray, per_sample
 
@@ -137,9 +138,12 @@ class RandAugment(Augmenter):
     blended with the input by the magnitude, so they too grow with strength).
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "num_ops": [Interval(Integral, 1, 10, closed="both")],
+    }
+
     def __init__(self, num_ops: int = 2, ops: Sequence[str] | None = None) -> None:
-        if isinstance(num_ops, bool) or not isinstance(num_ops, int) or not 1 <= num_ops <= 10:
-            raise ValueError(f"augment__num_ops must be an int in 1..10, got {num_ops!r}")
+        check_parameters(self._parameter_constraints, {"num_ops": num_ops}, "augment__")
         if ops is not None:
             if isinstance(ops, str) or not ops:
                 raise ValueError(f"augment__ops must be a non-empty list of names, got {ops!r}")

@@ -16,8 +16,11 @@ Randomness is per sample and comes only from the generator skft passes (seeded f
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import torch
+from skft.plugin_api import Interval, Real, StrOptions, check_parameters
 from skft.specs import Augmenter
 
 from ._tokens import IDS, MASK, SYN, WORD
@@ -32,11 +35,15 @@ class TextAugment(Augmenter):
 
     input_kinds = ("text",)
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "op": [StrOptions({"eda", *OPS})],
+        "max_share": [Interval(Real, 0, 1, closed="right")],
+    }
+
     def __init__(self, op: str = "eda", max_share: float = 0.3) -> None:
-        if op != "eda" and op not in OPS:
-            raise ValueError(f"op must be 'eda' or one of {OPS}, got {op!r}")
-        if isinstance(max_share, bool) or not 0 < float(max_share) <= 1:
-            raise ValueError(f"augment__max_share must be a float in (0, 1], got {max_share!r}")
+        # op is the registered name's (synonym, ...), not a user's augment__ parameter
+        check_parameters(self._parameter_constraints, {"op": op})
+        check_parameters(self._parameter_constraints, {"max_share": max_share}, "augment__")
         self.op, self.max_share = op, float(max_share)
 
     def __repr__(self) -> str:
