@@ -66,8 +66,14 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function (multi-label: one probability per label), written
+    with ``tanh`` so that large outputs of either sign do not overflow."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
 #: the output nonlinearities a deploy folder may name
-OUTPUTS = {"softmax": softmax, "identity": lambda z: z}
+OUTPUTS = {"softmax": softmax, "sigmoid": sigmoid, "identity": lambda z: z}
 
 
 # --------------------------------------------------------------------------
@@ -253,7 +259,7 @@ class DeployedModel:
     """A deploy folder loaded by ``skft.load``: predicts with ONNX Runtime, cannot be fitted.
 
     Attributes: ``onnx_model_`` (the model bytes and its session), ``input_`` (the
-    input recipe), ``output_`` (``"softmax"`` or ``"identity"``), ``backbone_`` (its
+    input recipe), ``output_`` (``"softmax"``, ``"sigmoid"`` or ``"identity"``), ``backbone_`` (its
     name), ``compression_report_`` (as ``Compressed`` reported it).
     """
 
@@ -287,22 +293,34 @@ class DeployedModel:
 
 
 class DeployedClassifier(DeployedModel):
-    """A deploy folder's classifier: ``predict``, ``predict_proba``, ``score``, ``classes_``."""
+    """A deploy folder's classifier: ``predict``, ``predict_proba``, ``score``, ``classes_``.
 
-    def __init__(self, classes: np.ndarray, *args: Any) -> None:
+    Multi-label (``multilabel_``): ``predict_proba`` gives each label's probability (the
+    sigmoid of its output) and ``predict`` the 0/1 indicator matrix, 1 where a probability
+    exceeds ``threshold_`` (the estimator's ``threshold`` when the folder was written).
+    """
+
+    def __init__(
+        self, classes: np.ndarray, multilabel: bool, threshold: float | None, *args: Any
+    ) -> None:
         super().__init__(*args)
         self.classes_ = classes
+        self.multilabel_, self.threshold_ = multilabel, threshold
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities (softmax of the network's outputs)."""
+        """Class probabilities (softmax of the network's outputs; multi-label: sigmoids)."""
         return self._outputs(X)
 
     def predict(self, X: Any) -> np.ndarray:
-        """The most probable class of each sample, as the original labels."""
-        return self.classes_[self._outputs(X).argmax(axis=1)]
+        """The most probable class of each sample, as the original labels; multi-label: the
+        indicator matrix of the labels whose probability exceeds ``threshold_``."""
+        proba = self._outputs(X)
+        if self.multilabel_:
+            return (proba > self.threshold_).astype(np.int64)
+        return self.classes_[proba.argmax(axis=1)]
 
     def score(self, X: Any, y: Any) -> float:
-        """Accuracy."""
+        """Accuracy (multi-label: the share of samples whose label set is exactly right)."""
         from sklearn.metrics import accuracy_score
 
         return accuracy_score(y, self.predict(X))
@@ -334,6 +352,29 @@ class DeployedRegressor(DeployedModel):
 _COMMON = {"format", "format_version", "skft_version", "task", "backbone", "input", "output",
            "onnx_sha256", "compression"}  # fmt: skip
 _TASKS = {"classifier": _COMMON | {"classes"}, "regressor": _COMMON | {"target"}}
+#: a multi-label classifier's further keys
+_MULTILABEL = {"multilabel", "threshold"}
+
+
+def _classes(config: dict[str, Any]) -> tuple[np.ndarray, bool, float | None]:
+    """A classifier's ``(classes, multilabel, threshold)``, checked."""
+    classes = decode_labels(config["classes"])
+    if "multilabel" not in config:
+        if config["output"] == "sigmoid":
+            raise ValueError("output 'sigmoid' is a multi-label model's: multilabel missing")
+        return classes, False, None
+    if config["multilabel"] is not True:
+        raise ValueError(f"multilabel must be true when given, got {config['multilabel']!r}")
+    if classes.tolist() != list(range(len(classes))):
+        raise ValueError("a multi-label model's classes must be 0..n_labels-1")
+    if config["output"] != "sigmoid":
+        raise ValueError(f"a multi-label model's output must be 'sigmoid': {config['output']!r}")
+    threshold = config["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ValueError(f"threshold must be a number in (0, 1), got {threshold!r}")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be a number in (0, 1), got {threshold!r}")
+    return classes, True, float(threshold)
 
 
 def read_deploy(path: Any) -> DeployedModel:
@@ -352,7 +393,8 @@ def read_deploy(path: Any) -> DeployedModel:
         task = config.get("task")
         if task not in _TASKS:
             raise ValueError(f"task {task!r} is not one of {sorted(_TASKS)}")
-        _keys(config, _TASKS[task], "deploy.json")
+        multilabel = task == "classifier" and "multilabel" in config
+        _keys(config, _TASKS[task] | (_MULTILABEL if multilabel else set()), "deploy.json")
         if config["output"] not in OUTPUTS or not isinstance(config["backbone"], str):
             raise ValueError(f"output must be one of {sorted(OUTPUTS)}; backbone a name")
         if not isinstance(config["compression"], dict) or not _plain_json(config["compression"]):
@@ -363,7 +405,7 @@ def read_deploy(path: Any) -> DeployedModel:
             raise ValueError(f"input kind {kind!r} is not one of {sorted(INPUTS)}")
         inputs = INPUTS[kind].from_json(data, folder)
         if task == "classifier":
-            labels = (decode_labels(config["classes"]),)
+            labels = _classes(config)
             n_outputs = len(labels[0])
         else:
             labels = _target(config["target"])

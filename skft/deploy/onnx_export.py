@@ -147,12 +147,15 @@ def to_onnx(estimator: Any, path: str | os.PathLike) -> Path:
 
 
 def output_name(est: Any) -> str | None:
-    """``"softmax"`` or ``"identity"``: the estimator's predict nonlinearity; None: another."""
+    """``"softmax"``, ``"sigmoid"`` (multi-label) or ``"identity"``: the estimator's predict
+    nonlinearity; None: another."""
     from skorch.utils import _identity
 
     nonlinearity = est._get_predict_nonlinearity()
     if nonlinearity is _identity:
         return "identity"
+    if nonlinearity is torch.sigmoid:
+        return "sigmoid"
     if isinstance(nonlinearity, functools.partial) and nonlinearity.func is torch.softmax:
         if not nonlinearity.args and nonlinearity.keywords == {"dim": -1}:
             return "softmax"

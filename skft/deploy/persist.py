@@ -85,8 +85,8 @@ def save_deploy(comp: Any, path: Any) -> Path:
     if output is None:
         raise ValueError(
             f"cannot write a deploy folder: the estimator's predict nonlinearity "
-            f"{est._get_predict_nonlinearity()!r} is not softmax or the identity; save the "
-            "full folder (Compressed.save(path))"
+            f"{est._get_predict_nonlinearity()!r} is not softmax, sigmoid or the identity; "
+            "save the full folder (Compressed.save(path))"
         )
     folder = Path(path)
     taken = [name for name in (CONFIG, "config.json") if (folder / name).exists()]
@@ -97,6 +97,8 @@ def save_deploy(comp: Any, path: Any) -> Path:
     onnx = comp.onnx_model_.model if comp.onnx_model_ is not None else estimator_onnx(est)
     if is_classifier(est):
         task, labels = "classifier", {"classes": encode_labels(est.classes_inferred_)}
+        if getattr(est, "multilabel_", False):  # an indicator matrix: threshold the sigmoids
+            labels.update(multilabel=True, threshold=float(est.threshold))
     else:
         scaler = est.target_scaler_
         target = {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
