@@ -13,6 +13,7 @@ Exit status 0: every trial shown; 1: not; 2: no Chromium.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import json
 import re
@@ -175,7 +176,7 @@ class OpenPage:
                 raise RuntimeError("Chromium's DevTools listed no page")
             time.sleep(0.1)
         self._socket_url = pages[0]["webSocketDebuggerUrl"]
-        self._loop = __import__("asyncio").new_event_loop()
+        self._loop = asyncio.new_event_loop()
         self._socket = self._loop.run_until_complete(self._connect())
         self._id = 0
 
@@ -249,9 +250,11 @@ def add_trial(storage: str, study_name: str = STUDY) -> tuple[int, float]:
 def live_delay(chromium: str, dashboard: Dashboard, storage: str, timeout: float = 30.0):
     """How long after a trial is written an *open* trial-list page shows it: ``(number,
     seconds or None)``. The page is loaded first and left open; no reload."""
+    import optuna
+
     url = dashboard.page() + "/trials"
     with OpenPage(chromium, url) as page:
-        before = len(__import__("optuna").load_study(study_name=STUDY, storage=storage).trials)
+        before = len(optuna.load_study(study_name=STUDY, storage=storage).trials)
         if page.wait_for(f"Trial {before - 1}", timeout) is None:
             raise RuntimeError(f"{url} never showed trial {before - 1}")
         number, written = add_trial(storage)

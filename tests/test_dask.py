@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def test_workers_keep_freed_memory_despite_the_nannys_trim_threshold(client):
     assert all(answers) and len(answers) == 2
     for trim, kept in answers:
         assert trim == "65536"
-        assert kept is (__import__("platform").libc_ver()[0] == "glibc")
+        assert kept is (platform.libc_ver()[0] == "glibc")
 
 
 @pytest.fixture(scope="module")

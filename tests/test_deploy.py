@@ -231,3 +231,37 @@ def test_a_backbone_whose_adapter_cannot_be_deployed_is_refused(compressed, tmp_
     with pytest.raises(ValueError, match="cannot write a deploy folder.*full folder"):
         comp.save(tmp_path / "x.skft", deploy=True)
     assert not (tmp_path / "x.skft").exists()
+
+
+def test_multilabel_deploy_folder_predicts_label_sets(digits, fast_settings, tmp_path):
+    from skft.io.trust import ModelFileError
+
+    X, y = digits
+    Y = np.stack([y % 2 == 0, y >= 1], axis=1).astype(np.int64)  # two tags, both vary
+    fitted = FineTunedClassifier(**fast_settings).fit(X, Y)
+    comp = Compressed(pickle.loads(pickle.dumps(fitted)), prefit=True).fit(X, Y)
+    folder = comp.save(tmp_path / "deploy.skft", deploy=True)
+    deployed = skft.load(folder)
+    assert deployed.multilabel_ and deployed.threshold_ == fitted.threshold
+    proba = deployed.predict_proba(X)
+    np.testing.assert_allclose(proba, fitted.predict_proba(X), atol=1e-5)
+    pred = deployed.predict(X)
+    assert pred.shape == Y.shape and set(np.unique(pred)) <= {0, 1}
+    np.testing.assert_array_equal(pred, (proba > fitted.threshold).astype(int))
+    clear = np.abs(proba - fitted.threshold) > 1e-4  # off the threshold: the same decision
+    np.testing.assert_array_equal(pred[clear], fitted.predict(X)[clear])
+    assert deployed.score(X, Y) == np.mean((pred == Y).all(axis=1))
+    # a config whose output does not fit multi-label is refused when read
+    config = json.loads((folder / "deploy.json").read_text())
+    for change, match in [
+        ({"output": "softmax"}, "output must be 'sigmoid'"),
+        ({"threshold": 1.5}, r"threshold must be a number in \(0, 1\)"),
+        ({"multilabel": False}, "multilabel must be true"),
+    ]:
+        (folder / "deploy.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(ModelFileError, match=match):
+            skft.load(folder)
+    single = {k: v for k, v in config.items() if k not in ("multilabel", "threshold")}
+    (folder / "deploy.json").write_text(json.dumps(single))
+    with pytest.raises(ModelFileError, match="multilabel missing"):
+        skft.load(folder)

@@ -12,16 +12,7 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass
-from numbers import Integral, Real
 from typing import Any
-
-from sklearn.utils._param_validation import (
-    Interval,
-    InvalidParameterError,
-    Options,
-    StrOptions,
-    validate_parameter_constraints,
-)
 
 from ..augment import augmentation_on, build_augmenter
 from ..plugins import get_backbone, heads, input_kinds
@@ -29,6 +20,15 @@ from ..specs import BackboneSpec, InputKind
 from ..training.freezing import build_freezer
 from ..training.schedule import LR_SCHEDULES
 from ..training.tta import n_tta_views
+from .constraints import (
+    Integral,
+    Interval,
+    InvalidParameterError,
+    Options,
+    Real,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from .defaults import effective, effective_params_for
 
 __all__ = [
@@ -72,7 +72,7 @@ CONSTRAINTS: dict[str, tuple[list[Any], str]] = {
     "augment_strength": ([Interval(Real, 0, 1, closed="both")], "a float in [0, 1]"),
     "frozen_depth": (
         [None, Interval(Integral, 0, None, closed="left"), StrOptions({"all"})],
-        "an int >= 0, 'all' or None (decided from the data, skft.plan)",
+        "an int >= 0, 'all' or None (decided from the data, skft.params.plan)",
     ),
     "image_size": ([None, Interval(Integral, 8, None, closed="left")], "None or an int >= 8"),
     "max_length": (

@@ -1,7 +1,7 @@
 """What ``None`` means for ``lr``, ``batch_size``, ``frozen_depth``, ...: the fit plan's values.
 
-Estimator parameters listed in :data:`skft.plan.PLANNED` default to ``None``,
-meaning "let skft decide": :func:`skft.plan.plan_fit` resolves them at the start
+Estimator parameters listed in :data:`skft.params.plan.PLANNED` default to ``None``,
+meaning "let skft decide": :func:`skft.params.plan.plan_fit` resolves them at the start
 of a fit from the backbone's declared defaults and the training data, and the
 fitted estimator keeps the result as ``fit_plan_`` (``resolved_params_``: the
 values). Before a fit (a search space being built, say) the backbone's static
@@ -29,7 +29,7 @@ __all__ = [
     "training_defaults",
 ]
 
-#: Estimator parameters whose ``None`` means "the plan's value" (see :mod:`skft.plan`).
+#: Estimator parameters whose ``None`` means "the plan's value" (see :mod:`skft.params.plan`).
 BACKBONE_DEFAULTED = PLANNED
 
 
