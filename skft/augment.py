@@ -20,7 +20,6 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from .params.defaults import effective
 from .plugins import augmenters, instantiate
 from .specs import Augmenter
 
@@ -173,19 +172,19 @@ def build_augmenter(augment: Any, params: dict[str, Any]) -> Augmenter:
 def augment_batch(net: Any, batch: tuple[Any, Any]) -> tuple[Any, Any]:
     """``net``'s augmenter applied to a training batch ``(X, y)`` on ``net.device``.
 
-    Only for input its augmenter takes, with ``augment_strength > 0``, and not
-    on cached prefix features (``net.input_depth_``); other batches pass as they are.
+    Only when the fit's setup says so (``net.setup_.augmenting``: an augmenter for this
+    input kind, ``augment_strength > 0``), and not on cached prefix features
+    (``net.input_depth_``); other batches pass as they are.
     """
     from .training.speed import to_device
 
     Xi, yi = batch
-    strength, aug = float(net.augment_strength), net.augmenter_
-    augment = net.augment if net.augment is not None else effective(net, "augment")  # per batch
-    on = augmentation_on(augment, strength)
-    if on and not net.input_depth_ and net.input_kind_.name in aug.input_kinds:
-        Xi = to_device(Xi, net.device)
-        if net.input_kind_.to_augmentable is not None:
-            Xi = net.input_kind_.to_augmentable(Xi)
+    setup = net.setup_  # decided at the fit's start (skft.params.setup)
+    if setup.augmenting and not net.input_depth_:
+        strength, aug, kind = setup.augment_strength, setup.augmenter, setup.input_kind
+        Xi = to_device(Xi, setup.device)
+        if kind.to_augmentable is not None:
+            Xi = kind.to_augmentable(Xi)
         if aug.mixes_targets:
             Xi, yi = aug(Xi, strength, net.aug_generator_, y=net._mixable_targets(yi))
         else:

@@ -9,6 +9,7 @@ speed paths (precision, channels-last, resident data, compile) :mod:`skft.traini
 from __future__ import annotations
 
 import copy
+import difflib
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
@@ -31,6 +32,7 @@ from .network import build_network, export_backbone, param_groups
 from .params.checks import FINE_TUNE_PARAMS, check_params, resolve_frozen_depth, skorch_params
 from .params.defaults import effective, held_values
 from .params.plan import DataProfile, plan_fit
+from .params.setup import decide
 from .plugins import before_epochs
 from .search.cluster import check_copyable, check_picklable, dask_backend_active
 from .specs import AdaptsModule
@@ -48,10 +50,19 @@ from .training.tta import n_tta_views, predict_tta
 __all__ = ["FineTuneMixin"]
 
 
+#: Prefixes of the plugin objects' parameters (``freeze__*``, ``augment__*``, ``head__*``).
+PLUGIN_PREFIXES = ("freeze", "augment", "head")
+
+
+def _is_own(key: str, own: tuple[str, ...]) -> bool:
+    """``key`` is one of skft's parameters, or a plugin object's (``freeze__r``)."""
+    return key in own or ("__" in key and key.split("__", 1)[0] in PLUGIN_PREFIXES)
+
+
 class FineTuneMixin(SpeedMixin):
     """What both estimators add to skorch: plugins, data adapters, freezing, augmentation."""
 
-    prefixes_ = [*NeuralNet.prefixes_, "freeze", "augment", "head"]
+    prefixes_ = [*NeuralNet.prefixes_, *PLUGIN_PREFIXES]
     #: ``partial_fit`` trains exactly one epoch (skorch's trains ``max_epochs``):
     #: :class:`skft.OptunaSearch` trains CV folds in lockstep only when this is true.
     partial_fit_is_one_epoch = True
@@ -88,10 +99,20 @@ class FineTuneMixin(SpeedMixin):
         return clone
 
     def set_params(self, **kwargs):
+        """scikit-learn's ``set_params``; skft's own parameters (``augment_strength``,
+        ``head``, ``freeze__r``, ...) are stored as they are and apply at the next fit
+        (skorch would try to re-initialize a component named like their prefix)."""
         if "callbacks" in kwargs and not self.initialized_:
             # skorch builds callbacks on set_params; like every parameter, check them at fit
             self.__dict__["callbacks"] = kwargs.pop("callbacks")
-        return super().set_params(**kwargs)
+        for key in [k for k in kwargs if _is_own(k, self.own_params)]:
+            setattr(self, key, kwargs.pop(key))
+        for key in kwargs:  # skorch would store "augment_strenght" as a component's parameter
+            if key.startswith(PLUGIN_PREFIXES) and "__" not in key:
+                close = difflib.get_close_matches(key, self.own_params, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"Invalid parameter {key!r} for {type(self).__name__}{hint}")
+        return super().set_params(**kwargs) if kwargs else self
 
     def _validate_params(self) -> None:
         # skorch would read augment_strength as a misspelt augment__strength
@@ -165,20 +186,34 @@ class FineTuneMixin(SpeedMixin):
         """Hold the resolved device and the fit plan's values in the parameters that are
         ``"auto"`` or ``None`` while skorch code runs (it reads ``self.device``,
         ``self.lr``, ``self.batch_size``, ...); the parameters get theirs back on exit, so
-        ``get_params``, ``clone`` and pickles stay data-independent. Reentrant.
+        ``get_params``, ``clone`` and pickles stay data-independent. Reentrant: the
+        outermost entry decides the setup (``setup_``) that the inner code reads.
         """
+        depth = self.__dict__.get("_holding_depth", 0)
         held = held_values(self)
         if str(held.get("device", self.__dict__.get("device"))).startswith("cpu"):
             keep_freed_memory()  # once per process: activations reuse freed memory
-        if not held:
-            yield self
-            return
         saved = {name: self.__dict__[name] for name in held}
         self.__dict__.update(held)
+        self.__dict__["_holding_depth"] = depth + 1
         try:
+            if depth == 0:  # the outermost entry decides (skft.params.setup)
+                self._decide()
             yield self
         finally:
             self.__dict__.update(saved)
+            if depth:
+                self.__dict__["_holding_depth"] = depth
+            else:
+                del self.__dict__["_holding_depth"]
+
+    def _decide(self) -> Any:
+        """Decide what this fit or prediction does (:class:`~skft.params.setup.FitSetup`),
+        from the parameters as held now and the fitted objects: ``setup_``."""
+        setup = decide(self)
+        if setup is not None:
+            self.setup_ = setup
+        return setup
 
     def drop_cached_features(self) -> None:
         """Forget the frozen prefix's cached features (its weights or statistics changed)."""
@@ -382,7 +417,7 @@ class FineTuneMixin(SpeedMixin):
     def forward_iter(self, X, training=False, device="cpu"):
         with self.holding_resolved():
             depth = 0  # the fixed prefix's features for new raw input: from the cache
-            if self.feature_cache and self.input_kind_.cacheable and not self.input_depth_:
+            if self.setup_.feature_cache and not self.input_depth_:
                 if isinstance(X, torch.Tensor) and tuple(X.shape[1:]) == self.input_shape_:
                     depth = 0 if training else fixed_prefix(self.freeze_state_)
             with self._cached_input(X, depth) as feats:

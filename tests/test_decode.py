@@ -279,3 +279,16 @@ def test_nvjpeg_pixels_are_close_to_the_cpu_decoders(tmp_path):
     on_cpu = load_image_files(files, 16, device="cpu", cache=False)
     assert on_gpu.device.type == "cpu" and on_gpu.shape == on_cpu.shape
     assert (on_gpu.int() - on_cpu.int()).abs().float().mean() < 2.0
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_a_load_of_some_cached_files_keeps_the_order(paths, fake_cuda, monkeypatch, device):
+    """Hits are looked up first and misses decoded after: every row stays its file's."""
+    monkeypatch.setattr(images, "GPU_DECODE_CHUNK", 2)  # misses in several blocks
+    expected = load_image_files(paths[::-1], 16, device=device, cache=False)
+    load_image_files(paths[::3], 16, device=device)  # a third of the files cached
+    assert decode_cache.stats.misses == len(paths[::3])
+    out = load_image_files(paths[::-1], 16, device=device)
+    assert torch.equal(out, expected)
+    assert decode_cache.stats.hits == len(paths[::3])
+    assert decode_cache.stats.misses == len(paths)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+import skft.params.setup
 import skft.training.speed
 from skft import FineTunedClassifier, FineTunedRegressor
-from skft.training.speed import autocast_dtype
+from skft.params.setup import autocast_dtype
 
 
 def test_precision_auto_is_fp32_on_cpu_and_names_resolve():
@@ -56,7 +57,7 @@ def test_channels_last_gives_the_same_outputs(digits, fast, monkeypatch):
     X, y = digits
     settings = {**fast, "augment_strength": 0.5}
     expected = FineTunedClassifier(**settings).fit(X, y).predict_proba(X)
-    monkeypatch.setattr(skft.training.speed, "CHANNELS_LAST_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr(skft.params.setup, "CHANNELS_LAST_DEVICES", ("cuda", "cpu"))
     clf = FineTunedClassifier(**settings).fit(X, y)
     conv = clf.module_.groups[1][0].weight  # (32, 16, 3, 3)
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
@@ -64,7 +65,8 @@ def test_channels_last_gives_the_same_outputs(digits, fast, monkeypatch):
     tabular = FineTunedRegressor("mlp", pretrained=False, augment="none", max_epochs=1).fit(
         X.reshape(60, -1), y
     )
-    assert not tabular.__dict__["_channels_last"]  # not a convolutional image backbone
+    assert clf.setup_.channels_last
+    assert not tabular.setup_.channels_last  # not a convolutional image backbone
 
 
 def test_resident_training_data(digits, fast, monkeypatch):
@@ -135,8 +137,8 @@ def test_cuda_defaults_use_the_speed_paths(digits, fast, monkeypatch):
     speed = skft.training.speed
     monkeypatch.setattr(speed, "device_budget", lambda d: sizes.append(real(d)) or sizes[-1])
     clf = FineTunedClassifier(**{**fast, "device": "cuda", "feature_cache": False}).fit(X8, y)
-    assert clf.__dict__["_channels_last"] and sizes and sizes[0] > X8.nbytes
+    assert clf.setup_.channels_last and sizes and sizes[0] > X8.nbytes
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    assert autocast_dtype(clf.precision, "cuda") is expected
+    assert clf.setup_.autocast is expected
     reference = FineTunedClassifier(**{**fast, "device": "cpu"}).fit(X8, y).predict_proba(X8)
     assert (clf.predict_proba(X8).argmax(1) == reference.argmax(1)).mean() > 0.8

@@ -294,10 +294,6 @@ def load_image_files(
     store = decode_cache if cache and decode_cache.enabled else None
 
     def native(path: str) -> tuple[torch.Tensor | EncodedFile, str]:
-        if store is not None:
-            hit = store.get(path, size, decoder)
-            if hit is not None:
-                return hit
         f = read_image_file(path)
         if decoder == "cuda" and f.jpeg:
             return f, f.mode  # decoded below, in batches, on the device
@@ -306,19 +302,27 @@ def load_image_files(
             store.put(f.identity, size, decoder, img, f.mode)
         return img, f.mode
 
+    # hits first, in this thread (a stat and a look-up each: cheaper than a pool's hand-off)
+    found = [store.get(p, size, decoder) for p in paths] if store is not None else []
+    missing = [i for i, hit in enumerate(found) if hit is None] if found else range(len(paths))
     if decoder == "cpu":
-        return _stack(thread_map(native, paths, threads), paths, size, decoder, store, threads)
-    decoded: list = []
+        decoded = found or [None] * len(paths)
+        for i, item in zip(missing, thread_map(native, [paths[i] for i in missing], threads)):
+            decoded[i] = item
+        return _stack(decoded, paths, size, decoder, store, threads)
+    decoded = found or [None] * len(paths)
     block = 4 * GPU_DECODE_CHUNK  # the JPEG bytes waiting for the GPU: a few blocks' worth
-    for start in range(0, len(paths), block):
-        part = thread_map(native, paths[start : start + block], threads)
+    for start in range(0, len(missing), block):
+        rows = missing[start : start + block]
+        part = thread_map(native, [paths[i] for i in rows], threads)
         pending = [i for i, (img, _) in enumerate(part) if isinstance(img, EncodedFile)]
         files = [part[i][0] for i in pending]
         for i, f, img in zip(pending, files, decode_jpegs_on(device, files, size, threads)):
             part[i] = (img, f.mode)
             if store is not None:
                 store.put(f.identity, size, decoder, img, f.mode)
-        decoded.extend(part)
+        for i, item in zip(rows, part):
+            decoded[i] = item
     return _stack(decoded, paths, size, decoder, store, threads)
 
 

@@ -34,8 +34,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..augment import augmentation_on
-from ..params.defaults import effective
 from .budget import BoundedLRU, budget_bytes
 from .progress import bar_wanted
 
@@ -274,10 +272,8 @@ def fixed_prefix(state: Any) -> int:
 
 def cache_depth(net: Any, first_epoch: int, n_epochs: int) -> int:
     """Groups of ``net`` frozen in eval mode for a whole run when its inputs repeat; 0: no cache."""
-    if not (net.feature_cache and net.input_kind_.cacheable):
+    if not net.setup_.cache_in_training:  # augmented inputs differ between epochs
         return 0
-    if augmentation_on(effective(net, "augment"), net.augment_strength):
-        return 0  # augmented inputs differ between epochs
     names = net.module_.group_names
     return cacheable_depth(net.freeze_policy_, names, net.frozen_depth_, first_epoch, n_epochs)
 

@@ -1,6 +1,8 @@
 """Speed paths: autocast precision, channels-last, device-resident data, torch.compile.
 
-All four are device-agnostic code that PyTorch also runs on CPU, so the tests
+What each path does is decided once per fit or prediction, in the estimator's setup
+(:mod:`skft.params.setup`: ``device``, ``autocast``, ``channels_last``); this module
+acts on it. All four are device-agnostic code that PyTorch also runs on CPU, so the tests
 exercise them there; the defaults switch them on where they pay, on CUDA:
 
 - ``precision``: forward passes (training and prediction) run under
@@ -33,39 +35,14 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 from torch import nn
 
-__all__ = [
-    "CHANNELS_LAST_DEVICES",
-    "RESIDENT_FRACTION",
-    "SpeedMixin",
-    "autocast_dtype",
-    "device_budget",
-    "to_device",
-]
+__all__ = ["RESIDENT_FRACTION", "SpeedMixin", "device_budget", "to_device"]
 
-#: Device types whose convolutional backbones run in channels-last format.
-CHANNELS_LAST_DEVICES = ("cuda",)
 #: In-memory training data moves to the device when it needs at most this
 #: fraction of the device's free memory.
 RESIDENT_FRACTION = 0.25
 
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def _device_type(device: Any) -> str:
     return torch.device(device).type if device is not None else "cpu"
-
-
-def autocast_dtype(precision: str, device: Any) -> torch.dtype | None:
-    """The autocast dtype ``precision`` means on ``device``; ``None``: fp32, no autocast."""
-    if precision == "auto":
-        cuda = _device_type(device) == "cuda" and torch.cuda.is_available()
-        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
-    try:
-        return _DTYPES[precision]
-    except KeyError:
-        raise ValueError(
-            f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', got {precision!r}"
-        ) from None
 
 
 def to_device(x: Any, device: Any) -> Any:
@@ -83,19 +60,12 @@ def device_budget(device: Any) -> int:
     return int(free * RESIDENT_FRACTION)
 
 
-def _uses_channels_last(net: Any) -> bool:
-    if _device_type(net.device) not in CHANNELS_LAST_DEVICES or net.input_kind_.name != "image":
-        return False
-    return any(isinstance(m, nn.Conv2d) for m in net.module_.modules())
-
-
 class SpeedMixin:
     """skorch overrides for the speed paths (see the module docstring); under FineTuneMixin."""
 
     def initialize(self):
         super().initialize()
-        self.__dict__["_channels_last"] = _uses_channels_last(self)
-        if self.__dict__["_channels_last"]:
+        if self._decide().channels_last:  # the layers are known now
             self.module_.to(memory_format=torch.channels_last)
         self.__dict__.pop("_grad_scaler", None)  # a new optimizer: a new loss scale
         return self
@@ -115,14 +85,15 @@ class SpeedMixin:
 
     def _run_module(self, x: Any, **fit_params: Any) -> torch.Tensor:
         """The module's output for batch ``x`` (entering at group ``input_depth_``)."""
-        x = to_device(x, self.device)
-        if self.__dict__.get("_channels_last") and isinstance(x, torch.Tensor) and x.ndim == 4:
+        setup = self.setup_  # decided at the fit's (or prediction's) start
+        x = to_device(x, setup.device)
+        if setup.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         module = self._compiled()
-        dtype = autocast_dtype(getattr(self, "precision", "fp32"), self.device)
+        dtype = setup.autocast
         if dtype is None:
             return module(x, start=self.input_depth_, **fit_params)
-        with torch.autocast(_device_type(self.device), dtype=dtype):
+        with torch.autocast(_device_type(setup.device), dtype=dtype):
             out = module(x, start=self.input_depth_, **fit_params)
         return out.float() if out.is_floating_point() else out
 
@@ -134,7 +105,7 @@ class SpeedMixin:
 
     def _scaler(self) -> Any:
         """fp16's ``GradScaler`` (made on first use), else ``None``."""
-        if autocast_dtype(getattr(self, "precision", "fp32"), self.device) is not torch.float16:
+        if not self.setup_.grad_scaler:
             return None
         if self.__dict__.get("_grad_scaler") is None:
             self.__dict__["_grad_scaler"] = torch.amp.GradScaler(_device_type(self.device))
