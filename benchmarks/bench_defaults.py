@@ -257,6 +257,7 @@ def run(sets, seeds, quick: bool, search: bool, only=None) -> None:
 
 
 def main() -> None:
+    global TEXT_BACKBONE
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
     p.add_argument("--seeds", nargs="+", type=int, default=None,
@@ -272,6 +273,11 @@ def main() -> None:
     )
     p.add_argument("--only", nargs="+", default=None, help="method names to run")
     p.add_argument(
+        "--text-backbone",
+        default="minilm",
+        help="backbone of the text sets, e.g. hf:/path/to/all-mpnet-base-v2 (default: minilm)",
+    )
+    p.add_argument(
         "--variant",
         nargs=2,
         action="append",
@@ -283,6 +289,9 @@ def main() -> None:
     if args.sizes:
         SIZES.update(digits=tuple(args.sizes), sms=tuple(args.sizes), sst2=tuple(args.sizes))
     VARIANTS.update({name: json.loads(settings) for name, settings in args.variant})
+    TEXT_BACKBONE = args.text_backbone
+    if TEXT_BACKBONE != "minilm":
+        print(f"text backbone: {TEXT_BACKBONE}")
     t0 = time.perf_counter()
     for set_name in args.sets:
         seeds = args.seeds or ([0, 1, 2, 3, 4] if set_name == "sms" and not args.quick else [0])

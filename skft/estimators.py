@@ -162,7 +162,9 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         a search decode each file once (see :mod:`skft.data.decode_cache`).
     precision : "auto", "fp32", "bf16" or "fp16"
         Autocast dtype of forward passes (fit and predict). ``"auto"``: bf16
-        on CUDA devices that support it, else fp32 (always fp32 on CPU).
+        on CUDA devices that support it, else fp32 (always fp32 on CPU); a
+        backbone measured slower under autocast says fp32 instead
+        (``BackboneSpec.cuda_precision``: skft-transformers' text encoders).
         ``"fp16"`` scales the loss (``torch.amp.GradScaler``). See :mod:`skft.training.speed`.
     compile : bool
         skorch's parameter: ``True`` runs the module through ``torch.compile``

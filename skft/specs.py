@@ -229,6 +229,11 @@ class BackboneSpec:
     # (images: skft.params.plan.image_rule)
     plan: Callable[[Any, dict], dict] | None = None
 
+    # what precision="auto" means on a CUDA device with bf16 support: "bf16" (autocast) or
+    # "fp32" (for a backbone measured slower under bf16 autocast than in fp32: skft-transformers'
+    # text encoders); CPUs always run fp32 under "auto" (skft.params.setup.autocast_dtype)
+    cuda_precision: str = "bf16"
+
     # deploy folders (skft.deploy.deployed) adapt images and tabular data themselves; a
     # backbone with an adapter of its own (text) says how its texts are tokenised there:
     # (max_length) -> TokenizedInput; None: no deploy folder for such a backbone
@@ -236,6 +241,13 @@ class BackboneSpec:
 
     # free-form metadata (paper, licence, weight source, ...); skft never reads it
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.cuda_precision not in ("bf16", "fp32"):
+            raise ValueError(
+                f"backbone {self.name!r}: cuda_precision must be 'bf16' or 'fp32', "
+                f"got {self.cuda_precision!r}"
+            )
 
 
 # --------------------------------------------------------------------------

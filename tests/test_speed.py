@@ -13,6 +13,7 @@ import skft.params.setup
 import skft.training.speed
 from skft import FineTunedClassifier, FineTunedRegressor
 from skft.params.setup import autocast_dtype
+from skft.specs import BackboneSpec
 
 
 def test_precision_auto_is_fp32_on_cpu_and_names_resolve():
@@ -142,3 +143,14 @@ def test_cuda_defaults_use_the_speed_paths(digits, fast, monkeypatch):
     assert clf.setup_.autocast is expected
     reference = FineTunedClassifier(**{**fast, "device": "cpu"}).fit(X8, y).predict_proba(X8)
     assert (clf.predict_proba(X8).argmax(1) == reference.argmax(1)).mean() > 0.8
+
+
+def test_auto_precision_follows_the_backbone_on_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert autocast_dtype("auto", "cuda") is torch.bfloat16
+    assert autocast_dtype("auto", "cuda", cuda_precision="fp32") is None  # text encoders
+    assert autocast_dtype("auto", "cpu", cuda_precision="bf16") is None
+    assert autocast_dtype("bf16", "cuda", cuda_precision="fp32") is torch.bfloat16  # asked for
+    with pytest.raises(ValueError, match="cuda_precision must be 'bf16' or 'fp32'"):
+        BackboneSpec(name="x", build=lambda p, s: None, cuda_precision="fp16")

@@ -48,11 +48,17 @@ def device_type(device: Any) -> str:
     return torch.device(device).type if device is not None else "cpu"
 
 
-def autocast_dtype(precision: str, device: Any) -> torch.dtype | None:
-    """The autocast dtype ``precision`` means on ``device``; ``None``: fp32, no autocast."""
+def autocast_dtype(precision: str, device: Any, cuda_precision: str = "bf16") -> torch.dtype | None:
+    """The autocast dtype ``precision`` means on ``device``; ``None``: fp32, no autocast.
+
+    ``"auto"`` is ``cuda_precision`` (the backbone spec's: ``"bf16"`` or ``"fp32"``) on a
+    CUDA device that supports bf16, and fp32 everywhere else.
+    """
     if precision == "auto":
         cuda = device_type(device) == "cuda" and torch.cuda.is_available()
-        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
+        if not (cuda and cuda_precision == "bf16" and torch.cuda.is_bf16_supported()):
+            return None
+        return torch.bfloat16
     try:
         return _DTYPES[precision]
     except KeyError:
@@ -143,6 +149,8 @@ def decide(estimator: Any) -> FitSetup | None:
         augmenting=augmenting,
         feature_cache=bool(estimator.feature_cache) and kind.cacheable,
         device=device,
-        autocast=autocast_dtype(getattr(estimator, "precision", "fp32"), device),
+        autocast=autocast_dtype(
+            getattr(estimator, "precision", "fp32"), device, state["backbone_spec_"].cuda_precision
+        ),
         channels_last=_channels_last(device, kind, getattr(module, "module", module)),
     )

@@ -7,8 +7,10 @@ exercise them there; the defaults switch them on where they pay, on CUDA:
 
 - ``precision``: forward passes (training and prediction) run under
   ``torch.autocast``. ``"auto"`` is bf16 on a CUDA device that supports it
-  (``torch.cuda.is_bf16_supported()``) and fp32 otherwise (always on CPU,
-  where bf16 autocast is slower on most processors); ``"bf16"``/``"fp16"``
+  (``torch.cuda.is_bf16_supported()``) unless the backbone spec says fp32
+  (``cuda_precision``: text encoders, measured slower under bf16), and fp32
+  otherwise (always on CPU, where bf16 autocast is slower on most processors);
+  ``"bf16"``/``"fp16"``
   force it on any device, ``"fp32"`` switches it off. fp16 scales the loss
   with ``torch.amp.GradScaler``. Outputs are cast back to fp32, so losses and
   probabilities are fp32.

@@ -328,3 +328,21 @@ def test_deberta_fits_freezes_and_shares_its_relative_embeddings(tiny_deberta, t
     np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), atol=1e-6)
     shared = restored.module_.groups[1]._encoder[0].rel_embeddings
     assert shared is restored.module_.groups[0].relative["rel_embeddings"]  # still one module
+
+
+def test_text_encoders_run_fp32_under_auto_precision_on_cuda(fast, texts, monkeypatch):
+    """issue 26: bf16 autocast measured slower than fp32 for MiniLM on an H200."""
+    from skft.plugins import get_backbone
+
+    assert get_backbone("minilm").cuda_precision == "fp32"
+    X, y = texts
+    clf = FineTunedClassifier(**fast).fit(X, y)
+    assert clf.backbone_spec_.cuda_precision == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    from skft.params.setup import decide
+
+    clf.device = "cuda"  # decided, not run: no CUDA here
+    assert decide(clf).autocast is None
+    clf.precision = "bf16"
+    assert decide(clf).autocast is torch.bfloat16
