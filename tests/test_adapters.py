@@ -10,6 +10,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
+from skorch.callbacks import Callback
 from torch import nn
 
 from skft import FineTunedClassifier, FineTunedRegressor, freezers, hookimpl
@@ -245,7 +246,7 @@ def test_grid_search_over_the_rank(tabular):
 
 def test_default_search_space_offers_the_adapter_parameters():
     space = default_search_space(mlp(freeze="lora"))
-    assert {"freeze__r", "freeze__alpha", "freeze__dropout"} <= set(space)
+    assert {"freeze__r", "freeze__alpha", "freeze__dropout", "freeze__probe_epochs"} <= set(space)
     assert "all" not in space["frozen_depth"].choices  # nothing to adapt there
     assert "freeze__r" not in default_search_space(mlp(freeze="bitfit"))
     assert "all" in default_search_space(mlp(freeze="depth"))["frozen_depth"].choices
@@ -303,3 +304,37 @@ def test_lora_on_a_torchvision_backbone_exports_and_saves_small(tmp_path):
     size = lambda f: (f / "weights.safetensors").stat().st_size  # noqa: E731
     assert size(small) < size(full) / 5
     np.testing.assert_allclose(skft.load(small).predict_proba(X), clf.predict_proba(X), atol=1e-5)
+
+
+class AdapterSnapshots(Callback):
+    """The network's parameters when training starts and at the end of every epoch."""
+
+    def initialize(self):
+        self.start, self.epochs = None, []
+        return self
+
+    def _copy(self, net):
+        return {n: p.detach().clone() for n, p in net.module_.named_parameters()}
+
+    def on_train_begin(self, net, **kwargs):
+        self.start = self._copy(net)
+
+    def on_epoch_end(self, net, **kwargs):
+        self.epochs.append(self._copy(net))
+
+
+@pytest.mark.parametrize("policy", ["lora", "bitfit"])
+def test_probe_epochs_train_the_head_before_the_adapters(tabular, policy):
+    snaps = AdapterSnapshots()
+    clf = mlp(freeze=policy, frozen_depth=1, freeze__probe_epochs=2, max_epochs=4, lr=1e-2)
+    clf.set_params(callbacks=[snaps]).fit(*tabular)
+    start, marker = snaps.start, MARKERS[policy]
+    adapters = [n for n in start if n.startswith("groups.1.") and marker in n]
+    assert adapters
+    for epoch in (0, 1):  # the head alone trained
+        assert all(torch.equal(snaps.epochs[epoch][n], start[n]) for n in adapters)
+    assert not torch.equal(snaps.epochs[1]["head.weight"], snaps.epochs[0]["head.weight"])
+    assert any(not torch.equal(snaps.epochs[3][n], start[n]) for n in adapters)
+    assert clf.freeze_policy_.probe_epochs == 2 and "probe_epochs=2" in repr(clf.freeze_policy_)
+    with pytest.raises(ValueError, match=r"freeze__probe_epochs must be an int"):
+        mlp(freeze=policy, freeze__probe_epochs=-1).fit(*tabular)

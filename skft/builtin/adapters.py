@@ -18,6 +18,10 @@ Parameters (``freeze__*``, searchable like any other):
     ``"embedding"``) or a regular expression searched in the layer's name
     ``"<group name>.<path inside the group>"`` (``"query|value"``, ``"layer5"``);
     ``"linear+conv"`` (the default) is the union of its ``+``-separated parts.
+``probe_epochs``
+    epochs of head-only training before the adapters train (default 0), as
+    ``freeze="lp_ft"`` does before fine-tuning (LP-FT, Kumar et al. 2022): the adapters
+    then start from a fitted head rather than a random one.
 ``bn``, ``lr_decay``
     as for ``freeze="depth"``: BatchNorm mode of the frozen groups, layer-wise
     learning-rate decay over the adapted ones.
@@ -137,10 +141,29 @@ class AdapterFreezer(DepthFreezer):
     #: the substring of the names of the parameters that train (peft's tuner prefix)
     param_marker = "lora_"
 
-    def __init__(self, target: Any = "linear+conv", bn: str = "eval", lr_decay: float = 1.0):
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **DepthFreezer._parameter_constraints,
+        "probe_epochs": [Interval(Integral, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        target: Any = "linear+conv",
+        probe_epochs: int = 0,
+        bn: str = "eval",
+        lr_decay: float = 1.0,
+    ):
         super().__init__(bn=bn, lr_decay=lr_decay)
         _parse_target(target)
+        check_parameters(
+            AdapterFreezer._parameter_constraints, {"probe_epochs": probe_epochs}, "freeze__"
+        )
         self.target = target
+        self.probe_epochs = int(probe_epochs)
+
+    def depth_at(self, n_groups: int, frozen_depth: int, epoch: int) -> int:
+        """Every group frozen (the head alone trains) for the first ``probe_epochs``."""
+        return n_groups if epoch < self.probe_epochs else frozen_depth
 
     def peft_config(self, target_modules: str) -> Any:
         raise NotImplementedError
@@ -167,7 +190,8 @@ class AdapterFreezer(DepthFreezer):
         return replace(super().__call__(groups, frozen_depth, epoch), train_only=self.trains)
 
     def _extra_repr(self) -> str:
-        return f"target={self.target!r}, "
+        probe = f"probe_epochs={self.probe_epochs}, " if self.probe_epochs else ""
+        return f"target={self.target!r}, {probe}"
 
 
 class LoraFreezer(AdapterFreezer):
@@ -182,12 +206,12 @@ class LoraFreezer(AdapterFreezer):
         Scaling numerator (default 16: ``2 * r``).
     dropout : float in [0, 1)
         Dropout on the adapter's input (default 0.0).
-    target, bn, lr_decay
+    target, probe_epochs, bn, lr_decay
         See the module's docstring.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **DepthFreezer._parameter_constraints,
+        **AdapterFreezer._parameter_constraints,
         "r": [Interval(Integral, 1, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
@@ -199,10 +223,11 @@ class LoraFreezer(AdapterFreezer):
         alpha: float = 16.0,
         dropout: float = 0.0,
         target: Any = "linear+conv",
+        probe_epochs: int = 0,
         bn: str = "eval",
         lr_decay: float = 1.0,
     ) -> None:
-        super().__init__(target=target, bn=bn, lr_decay=lr_decay)
+        super().__init__(target=target, probe_epochs=probe_epochs, bn=bn, lr_decay=lr_decay)
         values = {"r": r, "alpha": alpha, "dropout": dropout}
         check_parameters(self._parameter_constraints, values, "freeze__")
         self.r = int(r)
@@ -241,7 +266,7 @@ class LoHaFreezer(LoraFreezer):
 
 class IA3Freezer(AdapterFreezer):
     """IA3 (Liu et al. 2022) through peft: a trainable scale per output channel of each
-    targeted layer. Parameters: ``target``, ``bn``, ``lr_decay``."""
+    targeted layer. Parameters: ``target``, ``probe_epochs``, ``bn``, ``lr_decay``."""
 
     param_marker = "ia3_"
 
@@ -256,11 +281,11 @@ class BitFitFreezer(AdapterFreezer):
     """BitFit (Ben Zaken et al. 2022): in the groups after ``frozen_depth``, only the
     biases train (of every layer, normalisation layers included); no layer is added.
 
-    Parameters: ``bn``, ``lr_decay`` (as for ``depth``).
+    Parameters: ``probe_epochs`` (see the module), ``bn``, ``lr_decay`` (as for ``depth``).
     """
 
-    def __init__(self, bn: str = "eval", lr_decay: float = 1.0) -> None:
-        super().__init__(bn=bn, lr_decay=lr_decay)
+    def __init__(self, probe_epochs: int = 0, bn: str = "eval", lr_decay: float = 1.0) -> None:
+        super().__init__(probe_epochs=probe_epochs, bn=bn, lr_decay=lr_decay)
 
     def trains(self, name: str) -> bool:
         return name.rsplit(".", 1)[-1] == "bias"
@@ -277,7 +302,7 @@ class BitFitFreezer(AdapterFreezer):
         )
 
     def _extra_repr(self) -> str:
-        return ""
+        return f"probe_epochs={self.probe_epochs}, " if self.probe_epochs else ""
 
 
 ADAPTERS = (LoraFreezer, LoHaFreezer, IA3Freezer, BitFitFreezer)
@@ -285,15 +310,22 @@ ADAPTERS = (LoraFreezer, LoHaFreezer, IA3Freezer, BitFitFreezer)
 
 @hookimpl
 def search_space(estimator: Any) -> dict[str, Any] | None:
-    """``freeze__r`` / ``freeze__alpha`` / ``freeze__dropout`` when ``freeze=`` is an adapter."""
+    """``freeze__r`` / ``freeze__alpha`` / ``freeze__dropout`` (LoRA, LoHa),
+    ``freeze__probe_epochs`` and ``freeze__lr_decay`` when ``freeze=`` is an adapter."""
     from ..search.space import chosen_freezer
 
     policy = chosen_freezer(estimator)
     if policy not in ADAPTERS:
         return None
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    space: dict[str, Any] = {"freeze__lr_decay": FloatDistribution(0.5, 1.0)}
+    from ..params.defaults import effective
+
+    epochs = max(1, int(effective(estimator, "max_epochs") or 10))
+    space: dict[str, Any] = {
+        "freeze__lr_decay": FloatDistribution(0.5, 1.0),
+        "freeze__probe_epochs": IntDistribution(0, max(1, epochs // 2)),
+    }
     if issubclass(policy, LoraFreezer):
         space["freeze__r"] = CategoricalDistribution([2, 4, 8, 16, 32])
         space["freeze__alpha"] = CategoricalDistribution([4.0, 8.0, 16.0, 32.0, 64.0])
