@@ -158,12 +158,14 @@ def images(args) -> None:
     tr = load_image_folder(root / "train", image_size=224)
     va = load_image_folder(root / "val", image_size=224)
     epochs = 2 if args.quick else args.image_epochs
+    probe = f" (the first {args.image_probe_epochs} head only)" if args.image_probe_epochs else ""
     rows = [
         ("linear probe (skft's planned defaults)", {}),
         (
             f"LoRA r 8 on the Conv2d layers after frozen_depth={args.image_depth}, "
-            f"lr {args.image_lr}, {epochs} epochs",
+            f"lr {args.image_lr}, {epochs} epochs{probe}",
             {
+                "freeze__probe_epochs": args.image_probe_epochs,
                 **LORA,
                 "frozen_depth": args.image_depth,  # the groups below: cached, no adapters
                 "lr": args.image_lr,
@@ -195,6 +197,9 @@ def main() -> None:
     p.add_argument("--image-lr", type=float, default=3e-3, help="LoRA's rate on Lite0")
     p.add_argument("--image-epochs", type=int, default=10)
     p.add_argument("--image-depth", type=int, default=5, help="frozen_depth of LoRA on Lite0")
+    p.add_argument(
+        "--image-probe-epochs", type=int, default=0, help="LoRA on Lite0: head-only epochs first"
+    )
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--quick", action="store_true", help="one split, 2 epochs")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
