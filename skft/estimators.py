@@ -64,7 +64,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         Freezing policy name; its parameters are passed as ``freeze__*``. None:
         ``"depth"`` (freeze the first ``frozen_depth`` layer groups), unless the
         backbone's rule picks another from the data (text classifiers with at most 16
-        sentences per class: ``"contrastive"``, SetFit's stage; :mod:`skft.params.plan`).
+        sentences per class, or 64 in balanced classes: ``"contrastive"``, SetFit's
+        stage; :mod:`skft.params.plan`).
     augment : None, str or list of str
         Augmenter name (``"none"``, ``"basic"``, ``"affine"``, ``"color"``, ``"randaugment"``,
         ``"mixup"``, ``"cutmix"``, or a plugin's, e.g. skft-transformers' ``"eda"``),

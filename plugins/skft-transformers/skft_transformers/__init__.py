@@ -27,7 +27,8 @@ Text backbones declare training defaults (``lr=5e-5`` for the encoder, the new h
 augmentation) that the
 estimator uses where its parameter is ``None`` (see :mod:`skft.params.defaults`), and a rule
 for the data (``_plan.text_rule``): classifiers with at most 16 sentences per class on
-average get the contrastive stage and a head on the frozen encoder.
+average (64 when the classes are balanced) get the contrastive stage and a head on the
+frozen encoder.
 
 Importing this module imports neither torch nor transformers.
 """

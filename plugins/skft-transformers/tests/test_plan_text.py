@@ -12,6 +12,7 @@ from skft.plugins import get_backbone
 from skft_transformers import TEXT_DEFAULTS
 from skft_transformers._contrastive import ContrastiveFreezer
 from skft_transformers._plan import (
+    BALANCED_FEW_SHOT_PER_CLASS,
     FEW_SHOT_PER_CLASS,
     HEAD_EPOCHS,
     HEAD_LR,
@@ -45,13 +46,14 @@ def test_few_sentences_per_class_get_the_contrastive_stage_and_a_head(per_class)
 @pytest.mark.parametrize(
     "profile",
     [
-        sentences(FEW_SHOT_PER_CLASS + 1),
+        sentences(BALANCED_FEW_SHOT_PER_CLASS + 1),
+        sentences(30, smallest=4),  # 17 per class on average, not balanced
         sentences(43, smallest=7),  # SMS spam at 50: a few spam among many ham
         sentences(5, smallest=1),  # a class of one sentence has no pair of its own class
         DataProfile("text", 12, None, None),  # regression
         DataProfile("text", 12, 3, 4, multilabel=True),
     ],
-    ids=["17-per-class", "7-among-43", "a-lone-sentence", "regression", "multilabel"],
+    ids=["65-per-class", "4-among-30", "7-among-43", "a-lone-sentence", "regression", "multilabel"],
 )
 def test_otherwise_the_declared_text_defaults_stand(profile):
     v = _plan(profile).values
@@ -66,14 +68,28 @@ def test_sentences_per_class_on_average_decide():
     assert plan.values["freeze"] == "depth"
     plan = _plan(sentences(FEW_SHOT_PER_CLASS, classes=10, smallest=3))  # 147 / 10
     assert plan.values["freeze"] == "contrastive"
-    assert plan.values["freeze__pair_iterations"] == pair_iterations(147) == 4
+    assert plan.values["freeze__pair_iterations"] == pair_iterations(147) == 17
+
+
+@pytest.mark.parametrize("per_class", [FEW_SHOT_PER_CLASS + 1, 32, BALANCED_FEW_SHOT_PER_CLASS])
+def test_balanced_classes_get_the_stage_up_to_64_per_class(per_class):
+    plan = _plan(sentences(per_class))
+    assert plan.values["freeze"] == "contrastive" and "balanced" in plan.reasons["freeze"]
+    assert plan.values["freeze__pair_iterations"] == MAX_PAIR_ITERATIONS  # up to 128 sentences
+
+
+@pytest.mark.parametrize("k", [9, 16, 24])
+def test_balanced_means_the_smallest_class_holds_half_the_average(k):
+    """Two classes of 3k and k sentences: average 2k, smallest k: balanced; 3k + 1: not."""
+    assert _plan(sentences(3 * k, smallest=k)).values["freeze"] == "contrastive"
+    assert _plan(sentences(3 * k + 1, smallest=k)).values["freeze"] == "depth"
 
 
 def test_pair_rounds_fall_as_the_data_grows():
     rounds = [pair_iterations(n) for n in (4, 16, 32, 50, 128, 640, 5000)]
     assert rounds == sorted(rounds, reverse=True)
-    assert rounds[0] == rounds[1] == MAX_PAIR_ITERATIONS  # SetFit's 20 at 8 per class
-    assert pair_iterations(128) == PAIR_BUDGET // 128 == 5 and rounds[-1] == 1
+    assert rounds[:5] == [MAX_PAIR_ITERATIONS] * 5  # SetFit's 20 up to 128 sentences
+    assert pair_iterations(640) == PAIR_BUDGET // 640 == 4 and rounds[-1] == 1
 
 
 def test_a_policy_the_user_names_keeps_the_text_defaults():
