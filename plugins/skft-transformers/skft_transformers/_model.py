@@ -89,8 +89,9 @@ class Embeddings(nn.Module):
     """Group 0: token ids ``(B, C, L)`` (ids, mask, ...) to packed token states.
 
     ``relative`` holds modules the layers share (DeBERTa's relative-position embeddings
-    and their LayerNorm): they are position embeddings, so they belong to this group and
-    freeze with it; the layers read them through the encoder they were built from.
+    and their LayerNorm, MPNet's relative-attention bias): they are position embeddings,
+    so they belong to this group and freeze with it; the layers read them through the
+    encoder they were built from.
     """
 
     def __init__(self, embeddings: nn.Module, relative: dict[str, nn.Module] | None = None):
@@ -156,12 +157,19 @@ def transformer_pruning_hints(layer: nn.Module) -> PruningHints:
 
 
 class EncoderLayer(nn.Module):
-    """One transformer layer on packed token states, on the batch's own longest sequence."""
+    """One transformer layer on packed token states, on the batch's own longest sequence.
 
-    def __init__(self, layer: nn.Module, config: Any) -> None:
+    ``encoder``: for encoders whose layers take a relative-position bias that the encoder
+    computes once for all of them (MPNet's ``compute_position_bias``), the encoder the
+    layer was cut from (held unregistered: its bias module is group 0's, see
+    :class:`Embeddings`); each group computes the bias for its own batch.
+    """
+
+    def __init__(self, layer: nn.Module, config: Any, encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.layer = layer
         self.config = config
+        self._encoder = () if encoder is None else (encoder,)  # a tuple: not a submodule
 
     def pruning_hints(self) -> PruningHints:
         return transformer_pruning_hints(self.layer)
@@ -201,7 +209,8 @@ class EncoderLayer(nn.Module):
             attention_mask=mask.long(),
             **_mask_options(create_bidirectional_mask, hidden),
         )
-        out = self.layer(hidden, attn)
+        bias = (self._encoder[0].compute_position_bias(hidden),) if self._encoder else ()
+        out = self.layer(hidden, attn, *bias)
         out = out[0] if isinstance(out, tuple) else out
         return _pack(out, mask)
 
@@ -294,6 +303,11 @@ def build_encoder(source: str, pool: str, pretrained: Pretrained) -> BackbonePar
         conv = getattr(encoder, "conv", None)
         for i, layer in enumerate(_layers(model)):
             groups.append((f"layer{i}", DebertaLayer(layer, encoder, conv if i == 0 else None)))
+    elif hasattr(encoder, "compute_position_bias"):  # MPNet: a relative-position bias
+        bias = {"relative_attention_bias": encoder.relative_attention_bias}
+        groups = [("embeddings", Embeddings(embeddings, bias))]
+        for i, layer in enumerate(_layers(model)):
+            groups.append((f"layer{i}", EncoderLayer(layer, model.config, encoder)))
     else:
         groups = [("embeddings", Embeddings(embeddings))]
         for i, layer in enumerate(_layers(model)):

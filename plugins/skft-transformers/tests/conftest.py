@@ -96,6 +96,26 @@ def tiny_bert(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_mpnet(tmp_path_factory) -> str:
+    """A 2-layer MPNet (all-mpnet-base-v2's architecture: a relative-attention bias that
+    the encoder computes for all its layers), as a folder."""
+    from transformers import MPNetConfig, MPNetModel
+
+    folder = tmp_path_factory.mktemp("tiny_mpnet")
+    vocab_size = _save_tokenizer(folder)
+    torch.manual_seed(0)
+    config = MPNetConfig(
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
+    )  # fmt: skip
+    model = MPNetModel(config)
+    with torch.no_grad():  # a bias large enough to matter (it starts near zero)
+        model.encoder.relative_attention_bias.weight.normal_(0.0, 2.0)
+    model.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
 def tiny_deberta(tmp_path_factory) -> str:
     """A 2-layer DeBERTa-v2 (relative attention, position buckets, the convolution after
     the first layer, LayerNorm on the relative embeddings), as a folder."""

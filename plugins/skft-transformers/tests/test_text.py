@@ -288,7 +288,7 @@ def test_missing_hf_model_offline_says_how_to_pass_a_folder(offline, texts, monk
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_deberta"])
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_deberta", "tiny_mpnet"])
 def test_layer_groups_compute_what_the_model_computes(fixture, request):
     """The groups chained (each on its batch's own longest text) equal the model's forward."""
     folder = request.getfixturevalue(fixture)
@@ -328,6 +328,21 @@ def test_deberta_fits_freezes_and_shares_its_relative_embeddings(tiny_deberta, t
     np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), atol=1e-6)
     shared = restored.module_.groups[1]._encoder[0].rel_embeddings
     assert shared is restored.module_.groups[0].relative["rel_embeddings"]  # still one module
+
+
+def test_mpnet_fits_with_its_relative_bias_in_the_embeddings_group(tiny_mpnet, texts, tmp_path):
+    X, y = texts
+    settings = dict(backbone="hf:" + tiny_mpnet, max_epochs=2, batch_size=8, random_state=0,
+                    lr=1e-3, freeze="depth", frozen_depth=1)  # fmt: skip
+    clf = FineTunedClassifier(**settings).fit(X, y)
+    bias = clf.module_.groups[0].relative["relative_attention_bias"]
+    assert not bias.weight.requires_grad  # frozen with group 0
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+    shared = restored.module_.groups[2]._encoder[0].relative_attention_bias
+    assert shared is restored.module_.groups[0].relative["relative_attention_bias"]
+    loaded = skft.load(clf.save(tmp_path / "mpnet.skft"))
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
 
 
 def test_text_encoders_run_fp32_under_auto_precision_on_cuda(fast, texts, monkeypatch):
