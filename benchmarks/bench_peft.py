@@ -155,16 +155,18 @@ def images(args) -> None:
     from skft.data.datasets import load_image_folder
 
     root = args.data / "hymenoptera"
-    tr = load_image_folder(root / "train", image_size=224)
-    va = load_image_folder(root / "val", image_size=224)
+    size = args.image_size
+    tr = load_image_folder(root / "train", image_size=size)
+    va = load_image_folder(root / "val", image_size=size)
     epochs = 2 if args.quick else args.image_epochs
     probe = f" (the first {args.image_probe_epochs} head only)" if args.image_probe_epochs else ""
     rows = [
-        ("linear probe (skft's planned defaults)", {}),
+        ("linear probe (skft's planned defaults)", {"image_size": size}),
         (
             f"LoRA r 8 on the Conv2d layers after frozen_depth={args.image_depth}, "
             f"lr {args.image_lr}, {epochs} epochs{probe}",
             {
+                "image_size": size,
                 "freeze__probe_epochs": args.image_probe_epochs,
                 **LORA,
                 "frozen_depth": args.image_depth,  # the groups below: cached, no adapters
@@ -175,7 +177,7 @@ def images(args) -> None:
             },
         ),
     ]
-    print("\nEfficientNet-Lite0, ants/bees, val accuracy:")
+    print(f"\nEfficientNet-Lite0, ants/bees at {size} px, val accuracy:")
     for name, params in rows:
         if args.only and not any(name.startswith(o) for o in args.only):
             continue
@@ -200,6 +202,7 @@ def main() -> None:
     p.add_argument(
         "--image-probe-epochs", type=int, default=0, help="LoRA on Lite0: head-only epochs first"
     )
+    p.add_argument("--image-size", type=int, default=224, help="ants/bees input size")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--quick", action="store_true", help="one split, 2 epochs")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
