@@ -108,12 +108,10 @@ STAGE = {"freeze": "contrastive"}
 HEAD = {"frozen_depth": "all", "lr": 5e-4, "max_epochs": 100}  # head at 5e-4 * 20 = 1e-2
 
 
-ENCODER: dict[str, str | None] = {"folder": None}  # --encoder: a Hugging Face folder
-
-
-def methods(seed: int, variants: dict[str, dict], setfit: bool) -> Iterator[tuple[str, Callable]]:
-    """(name, factory) pairs; ``variants`` add skft rows with the given settings."""
-    folder = ENCODER["folder"]
+def methods(
+    seed: int, variants: dict[str, dict], setfit: bool, folder: str | None = None
+) -> Iterator[tuple[str, Callable]]:
+    """(name, factory) pairs; ``variants`` add skft rows; ``folder``: ``--encoder``."""
     backbone = f"hf:{folder}" if folder else "minilm"
 
     def skft(**settings):
@@ -130,7 +128,7 @@ def methods(seed: int, variants: dict[str, dict], setfit: bool) -> Iterator[tupl
         yield "SetFit 1.2", lambda: SetFit(seed, folder)
 
 
-def run_table(title, datasets, sizes, seeds, only, variants, setfit, metric) -> None:
+def run_table(title, datasets, sizes, seeds, only, variants, setfit, metric, folder=None) -> None:
     """Fit every method on every (size, seed) split; print each run, then the table."""
     scores: dict[tuple[str, int], list[float]] = {}
     times: dict[tuple[str, int], list[float]] = {}
@@ -138,7 +136,7 @@ def run_table(title, datasets, sizes, seeds, only, variants, setfit, metric) -> 
     for seed in seeds:
         for n in sizes:
             (Xtr, ytr), (Xte, yte) = datasets(n, seed)
-            for name, make in methods(seed, variants, setfit):
+            for name, make in methods(seed, variants, setfit, folder):
                 if only and name not in only:
                     continue
                 names += [name] if name not in names else []
@@ -177,7 +175,7 @@ def sst2(args) -> None:
     accuracy = lambda a, b: float(np.mean(np.asarray(a) == np.asarray(b)))  # noqa: E731
     title = f"SST-2 dev accuracy, {args.encoder or 'MiniLM-L6'}, n sentences per class"
     run_table(title, datasets, args.sizes, args.seeds, args.only, args.variant, args.setfit,
-              accuracy)  # fmt: skip
+              accuracy, args.encoder)  # fmt: skip
 
 
 def sms(args) -> None:
@@ -188,7 +186,7 @@ def sms(args) -> None:
     only = args.only or ["skft defaults", "skft contrastive", "skft contrastive + head"]
     run_table("SMS spam macro F1 on 1,000 held-out messages, n training messages",
               lambda n, seed: splits(X, y, n, seed), args.sms_sizes, args.seeds, only,
-              args.variant, False, macro)  # fmt: skip
+              args.variant, False, macro, args.encoder)  # fmt: skip
 
 
 def main() -> None:
@@ -220,7 +218,6 @@ def main() -> None:
         args.only = args.only or ["skft defaults", "skft contrastive + head", "TF-IDF + LR"]
     args.variant = {name: json.loads(settings) for name, settings in args.variant}
     torch.set_num_threads(args.threads)
-    ENCODER["folder"] = args.encoder
     (sms if args.sms else sst2)(args)
 
 
