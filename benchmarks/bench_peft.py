@@ -14,7 +14,9 @@ Parts (``--parts``, all by default):
 * ``images``: EfficientNet-Lite0 on ants/bees (train 245 / val 153): the linear probe
   (skft's planned defaults for this data) against LoRA on the Conv2d layers (1x1 and
   head convolutions; depthwise ones are not adapted) of the groups after
-  ``frozen_depth=5`` (blocks.4 to conv_head; the groups below run once, cached).
+  ``frozen_depth=5`` (blocks.4 to conv_head; the groups below run once, cached);
+* ``images-cv`` (not in the default run): the same comparison with nothing chosen on val:
+  five folds of train, a nested GridSearchCV over LoRA's depth and rate, and seeds on val.
 
 Run: ``flock /tmp/skft-cpu.lock python benchmarks/bench_peft.py [--seeds 0 1 2 3 4]``;
 ``--quick``: one split, fewer epochs (checks that everything runs; figures not comparable).
@@ -165,16 +167,7 @@ def images(args) -> None:
         (
             f"LoRA r 8 on the Conv2d layers after frozen_depth={args.image_depth}, "
             f"lr {args.image_lr}, {epochs} epochs{probe}",
-            {
-                "image_size": size,
-                "freeze__probe_epochs": args.image_probe_epochs,
-                **LORA,
-                "frozen_depth": args.image_depth,  # the groups below: cached, no adapters
-                "lr": args.image_lr,
-                "max_epochs": epochs,
-                "lr_schedule": "cosine",
-                "augment": "none",
-            },
+            _lora_params(size, args.image_depth, args.image_lr, epochs, args.image_probe_epochs),
         ),
     ]
     print(f"\nEfficientNet-Lite0, ants/bees at {size} px, val accuracy:")
@@ -187,6 +180,79 @@ def images(args) -> None:
         n, total = share_trainable(clf)
         print(f"  {name}: {clf.score(va.images, va.labels):.3f} (trainable {n:,} of {total:,}, "
               f"{100 * n / total:.1f}%; {time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+
+
+def _lora_params(size: int, depth: int, lr: float, epochs: int, probe_epochs: int) -> dict:
+    return {
+        "image_size": size,
+        "freeze__probe_epochs": probe_epochs,
+        **LORA,
+        "frozen_depth": depth,  # the groups below: cached, no adapters
+        "lr": lr,
+        "max_epochs": epochs,
+        "lr_schedule": "cosine",
+        "augment": "none",
+    }
+
+
+def images_cv(args) -> None:
+    """The LoRA-vs-probe comparison without choosing on the validation split.
+
+    1. Five stratified folds of the *train* split (the validation images unused): the linear
+       probe and the LoRA setting given by ``--image-*`` on the same folds, fold by fold.
+    2. Nested: a GridSearchCV (3 folds of train) over LoRA's frozen depth and learning rate
+       picks a setting, refits it on all of train and is scored once on val, next to the
+       probe fitted on all of train.
+    3. Both on val again with ``--seeds`` (the fit's own randomness only).
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+
+    from skft import FineTunedClassifier
+    from skft.data.datasets import load_image_folder
+
+    root = args.data / "hymenoptera"
+    size = args.image_size
+    tr = load_image_folder(root / "train", image_size=size)
+    va = load_image_folder(root / "val", image_size=size)
+    X, y = np.asarray(tr.images), np.asarray(tr.labels)
+    epochs = 2 if args.quick else args.image_epochs
+    lora = _lora_params(size, args.image_depth, args.image_lr, epochs, args.image_probe_epochs)
+    probe = FineTunedClassifier("efficientnet_lite0", image_size=size, random_state=0, verbose=0)
+    adapted = FineTunedClassifier("efficientnet_lite0", random_state=0, verbose=0, **lora)
+    label = f"LoRA depth {args.image_depth}, lr {args.image_lr}"
+
+    print(f"\nEfficientNet-Lite0, ants/bees at {size} px, 5 folds of train ({len(y)} images):")
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    scores = {}
+    for name, est in (("linear probe", probe), (label, adapted)):
+        t0 = time.perf_counter()
+        scores[name] = cross_val_score(clone(est), X, y, cv=folds)
+        cells = " ".join(f"{v:.3f}" for v in scores[name])
+        print(f"  {name}: {cells}, mean {scores[name].mean():.3f} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+    diff = scores[label] - scores["linear probe"]
+    print(f"  LoRA - probe per fold: {' '.join(f'{d:+.3f}' for d in diff)}; "
+          f"ahead in {(diff > 0).sum()}, level in {(diff == 0).sum()} of 5")  # fmt: skip
+
+    grid = {"frozen_depth": [7, 8], "lr": [3e-3, 1e-2]}
+    print(f"\nNested: GridSearchCV over {grid} (3 folds of train), refit, val once:")
+    t0 = time.perf_counter()
+    search = GridSearchCV(clone(adapted), grid, cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    search.fit(X, y)
+    for params, mean in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"]):
+        print(f"  {params}: CV {mean:.3f}")
+    print(f"  chosen {search.best_params_}: val {search.score(va.images, va.labels):.3f} "
+          f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+
+    print(f"\nOn val, seeds {args.seeds}:")
+    for name, est in (("linear probe", probe), (label, adapted)):
+        accs = []
+        for seed in args.seeds:
+            clf = clone(est).set_params(random_state=seed).fit(tr.images, tr.labels)
+            accs.append(clf.score(va.images, va.labels))
+        cells = " ".join(f"{v:.3f}" for v in accs)
+        print(f"  {name}: {cells}, mean {np.mean(accs):.3f}", flush=True)
 
 
 def main() -> None:
@@ -223,6 +289,8 @@ def main() -> None:
         memory(args)
     if "images" in args.parts:
         images(args)
+    if "images-cv" in args.parts:
+        images_cv(args)
 
 
 if __name__ == "__main__":
