@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
@@ -57,6 +58,38 @@ PLUGIN_PREFIXES = ("freeze", "augment", "head")
 def _is_own(key: str, own: tuple[str, ...]) -> bool:
     """``key`` is one of skft's parameters, or a plugin object's (``freeze__r``)."""
     return key in own or ("__" in key and key.split("__", 1)[0] in PLUGIN_PREFIXES)
+
+
+#: skorch's components whose parameters go by ``name__`` (added to ``prefixes_`` at fit).
+COMPONENTS = ("module", "criterion", "optimizer")
+
+
+def _misspelt(estimator: Any, keys: Any) -> None:
+    """Refuse a top-level name that is no parameter, naming the close ones.
+
+    skorch's own message names no close parameter for ``lrr`` and, for
+    ``augment_strenght``, suggests the plugin parameter ``augment__strenght``; here the
+    estimator's parameters are offered first, then the ``prefix__`` form."""
+    known = {
+        name
+        for cls in type(estimator).__mro__  # skorch's NeuralNetClassifier adds "classes"
+        if "__init__" in vars(cls) and cls is not object
+        for name in inspect.signature(cls.__init__).parameters
+        if name != "self"  # "kwargs" too: scikit-learn's checks set every name of __init__
+    }
+    for key in sorted(keys):
+        if "__" in key or key.endswith("_") or key in known:
+            continue
+        prefixes = sorted({*estimator.prefixes_, *COMPONENTS}, key=len, reverse=True)
+        prefix = next((p for p in prefixes if key.startswith(p + "_")), None)
+        close = difflib.get_close_matches(key, sorted(known - {prefix}), n=2, cutoff=0.8)
+        if prefix is not None:
+            close.append(f"{prefix}__{key[len(prefix) :].lstrip('_')}")
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"Invalid parameter {key!r} for {type(estimator).__name__}{hint} (its parameters: "
+            "get_params(); a plugin's: freeze__*, augment__*, head__*)"
+        )
 
 
 class FineTuneMixin(SpeedMixin):
@@ -107,16 +140,13 @@ class FineTuneMixin(SpeedMixin):
             self.__dict__["callbacks"] = kwargs.pop("callbacks")
         for key in [k for k in kwargs if _is_own(k, self.own_params)]:
             setattr(self, key, kwargs.pop(key))
-        for key in kwargs:  # skorch would store "augment_strenght" as a component's parameter
-            if key.startswith(PLUGIN_PREFIXES) and "__" not in key:
-                close = difflib.get_close_matches(key, self.own_params, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"Invalid parameter {key!r} for {type(self).__name__}{hint}")
+        _misspelt(self, kwargs)  # skorch would store "augment_strenght" for a component
         return super().set_params(**kwargs) if kwargs else self
 
     def _validate_params(self) -> None:
         # skorch would read augment_strength as a misspelt augment__strength
         self._params_to_validate = set(self._params_to_validate) - set(self.own_params)
+        _misspelt(self, self._params_to_validate)
         super()._validate_params()
 
     def get_default_callbacks(self):

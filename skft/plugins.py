@@ -289,4 +289,19 @@ def instantiate(factory: Callable[..., Any], params: dict[str, Any], what: str, 
         raise  # a value the factory's constraints refused: the message names it already
     except TypeError as exc:
         given = ", ".join(prefix + k for k in params) or "none"
-        raise TypeError(f"{what} does not accept the parameters given ({given}): {exc}") from exc
+        raise TypeError(
+            f"{what} does not accept the parameters given ({given}): {exc}{_takes(factory, prefix)}"
+        ) from exc
+
+
+def _takes(factory: Callable[..., Any], prefix: str) -> str:
+    """``"; it takes freeze__bn, freeze__lr_decay"``: a factory's keyword parameters."""
+    import inspect
+
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to list
+        return ""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = [prefix + n for n, p in signature.parameters.items() if p.kind in kinds]
+    return f"; it takes {', '.join(names)}" if names else "; it takes no parameters"

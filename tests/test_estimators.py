@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -163,3 +164,32 @@ def test_regressor_mlp_learns(fast):
     ).fit(X, y)
     assert reg.score(X, y) > 0.9
     assert reg.n_features_in_ == 5
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"lrr": 0.1}, "'lrr'.*did you mean 'lr'\\?"),
+        # skorch alone would suggest the plugin parameter augment__strenght
+        ({"augment_strenght": 0.1}, "did you mean 'augment_strength' or 'augment__strenght'\\?"),
+        ({"optimizer_weight_decay": 0.1}, "did you mean 'optimizer__weight_decay'\\?"),
+        ({"iterator_train_shuffle": True}, "did you mean 'iterator_train__shuffle'\\?"),
+        ({"zzz": 1}, "Invalid parameter 'zzz' for FineTunedClassifier \\(its parameters"),
+    ],
+)
+def test_a_misspelt_parameter_is_named_with_the_close_ones(digits, fast, given, expected):
+    X, y = digits
+    with pytest.raises(ValueError, match=expected):  # in __init__: at fit, as scikit-learn
+        FineTunedClassifier(**fast, **given).fit(X, y)
+    clf = FineTunedClassifier(**fast)
+    with pytest.raises(ValueError, match=expected):
+        clf.set_params(**given)
+    assert not set(given) & set(vars(clf))
+    clf.set_params(optimizer__weight_decay=0.1, iterator_train__shuffle=True)  # right forms
+
+
+def test_a_plugin_parameter_it_does_not_take_lists_the_ones_it_takes(digits, fast):
+    X, y = digits
+    clf = FineTunedClassifier(**fast, freeze="depth", freeze__rr=1)
+    with pytest.raises(TypeError, match="freeze__rr.*it takes freeze__bn, freeze__lr_decay"):
+        clf.fit(X, y)
