@@ -131,24 +131,25 @@ TEXT_SETS = {"sms", "sst2"}
 # --------------------------------------------------------------------------
 
 
+def pooled(clf, X) -> np.ndarray:
+    """A fitted estimator's pooled features (the head's input) of ``X``."""
+    from skft.data.adapters import adapt_input
+
+    module = clf.module_.eval()
+    with clf.holding_resolved(), torch.no_grad():
+        Xt = adapt_input(clf, X, fitting=False)
+        out = []
+        for i in range(0, len(Xt), 64):
+            x = Xt[i : i + 64].to(clf.device)
+            out.append(module.neck(module.prefix(x, len(module.groups))).float().cpu())
+    return torch.cat(out).numpy()
+
+
 def frozen_features(backbone: str, Xtr, ytr, Xte, seed: int):
     """Pooled features of the pretrained backbone (frozen) for train and test."""
     probe = FineTunedClassifier(backbone, frozen_depth="all", max_epochs=1, random_state=seed)
     probe.fit(Xtr, ytr)
-    from skft.data.adapters import adapt_input
-
-    module = probe.module_.eval()
-
-    def feats(X):
-        with probe.holding_resolved(), torch.no_grad():
-            Xt = adapt_input(probe, X, fitting=False)
-            out = []
-            for i in range(0, len(Xt), 64):
-                x = Xt[i : i + 64].to(probe.device)
-                out.append(module.neck(module.prefix(x, len(module.groups))).float().cpu())
-        return torch.cat(out).numpy()
-
-    return feats(Xtr), feats(Xte)
+    return pooled(probe, Xtr), pooled(probe, Xte)
 
 
 class FrozenFeaturesLR:
