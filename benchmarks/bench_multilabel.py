@@ -41,7 +41,9 @@ Run alone on the machine (trainings on 2 cores slow each other down):
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -55,6 +57,9 @@ from sklearn.multiclass import OneVsRestClassifier
 
 from skft import FineTunedClassifier
 from skft.data.datasets import load_digits_images
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_defaults import pooled  # noqa: E402  (a sibling script)
 
 TAGS = {
     "even": (0, 2, 4, 6, 8),
@@ -102,22 +107,9 @@ def expected_calibration_error(y_true, proba, classes=None, bins: int = 15) -> f
 
 def frozen_features(backbone: str, Xtr, Ytr, Xte, seed: int):
     """Pooled features of the pretrained backbone (frozen), at the size the fit plan picks."""
-    from skft.data.adapters import adapt_input
-
     probe = FineTunedClassifier(backbone, frozen_depth="all", max_epochs=1, random_state=seed)
     probe.fit(Xtr, Ytr)
-    module = probe.module_.eval()
-
-    def feats(X):
-        with probe.holding_resolved(), torch.no_grad():
-            Xt = adapt_input(probe, X, fitting=False)
-            out = []
-            for i in range(0, len(Xt), 64):
-                x = Xt[i : i + 64].to(probe.device)
-                out.append(module.neck(module.prefix(x, len(module.groups))).float().cpu())
-        return torch.cat(out).numpy()
-
-    return feats(Xtr), feats(Xte), probe.resolved_params_["image_size"]
+    return pooled(probe, Xtr), pooled(probe, Xte), probe.resolved_params_["image_size"]
 
 
 class OneTag(ClassifierMixin, BaseEstimator):

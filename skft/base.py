@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import inspect
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -64,19 +65,26 @@ def _is_own(key: str, own: tuple[str, ...]) -> bool:
 COMPONENTS = ("module", "criterion", "optimizer")
 
 
+@functools.cache
+def _init_names(cls: type) -> frozenset[str]:
+    """Every ``__init__`` argument name along ``cls``'s MRO (skorch's classifier adds
+    ``classes``; ``kwargs`` too: scikit-learn's checks set every name of ``__init__``)."""
+    return frozenset(
+        name
+        for base in cls.__mro__
+        if "__init__" in vars(base) and base is not object
+        for name in inspect.signature(base.__init__).parameters
+        if name != "self"
+    )
+
+
 def _misspelt(estimator: Any, keys: Any) -> None:
     """Refuse a top-level name that is no parameter, naming the close ones.
 
     skorch's own message names no close parameter for ``lrr`` and, for
     ``augment_strenght``, suggests the plugin parameter ``augment__strenght``; here the
     estimator's parameters are offered first, then the ``prefix__`` form."""
-    known = {
-        name
-        for cls in type(estimator).__mro__  # skorch's NeuralNetClassifier adds "classes"
-        if "__init__" in vars(cls) and cls is not object
-        for name in inspect.signature(cls.__init__).parameters
-        if name != "self"  # "kwargs" too: scikit-learn's checks set every name of __init__
-    }
+    known = _init_names(type(estimator))
     for key in sorted(keys):
         if "__" in key or key.endswith("_") or key in known:
             continue

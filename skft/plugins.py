@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -296,8 +297,6 @@ def instantiate(factory: Callable[..., Any], params: dict[str, Any], what: str, 
 
 def _takes(factory: Callable[..., Any], prefix: str) -> str:
     """``"; it takes freeze__bn, freeze__lr_decay"``: a factory's keyword parameters."""
-    import inspect
-
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):  # a builtin or C callable: nothing to list
